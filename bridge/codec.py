@@ -1,0 +1,331 @@
+"""The CloudEvents codec: the three incoming forms in, structured JSON out (CONTRACT §4).
+
+JSON numbers are parsed straight to Decimal, never float; Decimals go back out as JSON numbers
+with the same digits, while money fields are strings because the schemas serialize them so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from json.encoder import encode_basestring
+from typing import Any
+
+from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
+
+logger = logging.getLogger(__name__)
+
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+SOURCE_PREFIX = "/kafka-platform/"
+CE_HEADER_PREFIX = "ce_"
+CORRELATION_HEADERS = ("correlation-id", "correlationid", "x-correlation-id")
+
+Headers = list[tuple[str, bytes]]
+
+
+class PoisonMessage(Exception):
+    """A message that cannot be understood; it goes to the dead-letter topic.
+
+    `reason` is a short machine-readable code (the dlq-reason header), `args[0]` the detail.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class EventTooLarge(ValueError):
+    """Raised on the producing side for an event over MAX_EVENT_BYTES."""
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+    @property
+    def fallback_id(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event, whatever form it arrived in; `data` holds JSON-compatible values and Decimals."""
+
+    id: str
+    type: str
+    source: str
+    time: str
+    data: dict[str, Any]
+    subject: str | None = None
+    correlation_id: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def to_task_payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "time": self.time,
+            "subject": self.subject,
+            "correlationid": self.correlation_id,
+            "data": self.data,
+            "origin": [self.topic, self.partition, self.offset],
+        }
+
+    @classmethod
+    def from_task_payload(cls, payload: Mapping[str, Any]) -> Envelope:
+        topic, partition, offset = payload.get("origin") or (None, None, None)
+        return cls(
+            id=payload["id"],
+            type=payload["type"],
+            source=payload["source"],
+            time=payload["time"],
+            data=dict(payload["data"]),
+            subject=payload.get("subject"),
+            correlation_id=payload.get("correlationid"),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def loads(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_float=Decimal)
+
+
+def _encode(obj: Any, out: list[str]) -> None:
+    if isinstance(obj, str):
+        out.append(encode_basestring(obj))
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, int):
+        out.append(int.__repr__(obj))
+    elif isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"cannot encode {obj} as JSON")
+        out.append(f"{obj:f}")
+    elif isinstance(obj, Mapping):
+        out.append("{")
+        first = True
+        for key, value in obj.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(encode_basestring(str(key)))
+            out.append(":")
+            _encode(value, out)
+        out.append("}")
+    elif isinstance(obj, list | tuple):
+        out.append("[")
+        for i, value in enumerate(obj):
+            if i:
+                out.append(",")
+            _encode(value, out)
+        out.append("]")
+    elif isinstance(obj, datetime):
+        out.append(encode_basestring(obj.isoformat().replace("+00:00", "Z")))
+    elif isinstance(obj, uuid.UUID):
+        out.append(encode_basestring(str(obj)))
+    elif isinstance(obj, float):
+        out.append(json.dumps(obj))
+    else:
+        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes; a Decimal is written as a number with exactly its digits."""
+    out: list[str] = []
+    _encode(obj, out)
+    return "".join(out).encode()
+
+
+# --- incoming -------------------------------------------------------------------------------------
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("utf-8", errors="replace") if value is not None else None
+    return None
+
+
+def _parse_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PoisonMessage("invalid_json", f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PoisonMessage("not_an_object", f"{what} is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def _required_str(obj: Mapping[str, Any], name: str, where: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value:
+        raise PoisonMessage("invalid_envelope", f"{where} attribute {name!r} is missing or not a string")
+    return value
+
+
+def decode(msg: IncomingMessage) -> Envelope:
+    """The message as an Envelope, or PoisonMessage saying why it cannot be understood."""
+    size = len(msg.value or b"")
+    if size > MAX_EVENT_BYTES:
+        raise PoisonMessage("too_large", f"message of {size} bytes exceeds {MAX_EVENT_BYTES}")
+    if size > WARN_BYTES:
+        logger.warning("large message: %s bytes at %s", size, msg.fallback_id)
+    if not msg.value:
+        raise PoisonMessage("invalid_json", "message value is empty")
+
+    content_type = (_header(msg.headers, "content-type") or "").lower()
+    key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
+
+    if _header(msg.headers, CE_HEADER_PREFIX + "specversion") is not None:
+        return _decode_binary(msg, key)
+    obj = _parse_object(msg.value, "message value")
+    if content_type.startswith(STRUCTURED_CONTENT_TYPE) or "specversion" in obj:
+        return _decode_structured(msg, obj, key)
+    return _decode_bare(msg, obj, key)
+
+
+def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | None) -> Envelope:
+    if obj.get("specversion") != SPECVERSION:
+        raise PoisonMessage("invalid_envelope", f"unsupported specversion {obj.get('specversion')!r}")
+    if "data_base64" in obj:
+        raise PoisonMessage("invalid_envelope", "data_base64 is not accepted: data must be JSON")
+    data = obj.get("data", {})
+    if not isinstance(data, dict):
+        raise PoisonMessage("not_an_object", f"CloudEvent data is a JSON {type(data).__name__}")
+    correlation = obj.get("correlationid")
+    return Envelope(
+        id=_required_str(obj, "id", "CloudEvent"),
+        type=_required_str(obj, "type", "CloudEvent"),
+        source=_required_str(obj, "source", "CloudEvent"),
+        time=obj.get("time") if isinstance(obj.get("time"), str) else now_rfc3339(),
+        subject=obj.get("subject") if isinstance(obj.get("subject"), str) else key,
+        correlation_id=correlation if isinstance(correlation, str) else None,
+        data=data,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+    )
+
+
+def _decode_binary(msg: IncomingMessage, key: str | None) -> Envelope:
+    attrs = {
+        k[len(CE_HEADER_PREFIX) :].lower(): v.decode("utf-8", errors="replace")
+        for k, v in msg.headers
+        if k.lower().startswith(CE_HEADER_PREFIX) and v is not None
+    }
+    if attrs.get("specversion") != SPECVERSION:
+        raise PoisonMessage("invalid_envelope", f"unsupported ce_specversion {attrs.get('specversion')!r}")
+    data = _parse_object(msg.value or b"", "binary-mode CloudEvent data")
+    return Envelope(
+        id=_required_str(attrs, "id", "ce_ header"),
+        type=_required_str(attrs, "type", "ce_ header"),
+        source=_required_str(attrs, "source", "ce_ header"),
+        time=attrs.get("time") or now_rfc3339(),
+        subject=attrs.get("subject") or key,
+        correlation_id=attrs.get("correlationid"),
+        data=data,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+    )
+
+
+def _decode_bare(msg: IncomingMessage, data: dict[str, Any], key: str | None) -> Envelope:
+    topic = lookup(msg.topic)
+    id_field = topic.key_field if topic else "id"
+    own_id = data.get(id_field)
+    if not isinstance(own_id, str | int) or isinstance(own_id, bool) or own_id == "":
+        own_id = data.get("id") if isinstance(data.get("id"), str) else None
+    correlation = next((v for name in CORRELATION_HEADERS if (v := _header(msg.headers, name))), None)
+    return Envelope(
+        id=str(own_id) if own_id is not None else msg.fallback_id,
+        type=msg.topic,
+        source=f"kafka://{msg.topic}",
+        time=now_rfc3339(),
+        subject=key if key is not None else (str(own_id) if own_id is not None else None),
+        correlation_id=correlation,
+        data=data,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+    )
+
+
+# --- outgoing -------------------------------------------------------------------------------------
+
+
+def build_event(
+    *,
+    event_type: str,
+    domain: str,
+    subject: str,
+    data: Mapping[str, Any],
+    correlation_id: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A CloudEvents 1.0 structured-mode event (as a dict, ready for dumps)."""
+    event_id = event_id or str(uuid.uuid4())
+    return {
+        "specversion": SPECVERSION,
+        "id": event_id,
+        "source": SOURCE_PREFIX + domain,
+        "type": event_type,
+        "time": now_rfc3339(),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "correlationid": correlation_id or event_id,
+        "data": dict(data),
+    }
+
+
+def encode_event(event: Mapping[str, Any]) -> tuple[bytes, Headers]:
+    """Value bytes and headers of a structured-mode CloudEvent; refuses one over the size limit."""
+    value = dumps(event)
+    if len(value) > MAX_EVENT_BYTES:
+        raise EventTooLarge(
+            f"event {event.get('type')} {event.get('id')} is {len(value)} bytes; "
+            f"the limit is {MAX_EVENT_BYTES}"
+        )
+    if len(value) > WARN_BYTES:
+        logger.warning("large event: %s bytes, %s %s", len(value), event.get("type"), event.get("id"))
+    headers: Headers = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+    return value, headers
+
+
+class EventJSONEncoder(json.JSONEncoder):
+    """For Django JSONFields holding event data: Decimals stay numbers with their digits."""
+
+    def encode(self, o: Any) -> str:
+        return dumps(o).decode()
+
+
+class EventJSONDecoder(json.JSONDecoder):
+    """For Django JSONFields holding event data: numbers come back as Decimal, never float."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["parse_float"] = Decimal
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,26 @@
+"""The inbox: a consumer records each event id it had its effect for, in the effect's transaction."""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from bridge.codec import Envelope
+from bridge.models import InboxEvent
+
+
+def claim(*, consumer: str, event: Envelope) -> bool:
+    """Record `event` as consumed by `consumer`; False when it already was (a redelivery).
+
+    Call it inside the transaction that makes the event's effect: a rollback un-claims it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {InboxEvent._meta.db_table} (consumer, event_id, event_type, processed_at)"  # noqa: S608 - table name is ours
+            " VALUES (%s, %s, %s, now()) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING id",
+            [consumer, event.id, event.type],
+        )
+        return cursor.fetchone() is not None
+
+
+def seen(*, consumer: str, event: Envelope) -> bool:
+    return InboxEvent.objects.filter(consumer=consumer, event_id=event.id).exists()

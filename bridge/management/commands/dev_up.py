@@ -1,0 +1,100 @@
+"""`manage.py dev_up` (what `make run` calls): everything up locally under one supervisor.
+
+Starts the embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset, creates the database if it is
+missing, migrates, creates the topics and a development admin, then runs the Procfile's web,
+bridge, worker, beat and flower with honcho until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from bridge.embedded import EmbeddedBroker
+
+EMBEDDED_PORT = 9092
+DEV_ADMIN = ("admin", "admin")
+
+
+class Command(BaseCommand):
+    help = "Run the whole platform locally (web :8000, flower :5555, bridge, worker, beat)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        broker = None
+        if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+            broker = EmbeddedBroker(port=EMBEDDED_PORT, log_path=Path(".run/tansu.log"))
+            Path(".run").mkdir(exist_ok=True)
+            self.stdout.write(
+                f"starting the embedded Kafka broker on {broker.bootstrap} (log .run/tansu.log)"
+            )
+            try:
+                broker.start()
+            except Exception as exc:
+                raise CommandError(
+                    f"embedded broker did not start (port {EMBEDDED_PORT} busy?): {exc}"
+                ) from exc
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+            settings.KAFKA_BOOTSTRAP_SERVERS = broker.bootstrap
+        try:
+            self._prepare()
+            self._banner(embedded=broker is not None)
+            env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+            supervisor = subprocess.Popen(  # noqa: S603
+                [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"], env=env
+            )
+            signal.signal(signal.SIGTERM, lambda signum, frame: supervisor.terminate())
+            try:
+                supervisor.wait()
+            except KeyboardInterrupt:
+                supervisor.terminate()
+                supervisor.wait(timeout=30)
+        finally:
+            if broker:
+                broker.stop()
+
+    def _prepare(self) -> None:
+        self._create_database()
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("kafka_topics", create=True, stdout=open(os.devnull, "w"))  # noqa: SIM115
+        if settings.DEBUG:
+            from django.contrib.auth import get_user_model
+
+            user_model = get_user_model()
+            if not user_model.objects.filter(username=DEV_ADMIN[0]).exists():
+                user_model.objects.create_superuser(DEV_ADMIN[0], "admin@localhost", DEV_ADMIN[1])
+
+    def _create_database(self) -> None:
+        params = connection.get_connection_params()
+        name = params.pop("dbname")
+        params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+                self.stdout.write(f"created database {name}")
+
+    def _banner(self, *, embedded: bool) -> None:
+        kafka = settings.KAFKA_BOOTSTRAP_SERVERS + (" (embedded tansu)" if embedded else "")
+        admin = f" (development login {DEV_ADMIN[0]} / {DEV_ADMIN[1]})" if settings.DEBUG else ""
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\n kafka-platform is starting\n"
+                f"   web + admin   http://127.0.0.1:8000/admin/{admin}\n"
+                "   API docs      http://127.0.0.1:8000/api/docs/\n"
+                "   health        http://127.0.0.1:8000/health   metrics /metrics\n"
+                "   flower        http://127.0.0.1:5555/\n"
+                f"   bridge        metrics on :{settings.BRIDGE_METRICS_PORT}\n"
+                f"   kafka         {kafka}\n"
+                "   try it        .venv/bin/python manage.py send_demo_events --wait\n"
+            )
+        )

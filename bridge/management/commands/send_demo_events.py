@@ -1,0 +1,113 @@
+"""`manage.py send_demo_events`: put sample payment requests on Kafka and show what comes back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from kafka import TopicPartition
+
+from bridge import codec, topics
+from bridge.clients import new_consumer, shared_producer
+
+DEMOS: list[tuple[str, dict[str, Any] | bytes]] = [
+    (
+        "a good card",
+        {"amount": "42.50", "currency": "USD", "paymentMethod": {"type": "card", "token": "tok_visa"}},
+    ),
+    (
+        "a plain method as bare JSON, amount as a JSON number",
+        {"amount": 99.99, "currency": "EUR", "paymentMethod": "credit_card"},
+    ),
+    (
+        "a declined card",
+        {
+            "amount": "10.00",
+            "currency": "USD",
+            "paymentMethod": {"type": "card", "token": "tok_chargeDeclined"},
+        },
+    ),
+    (
+        "insufficient funds",
+        {
+            "amount": "3000",
+            "currency": "JPY",
+            "paymentMethod": {"type": "card", "token": "tok_insufficientFunds"},
+        },
+    ),
+    (
+        "a malformed amount (to payments.dlq)",
+        {"amount": "10.001", "currency": "USD", "paymentMethod": "credit_card"},
+    ),
+    ("not JSON at all (to payments.dlq)", b"this is not json"),
+]
+RESULT_TOPICS = [topics.PAYMENT_PROCESSED.name, topics.PAYMENT_FAILED.name, topics.PAYMENTS_DLQ.name]
+
+
+class Command(BaseCommand):
+    help = "Send sample payments.payment-requested messages; with --wait, print their outcomes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--wait", action="store_true", help="Wait for and print the result events.")
+        parser.add_argument("--timeout", type=float, default=30.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        consumer = self._tail_results() if options["wait"] else None
+        producer = shared_producer()
+        keys = {}
+        for label, body in DEMOS:
+            payment_id = f"demo_{uuid.uuid4().hex[:10]}"
+            if isinstance(body, bytes):
+                value = body
+            else:
+                data = {
+                    "paymentId": payment_id,
+                    "userId": "demo_user",
+                    "merchantId": "demo_shop",
+                    "customer": {"email": "demo@example.com"},
+                    "metadata": {"orderId": payment_id},
+                    **body,
+                }
+                if "token" in str(body.get("paymentMethod")):
+                    event = codec.build_event(
+                        event_type=topics.PAYMENT_REQUESTED.name, domain="demo", subject=payment_id, data=data
+                    )
+                    value = codec.dumps(event)
+                else:
+                    value = codec.dumps(data)
+            producer.send(topics.PAYMENT_REQUESTED.name, key=payment_id.encode(), value=value).get(timeout=30)
+            keys[payment_id] = label
+            self.stdout.write(f"sent {payment_id}: {label}")
+        if consumer is None:
+            return
+        deadline = time.monotonic() + options["timeout"]
+        while keys and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    payment_id = (record.key or b"").decode()
+                    if payment_id in keys:
+                        self.stdout.write(f"{record.topic:28} {payment_id}  {self._summary(record)}")
+                        keys.pop(payment_id)
+        for payment_id, label in keys.items():
+            self.stdout.write(self.style.WARNING(f"no result yet for {payment_id} ({label})"))
+        consumer.close()
+
+    def _tail_results(self) -> Any:
+        consumer = new_consumer(group_id=None)
+        partitions = [
+            TopicPartition(t, p) for t in RESULT_TOPICS for p in consumer.partitions_for_topic(t) or []
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            consumer.position(tp)
+        return consumer
+
+    def _summary(self, record: Any) -> str:
+        headers = dict(record.headers or [])
+        if "dlq-reason" in headers:
+            return f"dead-lettered: {headers['dlq-reason'].decode()}"
+        data = codec.loads(record.value)["data"]
+        return f"{data.get('status') or data.get('reason')} {data['amount']} {data['currency']}"

@@ -1,0 +1,105 @@
+"""The transactional outbox: record events with the writes they report, publish them after commit.
+
+`record_event` must be called inside the domain's transaction: the event exists exactly when the
+change does. `relay_pending` publishes unsent rows in insertion order with the idempotent producer
+and marks them sent; rows are claimed with FOR UPDATE SKIP LOCKED, so the bridge's relay thread and
+the beat sweep never publish the same row at once. A relay that dies between publishing and
+marking publishes those rows again on restart (at-least-once; consumers dedupe by event id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bridge import codec
+from bridge.clients import shared_producer
+from bridge.models import OutboxEvent
+from bridge.topics import Topic
+from kafka_platform import metrics
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox_event"
+RELAY_BATCH = 500
+PUBLISH_TIMEOUT_S = 30.0
+
+
+def record_event(
+    *,
+    topic: Topic,
+    subject: str,
+    data: Mapping[str, Any],
+    correlation_id: str | None = None,
+    event_id: str | None = None,
+) -> OutboxEvent:
+    """Add a CloudEvent for `topic` to the outbox in the caller's transaction."""
+    event = codec.build_event(
+        event_type=topic.name,
+        domain=topic.domain,
+        subject=subject,
+        data=data,
+        correlation_id=correlation_id,
+        event_id=event_id,
+    )
+    value, headers = codec.encode_event(event)
+    return OutboxEvent.objects.create(
+        event_id=event["id"],
+        topic=topic.name,
+        key=subject,
+        event_type=topic.name,
+        value=value,
+        headers=[[k, v.decode()] for k, v in headers],
+    )
+
+
+def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int:
+    """Publish up to `limit` unsent events; returns how many were published."""
+    with transaction.atomic():
+        rows = OutboxEvent.objects.select_for_update(skip_locked=True).filter(sent_at__isnull=True)
+        if older_than_s:
+            rows = rows.filter(created_at__lt=timezone.now() - timezone.timedelta(seconds=older_than_s))
+        batch = list(rows.order_by("id")[:limit])
+        if not batch:
+            return 0
+        producer = shared_producer()
+        futures = [
+            producer.send(
+                row.topic,
+                key=row.key.encode(),
+                value=bytes(row.value),
+                headers=[(k, v.encode()) for k, v in row.headers],
+            )
+            for row in batch
+        ]
+        producer.flush(timeout=PUBLISH_TIMEOUT_S)
+        sent_ids, failed = [], []
+        for row, future in zip(batch, futures, strict=True):
+            try:
+                future.get(timeout=0)
+                sent_ids.append(row.id)
+            except Exception as exc:  # noqa: BLE001 - any publish error leaves the row for retry
+                failed.append((row.id, repr(exc)))
+        mark_sent(sent_ids)
+        for row_id, error in failed:
+            OutboxEvent.objects.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error)
+        if failed:
+            logger.warning(
+                "outbox relay: %d of %d events not published: %s", len(failed), len(batch), failed[0][1]
+            )
+    metrics.OUTBOX_PUBLISHED.inc(len(sent_ids))
+    return len(sent_ids)
+
+
+def mark_sent(ids: list[int]) -> None:
+    if ids:
+        OutboxEvent.objects.filter(id__in=ids).update(sent_at=timezone.now())
+
+
+def pending_count() -> int:
+    return OutboxEvent.objects.filter(sent_at__isnull=True).count()

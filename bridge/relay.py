@@ -1,0 +1,66 @@
+"""The outbox relay thread: publishes outbox rows as soon as their transaction commits.
+
+It LISTENs on the channel the outbox insert trigger NOTIFYs (PostgreSQL delivers a notification
+only on commit, never for rolled-back work) and also drains on a short timer, so a missed
+notification costs at most `poll_interval_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+from django.db import DatabaseError, close_old_connections, connection, connections
+from kafka.errors import KafkaError
+
+from bridge.outbox import NOTIFY_CHANNEL, RELAY_BATCH, pending_count, relay_pending
+from kafka_platform import metrics
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxRelay(threading.Thread):
+    def __init__(self, stopping: threading.Event, *, poll_interval_s: float = 1.0) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.stopping = stopping
+        self.poll_interval_s = poll_interval_s
+
+    def run(self) -> None:
+        listener: psycopg.Connection | None = None
+        backoff = 0.5
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if listener is None or listener.closed:
+                        listener = self._listen()
+                    while relay_pending() == RELAY_BATCH and not self.stopping.is_set():
+                        pass
+                    metrics.OUTBOX_PENDING.set(pending_count())
+                    backoff = 0.5
+                    for _ in listener.notifies(timeout=self.poll_interval_s, stop_after=1):
+                        pass
+                except (DatabaseError, psycopg.Error, KafkaError, OSError) as exc:
+                    logger.warning(
+                        "outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff
+                    )
+                    if listener is not None:
+                        listener.close()
+                    listener = None
+                    close_old_connections()
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if listener is not None:
+                listener.close()
+            connections.close_all()
+
+    def _listen(self) -> psycopg.Connection:
+        params = connection.get_connection_params()
+        conn = psycopg.connect(
+            **{k: v for k, v in params.items() if k not in ("cursor_factory", "context")},
+            autocommit=True,
+        )
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn

@@ -1,0 +1,51 @@
+"""The one routing table: event type -> schema and the Celery tasks that consume it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from pydantic import BaseModel, ValidationError
+
+from audit.events import AuditRecord
+from bridge import topics
+from bridge.codec import Envelope, PoisonMessage
+from payments.events import PaymentRequested
+
+
+@dataclass(frozen=True)
+class Route:
+    schema: type[BaseModel]
+    tasks: tuple[str, ...]
+
+
+ROUTES: dict[str, Route] = {
+    topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+}
+AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
+
+
+def route_for(event_type: str) -> Route | None:
+    route = ROUTES.get(event_type)
+    if route is None and topics.is_audit_topic(event_type):
+        return AUDIT_ROUTE
+    return route
+
+
+def subscription_pattern() -> str:
+    """The regex of topics the bridge consumes: every routed type's topic plus audit.*."""
+    routed = "|".join(re.escape(name) for name in sorted(ROUTES))
+    return f"^(?:{routed}|{topics.AUDIT_PATTERN})$"
+
+
+def validate(envelope: Envelope) -> tuple[Envelope, Route]:
+    """The envelope with `data` checked and normalised by its type's schema, and its route."""
+    route = route_for(envelope.type)
+    if route is None:
+        raise PoisonMessage("unknown_type", f"no consumer for event type {envelope.type!r}")
+    try:
+        model = route.schema.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise PoisonMessage("schema_violation", f"{envelope.type}: {exc}") from None
+    normalised = model.model_dump(exclude_unset=False, exclude_none=True)
+    return replace(envelope, data=normalised), route

@@ -1,0 +1,65 @@
+"""Bridge tasks: the base class of event-consuming tasks, and the beat-driven outbox sweep."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from bridge import codec, outbox
+from bridge.codec import Envelope, IncomingMessage
+from bridge.deadletters import dead_letter
+
+logger = logging.getLogger(__name__)
+
+# The sweep leaves fresh rows to the bridge's relay thread, which publishes right after commit.
+SWEEP_AFTER_S = 5.0
+
+
+class EventTask(Task):
+    """A task whose first argument is an event payload: failing for good dead-letters the event."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
+        payload = args[0] if args else kwargs.get("payload")
+        if not isinstance(payload, dict):
+            return
+        event = Envelope.from_task_payload(payload)
+        try:
+            self.on_event_failed(event, exc)
+        finally:
+            self._dead_letter(event, exc)
+
+    def on_event_failed(self, event: Envelope, exc: BaseException) -> None:
+        """Hook for the domain's *-failed event; the default has none."""
+
+    def _dead_letter(self, event: Envelope, exc: BaseException) -> None:
+        structured = codec.build_event(
+            event_type=event.type,
+            domain=event.type.split(".", 1)[0],
+            subject=event.subject or event.id,
+            data=event.data,
+            correlation_id=event.correlation_id,
+            event_id=event.id,
+        )
+        value, headers = codec.encode_event(structured)
+        message = IncomingMessage(
+            topic=event.topic or event.type,
+            partition=event.partition if event.partition is not None else -1,
+            offset=event.offset if event.offset is not None else -1,
+            key=(event.subject or event.id).encode(),
+            value=value,
+            headers=headers,
+        )
+        dead_letter(message, reason="task_failed", error=f"{self.name}: {type(exc).__name__}: {exc}")
+
+
+@shared_task(name="bridge.sweep_outbox")
+def sweep_outbox() -> int:
+    """Publish outbox rows the relay thread left behind (for example while no bridge ran)."""
+    published = 0
+    while (n := outbox.relay_pending(older_than_s=SWEEP_AFTER_S)) > 0:
+        published += n
+    return published

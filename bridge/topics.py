@@ -1,0 +1,110 @@
+"""The topic catalog (CONTRACT §3): every topic's name, key, partitions, retention and compression.
+
+Nothing else in the code base spells a topic name; import the constants from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 60 * 60 * 1000
+MIB = 1024 * 1024
+# Messages over WARN_BYTES are logged; over MAX_EVENT_BYTES they are refused (CONTRACT §5).
+WARN_BYTES = 1 * MIB
+MAX_EVENT_BYTES = 10 * MIB
+# Kafka's own limit must leave room for the record overhead and, on a DLQ, the dlq-* headers.
+TOPIC_MAX_MESSAGE_BYTES = MAX_EVENT_BYTES + MIB
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key_field: str
+    partitions: int = 6
+    retention_ms: int = 7 * DAY_MS
+    compression: str = "zstd"
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def domain(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def config(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "compression.type": self.compression,
+            "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+            **self.extra_config,
+        }
+
+    def __str__(self) -> str:
+        return self.name
+
+
+PAYMENT_REQUESTED = Topic("payments.payment-requested", "paymentId", partitions=12)
+PAYMENT_PROCESSED = Topic("payments.payment-processed", "paymentId", partitions=12)
+PAYMENT_FAILED = Topic("payments.payment-failed", "paymentId", partitions=12)
+LEDGER_TRANSACTION_REQUESTED = Topic("ledger.transaction-requested", "transactionId", partitions=12)
+LEDGER_BALANCE_UPDATED = Topic(
+    "ledger.balance-updated",
+    "accountId",
+    partitions=12,
+    # A compacted topic keeps the latest balance of every account for consumers that start late.
+    extra_config={"cleanup.policy": "compact,delete"},
+)
+LEDGER_TRANSACTION_FAILED = Topic("ledger.transaction-failed", "transactionId")
+NOTIFICATION_REQUESTED = Topic("notifications.notification-requested", "notificationId")
+NOTIFICATION_SENT = Topic("notifications.notification-sent", "notificationId")
+NOTIFICATION_FAILED = Topic("notifications.notification-failed", "notificationId")
+# Audit topics keep 30 days in Kafka; the 7-year record is the database's audit log.
+AUDIT_PAYMENT_EVENTS = Topic("audit.payment-events", "subject", retention_ms=30 * DAY_MS)
+AUDIT_LEDGER_EVENTS = Topic("audit.ledger-events", "subject", retention_ms=30 * DAY_MS)
+AUDIT_NOTIFICATION_EVENTS = Topic("audit.notification-events", "subject", retention_ms=30 * DAY_MS)
+AUDIT_COMPLIANCE_ALERTS = Topic("audit.compliance-alerts", "alertId", retention_ms=30 * DAY_MS)
+PAYMENTS_DLQ = Topic("payments.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+LEDGER_DLQ = Topic("ledger.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+NOTIFICATIONS_DLQ = Topic("notifications.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+AUDIT_DLQ = Topic("audit.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+
+CATALOG: tuple[Topic, ...] = (
+    PAYMENT_REQUESTED,
+    PAYMENT_PROCESSED,
+    PAYMENT_FAILED,
+    LEDGER_TRANSACTION_REQUESTED,
+    LEDGER_BALANCE_UPDATED,
+    LEDGER_TRANSACTION_FAILED,
+    NOTIFICATION_REQUESTED,
+    NOTIFICATION_SENT,
+    NOTIFICATION_FAILED,
+    AUDIT_PAYMENT_EVENTS,
+    AUDIT_LEDGER_EVENTS,
+    AUDIT_NOTIFICATION_EVENTS,
+    AUDIT_COMPLIANCE_ALERTS,
+    PAYMENTS_DLQ,
+    LEDGER_DLQ,
+    NOTIFICATIONS_DLQ,
+    AUDIT_DLQ,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOG}
+DLQ_BY_DOMAIN: dict[str, Topic] = {
+    t.domain: t for t in (PAYMENTS_DLQ, LEDGER_DLQ, NOTIFICATIONS_DLQ, AUDIT_DLQ)
+}
+
+# Audit topics are matched by pattern so that a new `audit.<x>-events` topic is consumed without a
+# restart; the audit domain's own outputs (alerts, dead letters) are not audit input.
+AUDIT_PREFIX = "audit."
+AUDIT_PATTERN = r"audit\.(?!dlq$|compliance-alerts$)[a-z0-9][a-z0-9._-]*"
+
+
+def is_audit_topic(name: str) -> bool:
+    return re.fullmatch(AUDIT_PATTERN, name) is not None
+
+
+def dlq_for(topic_name: str) -> Topic:
+    """The dead-letter topic of the domain a topic belongs to (its name's first segment)."""
+    return DLQ_BY_DOMAIN.get(topic_name.split(".", 1)[0], PAYMENTS_DLQ)
+
+
+def lookup(name: str) -> Topic | None:
+    return BY_NAME.get(name)

@@ -1,0 +1,19 @@
+"""URL configuration: admin, the versioned API, OpenAPI docs, health and metrics."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from kafka_platform import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+    path("live", health.live, name="live"),
+    path("", include("django_prometheus.urls")),
+]

@@ -1,0 +1,1 @@
+"""Ledger: double-entry bookkeeping, multi-currency balances, history, reconciliation."""

@@ -1,0 +1,1 @@
+"""Notifications: email, SMS, push, signed webhooks, templates, delivery tracking, retries."""

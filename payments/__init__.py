@@ -1,0 +1,1 @@
+"""Payments: validate, fraud-check, capture through a gateway, refund, settle."""

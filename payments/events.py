@@ -1,0 +1,63 @@
+"""The payments domain's event schemas: what it consumes and what it emits (CONTRACT §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kafka_platform.money import Amount, Currency, check_precision
+
+DEFAULT_MERCHANT = "platform"
+
+
+class FailureReason:
+    """The `reason` values of payments.payment-failed."""
+
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    FRAUD_SUSPECTED = "fraud_suspected"
+    VALIDATION_ERROR = "validation_error"
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    # Not in CONTRACT §4's list: a request whose processing failed for good (dead-lettered).
+    PROCESSING_ERROR = "processing_error"
+
+
+class PaymentMethod(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    token: str | None = None
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    email: str | None = None
+    phone: str | None = None
+    webhookUrl: str | None = None  # noqa: N815 - the wire name
+
+
+class PaymentRequested(BaseModel):
+    """payments.payment-requested; fields beyond these are kept and passed on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    paymentId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    userId: str = Field(min_length=1, max_length=128)  # noqa: N815
+    amount: Amount
+    currency: Currency
+    paymentMethod: str | PaymentMethod  # noqa: N815
+    merchantId: str = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
+    customer: Customer | None = None
+    timestamp: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> PaymentRequested:
+        self.amount = check_precision(self.amount, self.currency)
+        return self
+
+    @property
+    def method_token(self) -> str | None:
+        return self.paymentMethod.token if isinstance(self.paymentMethod, PaymentMethod) else None

@@ -1,0 +1,142 @@
+"""Fixtures of the real stack: an embedded Kafka broker, the test database, Redis, and the bridge,
+outbox relay and Celery worker as subprocesses. Session-scoped; a test that stops one restarts it.
+
+Parallel test sessions on one machine: give each its own DATABASE_URL (the test database is
+`test_<name>`) and TEST_REDIS_URL; the broker and consumer group are per session already.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from bridge.clients import close_shared_producer
+from bridge.embedded import EmbeddedBroker
+from tests.support.kafka import Collector
+from tests.support.processes import Proc, celery, child_env, manage
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+WORKER_QUEUES = "payments,ledger,notifications,audit,default"
+
+
+class Stack:
+    """The running platform under test and the addresses of its parts."""
+
+    def __init__(self, bootstrap: str, env: dict[str, str], log_dir: Path) -> None:
+        self.bootstrap = bootstrap
+        self.env = env
+        self.log_dir = log_dir
+        self.bridge = Proc("bridge", manage("run_bridge", "--no-relay", "--metrics-port", "0"), env, log_dir)
+        self.relay = Proc("relay", manage("relay_outbox"), env, log_dir)
+        self.worker = Proc(
+            "worker",
+            celery(
+                "worker",
+                "-Q",
+                WORKER_QUEUES,
+                "-c",
+                "2",
+                "-l",
+                "info",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ),
+            env,
+            log_dir,
+        )
+
+    def start(self) -> None:
+        self.worker.start()
+        self.relay.start()
+        self.bridge.start()
+        self.worker.wait_for_log("ready.")
+        self.bridge.wait_for_log("bridge assigned")
+
+    def ensure_running(self) -> None:
+        for proc in (self.worker, self.relay, self.bridge):
+            if not proc.running:
+                proc.start()
+
+    def stop(self) -> None:
+        for proc in (self.bridge, self.relay, self.worker):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in (self.bridge, self.relay, self.worker))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    kafka_broker: EmbeddedBroker,
+    django_db_setup: None,
+    django_db_blocker: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    from django.core.management import call_command
+    from django.db import connection
+
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.bootstrap
+    settings.CELERY_BROKER_URL = TEST_REDIS_URL
+    db = connection.settings_dict
+    env = child_env(
+        {
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "CELERY_BROKER_URL": TEST_REDIS_URL,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+            "KAFKA_CONSUMER_GROUP": f"test-bridge-{uuid.uuid4().hex[:8]}",
+            "BRIDGE_METRICS_PORT": "0",
+            "WORKER_METRICS_PORT": "0",
+            "PAYMENTS_GATEWAY_RETRY_BACKOFF": "0.1",
+            "PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX": "0.5",
+            "DATABASE_CONN_MAX_AGE": "0",
+        }
+    )
+    with django_db_blocker.unblock():
+        call_command("kafka_topics", "--create", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    running = Stack(kafka_broker.bootstrap, env, tmp_path_factory.mktemp("stack-logs"))
+    running.start()
+    yield running
+    running.stop()
+    close_shared_producer()
+
+
+@pytest.fixture
+def live(stack: Stack, transactional_db: None, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The running stack for one flow test; its processes' logs are printed if the test fails."""
+    stack.ensure_running()
+    yield stack
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(stack.logs())
+
+
+@pytest.fixture
+def collector(stack: Stack) -> Iterator[Collector]:
+    from bridge.topics import CATALOG
+
+    c = Collector(stack.bootstrap, [t.name for t in CATALOG])
+    yield c
+    c.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
