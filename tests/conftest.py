@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -74,6 +75,26 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
+    """Always create the test database: pytest-django creates it only for tests marked django_db,
+    and the flow tests use `shared_db` instead of that mark."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        with connection.cursor() as cursor:  # connections left open by test threads
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
     yield broker
@@ -105,6 +126,13 @@ def stack(
             "PAYMENTS_GATEWAY_RETRY_BACKOFF": "0.1",
             "PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX": "0.5",
             "DATABASE_CONN_MAX_AGE": "0",
+            # Fraud rules with thresholds the payments tests can reach; the gateway's breaker is
+            # tested on its own (tests/payments/test_circuit_breaker.py), so keep it out of the way.
+            "PAYMENTS_FRAUD_VELOCITY_MAX": "3",
+            "PAYMENTS_FRAUD_BLOCKED_COUNTRIES": "KP",
+            "PAYMENTS_FRAUD_BLOCKED_BINS": "666666",
+            "PAYMENTS_FRAUD_AMOUNT_THRESHOLD": "50000",
+            "PAYMENTS_GATEWAY_BREAKER_THRESHOLD": "1000",
         }
     )
     with django_db_blocker.unblock():
@@ -117,7 +145,18 @@ def stack(
 
 
 @pytest.fixture
-def live(stack: Stack, transactional_db: None, request: pytest.FixtureRequest) -> Iterator[Stack]:
+def shared_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Database access with autocommit and no clean-up, as the stack's processes see it.
+
+    Flow tests share one test database with running workers; pytest-django's per-test TRUNCATE
+    would deadlock against their transactions, so tests use unique ids instead of a clean slate.
+    """
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def live(stack: Stack, shared_db: None, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The running stack for one flow test; its processes' logs are printed if the test fails."""
     stack.ensure_running()
     yield stack

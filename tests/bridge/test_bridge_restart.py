@@ -6,7 +6,6 @@ import signal
 import uuid
 from collections import Counter
 
-import pytest
 from kafka import KafkaProducer
 
 from bridge import topics
@@ -14,8 +13,6 @@ from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.core.management import call_command
 
@@ -13,8 +15,6 @@ from tests.support.kafka import Collector, produce, subject_is
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 DLQ = topics.PAYMENTS_DLQ.name
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_poison_lands_in_dlq_with_original_bytes_and_flow_continues(
     live: Stack, collector: Collector, raw: bytes, reason: str
 ) -> None:
-    key = f"poison-{reason}-{len(raw)}"
+    key = f"poison-{reason}-{uuid.uuid4().hex[:8]}"
     produce(live.bootstrap, REQUESTED, raw, key=key, headers=[("x-trace", b"t-1")])
     good = payment_request()
     produce(live.bootstrap, REQUESTED, structured(REQUESTED, good), key=good["paymentId"])
@@ -54,7 +54,7 @@ def test_poison_lands_in_dlq_with_original_bytes_and_flow_continues(
 
 
 def test_dlq_replay_republishes_the_original_record(live: Stack, collector: Collector) -> None:
-    key = "poison-replay"
+    key = f"poison-replay-{uuid.uuid4().hex[:8]}"
     produce(live.bootstrap, REQUESTED, b"[1]", key=key)
     collector.wait_for(DLQ, subject_is(key))
     call_command("dlq_replay", "--topic", DLQ)

@@ -12,8 +12,6 @@ from bridge.models import OutboxEvent
 from tests.conftest import Stack
 from tests.support.kafka import Collector, subject_is
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 TOPIC = topics.AUDIT_PAYMENT_EVENTS
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,8 +14,6 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
 from kafka_platform.idempotency import idempotent
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class CountingView(APIView):
@@ -33,9 +32,12 @@ class CountingView(APIView):
 
 
 @pytest.fixture
-def call():
+def call(shared_db: None):
     CountingView.calls, CountingView.delay_s = 0, 0.0
-    users = {name: get_user_model().objects.create_user(name) for name in ("alice", "bob")}
+    users = {
+        name: get_user_model().objects.create_user(f"{name}-{uuid.uuid4().hex[:6]}")
+        for name in ("alice", "bob")
+    }
 
     def _call(body: dict, key: str | None = "k1", user: str = "alice") -> Response:
         headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}

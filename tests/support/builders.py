@@ -11,7 +11,7 @@ def payment_request(**overrides: Any) -> dict[str, Any]:
     payment_id = overrides.pop("paymentId", f"pay_{uuid.uuid4().hex[:12]}")
     data = {
         "paymentId": payment_id,
-        "userId": "user_42",
+        "userId": f"user_{uuid.uuid4().hex[:8]}",
         "amount": "99.99",
         "currency": "USD",
         "paymentMethod": {"type": "card", "token": "tok_visa"},
