@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
-from payments.events import PaymentRequested
+from payments.events import LedgerPostingRefused, PaymentRequested
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+    topics.LEDGER_TRANSACTION_FAILED.name: Route(
+        LedgerPostingRefused, ("payments.compensate_refused_posting",)
+    ),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
 

@@ -98,6 +98,11 @@ def format_amount(amount: Decimal) -> str:
     return f"{amount:f}"
 
 
+def format_money(amount: Decimal, currency: str) -> str:
+    """An amount as the platform emits it for `currency`: "59.99", not the database's "59.9900"."""
+    return format_amount(Decimal(amount).quantize(Decimal(1).scaleb(-minor_units(currency))))
+
+
 Amount = Annotated[
     Decimal,
     BeforeValidator(parse_amount),

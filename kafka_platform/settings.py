@@ -130,6 +130,24 @@ PAYMENTS_GATEWAY_MAX_RETRIES = env.int("PAYMENTS_GATEWAY_MAX_RETRIES", default=3
 # Seconds of the first retry after a gateway timeout; doubles each time, with full jitter.
 PAYMENTS_GATEWAY_RETRY_BACKOFF = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF", default=2.0)
 PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX", default=60.0)
+# The gateway's circuit opens after this many consecutive timeouts and half-opens after RESET_S.
+PAYMENTS_GATEWAY_BREAKER_THRESHOLD = env.int("PAYMENTS_GATEWAY_BREAKER_THRESHOLD", default=5)
+PAYMENTS_GATEWAY_BREAKER_RESET_S = env.float("PAYMENTS_GATEWAY_BREAKER_RESET_S", default=30.0)
+# Fraud rules run in this order; the first hit fails the payment with fraud_suspected.
+PAYMENTS_FRAUD_RULES = env.list(
+    "PAYMENTS_FRAUD_RULES",
+    default=[
+        "payments.fraud.BlockedCountryRule",
+        "payments.fraud.BlockedBinRule",
+        "payments.fraud.AmountThresholdRule",
+        "payments.fraud.VelocityRule",
+    ],
+)
+PAYMENTS_FRAUD_VELOCITY_MAX = env.int("PAYMENTS_FRAUD_VELOCITY_MAX", default=20)
+PAYMENTS_FRAUD_VELOCITY_WINDOW_S = env.int("PAYMENTS_FRAUD_VELOCITY_WINDOW_S", default=3600)
+PAYMENTS_FRAUD_AMOUNT_THRESHOLD = env.str("PAYMENTS_FRAUD_AMOUNT_THRESHOLD", default="50000")
+PAYMENTS_FRAUD_BLOCKED_COUNTRIES = env.list("PAYMENTS_FRAUD_BLOCKED_COUNTRIES", default=[])
+PAYMENTS_FRAUD_BLOCKED_BINS = env.list("PAYMENTS_FRAUD_BLOCKED_BINS", default=[])
 
 COMPLIANCE_HIGH_VALUE_THRESHOLD = env.str("COMPLIANCE_HIGH_VALUE_THRESHOLD", default="10000")
 

@@ -61,3 +61,13 @@ class PaymentRequested(BaseModel):
     @property
     def method_token(self) -> str | None:
         return self.paymentMethod.token if isinstance(self.paymentMethod, PaymentMethod) else None
+
+
+class LedgerPostingRefused(BaseModel):
+    """ledger.transaction-failed as the payments saga reads it (CONTRACT §4)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    transactionId: str = Field(min_length=1)  # noqa: N815
+    reason: str
+    message: str = ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
@@ -30,8 +33,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             PaymentStatus.REVERSED,
         }
     ),
-    PaymentStatus.PARTIALLY_REFUNDED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
-    PaymentStatus.FAILED: frozenset(),
+    PaymentStatus.PARTIALLY_REFUNDED: frozenset(
+        {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED, PaymentStatus.SETTLED}
+    ),
+    # Only a payment that failed because the gateway was unavailable may be retried (by an operator).
+    PaymentStatus.FAILED: frozenset({PaymentStatus.PROCESSING}),
     PaymentStatus.REFUNDED: frozenset(),
     PaymentStatus.SETTLED: frozenset(),
     PaymentStatus.REVERSED: frozenset(),
@@ -55,6 +61,17 @@ class Payment(models.Model):
         decoder=EventJSONDecoder,
         help_text="The validated payments.payment-requested data, passed on in result events.",
     )
+    refunded_amount = models.DecimalField(max_digits=20, decimal_places=4, default=Decimal(0))
+    settlement = models.ForeignKey(
+        "Settlement", null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+    )
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="The API client that requested it; empty for requests that came through Kafka.",
+    )
     correlation_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,7 +85,13 @@ class Payment(models.Model):
                 condition=models.Q(amount__gt=0) | models.Q(status__in=["", "requested", "failed"]),
                 name="payment_amount_positive_unless_refused",
             ),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0) & models.Q(refunded_amount__lte=models.F("amount"))
+                | models.Q(refunded_amount=0),
+                name="payment_refunds_within_captured",
+            ),
         ]
+        indexes = [models.Index(fields=["user_id", "created_at"], name="payment_user_recent_idx")]
 
     def __str__(self) -> str:
         return f"{self.payment_id} {self.amount} {self.currency} {self.status}"
@@ -76,6 +99,10 @@ class Payment(models.Model):
     @property
     def is_decided(self) -> bool:
         return self.status in DECIDED
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        return self.amount - self.refunded_amount
 
 
 class PaymentTransition(models.Model):
@@ -93,3 +120,105 @@ class PaymentTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+class RefundStatus(models.TextChoices):
+    REQUESTED = "requested"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Refund(models.Model):
+    """A partial or full refund; its amount is reserved on the payment when it is requested."""
+
+    refund_id = models.CharField(max_length=64, unique=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, default=RefundStatus.REQUESTED)
+    reason = models.CharField(max_length=255, blank=True)
+    gateway_reference = models.CharField(max_length=128, blank=True)
+    failure_message = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.refund_id} {self.amount} {self.status}"
+
+    @property
+    def currency(self) -> str:
+        return self.payment.currency
+
+
+class Settlement(models.Model):
+    """Captured, unsettled payments of one merchant and currency, paid out together."""
+
+    settlement_id = models.CharField(max_length=64, unique=True)
+    merchant_id = models.CharField(max_length=128, db_index=True)
+    currency = models.CharField(max_length=3)
+    gross_amount = models.DecimalField(max_digits=20, decimal_places=4)
+    refunded_amount = models.DecimalField(max_digits=20, decimal_places=4)
+    net_amount = models.DecimalField(max_digits=20, decimal_places=4)
+    payment_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(net_amount=models.F("gross_amount") - models.F("refunded_amount")),
+                name="settlement_net_is_gross_minus_refunds",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.settlement_id} {self.merchant_id} {self.net_amount} {self.currency}"
+
+
+class SagaStep(models.Model):
+    """One step of a payment's compensating saga (ledger refused the posting of a capture)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="saga_steps")
+    step = models.CharField(max_length=64)
+    status = models.CharField(max_length=16)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "step"], name="saga_step_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.status}"
+
+
+class SimulatedCharge(models.Model):
+    """The gateway simulator's own record of charges, by idempotency key (stands in for the PSP)."""
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    reference = models.CharField(max_length=128)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    outcome = models.CharField(max_length=32, blank=True, help_text="captured, or a decline reason.")
+    attempts = models.PositiveIntegerField(default=0)
+    refunded_amount = models.DecimalField(max_digits=20, decimal_places=4, default=Decimal(0))
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.outcome or 'pending'}"
+
+
+class SimulatedRefund(models.Model):
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    charge = models.ForeignKey(SimulatedCharge, on_delete=models.PROTECT)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} {self.amount}"

@@ -1,15 +1,20 @@
-"""Payment use cases: accept a request, charge it through the gateway, record the outcome.
+"""Payment use cases: intake, charge, refunds, settlement and the compensating saga.
 
 A request is accepted once per paymentId; the charge uses the paymentId as the gateway's
 idempotency key, so a retry after a timeout (or a redelivered task after a crash) can never
 capture twice. Every status change is recorded, audited and announced through the outbox in
-the same transaction as the change.
+the same transaction as the change. Ledger postings and customer notifications that follow from
+a payment are events too (`ledger.transaction-requested`, `notifications.notification-requested`),
+so every domain stays the owner of its own tables.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -18,14 +23,27 @@ from django.utils import timezone
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, now_rfc3339
 from kafka_platform import metrics
+from kafka_platform.money import format_money
 from payments.events import FailureReason, PaymentRequested
-from payments.gateway import ChargeResult, get_gateway
-from payments.models import TRANSITIONS, Payment, PaymentStatus, PaymentTransition
+from payments.fraud import fraud_check
+from payments.gateway import ChargeResult, gateway_breaker, get_gateway
+from payments.models import (
+    TRANSITIONS,
+    Payment,
+    PaymentStatus,
+    PaymentTransition,
+    Refund,
+    RefundStatus,
+    SagaStep,
+    Settlement,
+)
 
 logger = logging.getLogger(__name__)
 
 INBOX_CONSUMER = "payments"
 WORKER_ACTOR = "system:payments-worker"
+REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
+PAYMENT_TRANSACTION_PREFIX = "payment:"
 
 
 class IllegalTransition(Exception):
@@ -41,8 +59,36 @@ class PaymentRefused(Exception):
         self.reason = reason
 
 
+class RefundRefused(Exception):
+    """A refund that cannot be made (wrong status, more than is left)."""
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _audit(payment: Payment, *, action: str, actor: str, details: dict[str, Any]) -> None:
+    outbox.record_event(
+        topic=topics.AUDIT_PAYMENT_EVENTS,
+        subject=payment.payment_id,
+        correlation_id=payment.correlation_id,
+        data={
+            "action": action,
+            "subjectType": "payment",
+            "subjectId": payment.payment_id,
+            "actor": actor,
+            "details": {
+                "amount": format_money(payment.amount, payment.currency),
+                "currency": payment.currency,
+                "userId": payment.user_id,
+                "merchantId": payment.merchant_id,
+                **details,
+            },
+        },
+    )
+
+
 def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "") -> None:
-    """Move `payment` to `to_status` (row locked by the caller), recorded and audited."""
+    """Move `payment` (row locked by the caller) to `to_status`: guarded, recorded, audited."""
     from_status = payment.status
     if from_status and to_status not in TRANSITIONS[from_status]:
         raise IllegalTransition(payment, to_status)
@@ -50,38 +96,73 @@ def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "
     PaymentTransition.objects.create(
         payment=payment, from_status=from_status, to_status=to_status, actor=actor, reason=reason
     )
-    outbox.record_event(
-        topic=topics.AUDIT_PAYMENT_EVENTS,
-        subject=payment.payment_id,
-        correlation_id=payment.correlation_id,
-        data={
-            "action": f"payment.{to_status}",
-            "subjectType": "payment",
-            "subjectId": payment.payment_id,
-            "actor": actor,
-            "details": {
-                "fromStatus": from_status or None,
-                "toStatus": to_status,
-                "reason": reason or None,
-                "amount": f"{payment.amount:f}",
-                "currency": payment.currency,
-                "userId": payment.user_id,
-                "merchantId": payment.merchant_id,
-            },
-        },
+    _audit(
+        payment,
+        action=f"payment.{to_status}",
+        actor=actor,
+        details={"fromStatus": from_status or None, "toStatus": to_status, "reason": reason or None},
     )
 
 
-def _check_business_rules(request: PaymentRequested) -> None:
-    if request.amount <= 0:
-        raise PaymentRefused(FailureReason.VALIDATION_ERROR, f"amount must be positive, got {request.amount}")
-    if request.currency not in settings.PAYMENTS_SUPPORTED_CURRENCIES:
-        raise PaymentRefused(FailureReason.VALIDATION_ERROR, f"currency {request.currency} is not supported")
-    maximum = Decimal(settings.PAYMENTS_MAX_AMOUNT)
-    if request.amount > maximum:
-        raise PaymentRefused(
-            FailureReason.VALIDATION_ERROR, f"amount {request.amount} exceeds the maximum of {maximum}"
+def _notify_customer(payment: Payment, *, template: str, occasion: str, context: dict[str, Any]) -> None:
+    """Ask notifications to tell the customer, on every channel the request gave."""
+    customer = payment.request.get("customer") or {}
+    channels = {
+        "email": customer.get("email"),
+        "sms": customer.get("phone"),
+        "webhook": customer.get("webhookUrl"),
+    }
+    for channel, recipient in channels.items():
+        if not recipient:
+            continue
+        notification_id = f"payment:{payment.payment_id}:{occasion}:{channel}"
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=notification_id,
+            correlation_id=payment.correlation_id,
+            data={
+                "notificationId": notification_id,
+                "channel": channel,
+                "recipient": recipient,
+                "template": template,
+                "context": {
+                    "paymentId": payment.payment_id,
+                    "amount": format_money(payment.amount, payment.currency),
+                    "currency": payment.currency,
+                    "merchantId": payment.merchant_id,
+                    **context,
+                },
+                "locale": customer.get("locale") or "en",
+            },
         )
+
+
+def _request_ledger_posting(
+    payment: Payment,
+    *,
+    transaction_id: str,
+    kind: str,
+    amount: Decimal,
+    from_account: str,
+    to_account: str,
+    description: str,
+    metadata: dict[str, Any],
+) -> None:
+    outbox.record_event(
+        topic=topics.LEDGER_TRANSACTION_REQUESTED,
+        subject=transaction_id,
+        correlation_id=payment.correlation_id,
+        data={
+            "transactionId": transaction_id,
+            "kind": kind,
+            "amount": format_money(amount, payment.currency),
+            "currency": payment.currency,
+            "fromAccount": from_account,
+            "toAccount": to_account,
+            "description": description,
+            "metadata": metadata,
+        },
+    )
 
 
 def _fail(payment: Payment, *, reason: str, message: str, actor: str) -> None:
@@ -113,9 +194,52 @@ def _capture(payment: Payment, *, result: ChargeResult, actor: str) -> None:
     metrics.PAYMENTS_PROCESSED.inc()
 
 
+def _check_business_rules(payment: Payment) -> None:
+    if payment.amount <= 0:
+        raise PaymentRefused(
+            FailureReason.VALIDATION_ERROR, f"amount must be positive, got {payment.amount:f}"
+        )
+    if payment.currency not in settings.PAYMENTS_SUPPORTED_CURRENCIES:
+        raise PaymentRefused(FailureReason.VALIDATION_ERROR, f"currency {payment.currency} is not supported")
+    maximum = Decimal(settings.PAYMENTS_MAX_AMOUNT)
+    if payment.amount > maximum:
+        raise PaymentRefused(
+            FailureReason.VALIDATION_ERROR, f"amount {payment.amount:f} exceeds the maximum of {maximum}"
+        )
+    hit = fraud_check(payment)
+    if hit:
+        raise PaymentRefused(FailureReason.FRAUD_SUSPECTED, hit.message)
+
+
+# --- intake and charge ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def payment_request_create(*, client: Any, request: PaymentRequested, correlation_id: str) -> Payment:
+    """An API client's request: the payment exists (requested) and its event is on its way."""
+    data = request.model_dump(exclude_none=True)
+    payment = Payment.objects.create(
+        payment_id=request.paymentId,
+        user_id=request.userId,
+        merchant_id=request.merchantId,
+        amount=request.amount,
+        currency=request.currency,
+        status="",
+        request=data,
+        client=client,
+        correlation_id=correlation_id,
+    )
+    _transition(payment, PaymentStatus.REQUESTED, actor=f"user:{client.username}")
+    payment.save()
+    outbox.record_event(
+        topic=topics.PAYMENT_REQUESTED, subject=payment.payment_id, data=data, correlation_id=correlation_id
+    )
+    return payment
+
+
 @transaction.atomic
 def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
-    """Record the request once per paymentId and move it to processing, or fail a refused one.
+    """Record the request once per paymentId, check it, and move it to processing or failed.
 
     Idempotent: a redelivered or repeated request returns the existing payment unchanged.
     """
@@ -131,13 +255,14 @@ def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
             "correlation_id": event.correlation_id or event.id,
         },
     )
-    if not created:
+    if created:
+        _transition(payment, PaymentStatus.REQUESTED, actor=WORKER_ACTOR)
+    elif payment.status != PaymentStatus.REQUESTED:
         if payment.is_decided:
             inbox.claim(consumer=INBOX_CONSUMER, event=event)
         return payment
-    _transition(payment, PaymentStatus.REQUESTED, actor=WORKER_ACTOR)
     try:
-        _check_business_rules(request)
+        _check_business_rules(payment)
     except PaymentRefused as refused:
         _fail(payment, reason=refused.reason, message=str(refused), actor=WORKER_ACTOR)
         inbox.claim(consumer=INBOX_CONSUMER, event=event)
@@ -147,16 +272,22 @@ def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
     return payment
 
 
-def payment_charge(*, event: Envelope, payment_id: str) -> Payment:
-    """Charge through the gateway and record the outcome; raises GatewayTimeout when unknown."""
+def payment_charge(*, payment_id: str, event: Envelope | None = None) -> Payment:
+    """Charge through the gateway (behind its circuit breaker) and record the outcome.
+
+    Raises GatewayTimeout or CircuitOpen when the outcome is unknown; the caller retries.
+    """
     payment = Payment.objects.get(payment_id=payment_id)
     if payment.status != PaymentStatus.PROCESSING:
         return payment
-    result = get_gateway().charge(
-        idempotency_key=payment.payment_id,
-        amount=payment.amount,
-        currency=payment.currency,
-        method=payment.request["paymentMethod"],
+    gateway = get_gateway()
+    result = gateway_breaker().call(
+        lambda: gateway.charge(
+            idempotency_key=payment.payment_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=payment.request["paymentMethod"],
+        )
     )
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -166,17 +297,19 @@ def payment_charge(*, event: Envelope, payment_id: str) -> Payment:
             _capture(payment, result=result, actor=WORKER_ACTOR)
         else:
             _fail(payment, reason=result.decline_reason, message=result.message, actor=WORKER_ACTOR)
-        inbox.claim(consumer=INBOX_CONSUMER, event=event)
+        if event is not None:
+            inbox.claim(consumer=INBOX_CONSUMER, event=event)
     return payment
 
 
 @transaction.atomic
-def payment_give_up(*, event: Envelope, payment_id: str, reason: str, message: str) -> Payment:
+def payment_give_up(*, payment_id: str, reason: str, message: str, event: Envelope | None = None) -> Payment:
     """Fail a payment still processing, e.g. after the gateway's retries ran out."""
     payment = Payment.objects.select_for_update().get(payment_id=payment_id)
     if payment.status == PaymentStatus.PROCESSING:
         _fail(payment, reason=reason, message=message, actor=WORKER_ACTOR)
-        inbox.claim(consumer=INBOX_CONSUMER, event=event)
+        if event is not None:
+            inbox.claim(consumer=INBOX_CONSUMER, event=event)
     return payment
 
 
@@ -186,9 +319,260 @@ def payment_abandon(*, event: Envelope, message: str) -> Payment | None:
     payment_id = event.data.get("paymentId")
     payment = Payment.objects.select_for_update().filter(payment_id=payment_id).first()
     if payment is not None and not payment.is_decided and payment.status:
+        if payment.status == PaymentStatus.REQUESTED:
+            _transition(payment, PaymentStatus.PROCESSING, actor=WORKER_ACTOR)
         _fail(payment, reason=FailureReason.PROCESSING_ERROR, message=message, actor=WORKER_ACTOR)
+    return payment
+
+
+@transaction.atomic
+def payment_retry(*, payment_id: str, actor: str) -> Payment:
+    """An operator retries a payment that failed only because the gateway was unavailable."""
+    payment = Payment.objects.select_for_update().get(payment_id=payment_id)
+    if payment.status != PaymentStatus.FAILED or payment.failure_reason != FailureReason.GATEWAY_UNAVAILABLE:
+        raise IllegalTransition(payment, PaymentStatus.PROCESSING)
+    payment.failure_reason = payment.failure_message = ""
+    _transition(payment, PaymentStatus.PROCESSING, actor=actor, reason="retry after gateway_unavailable")
+    payment.save()
+    from payments.tasks import charge_payment
+
+    charge_payment.delay_on_commit(payment.payment_id)
     return payment
 
 
 def already_handled(event: Envelope) -> bool:
     return inbox.seen(consumer=INBOX_CONSUMER, event=event)
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def refund_request(*, payment_id: str, amount: Decimal | None, reason: str, actor: str) -> Refund:
+    """Reserve a refund of `amount` (default: all that is left) and have the gateway make it."""
+    payment = Payment.objects.select_for_update().get(payment_id=payment_id)
+    if payment.status not in REFUNDABLE:
+        raise RefundRefused(f"payment {payment_id} is {payment.status}; only captured payments are refunded")
+    amount = payment.refundable_amount if amount is None else amount
+    if amount <= 0:
+        raise RefundRefused(f"refund amount must be positive, got {amount:f}")
+    if amount > payment.refundable_amount:
+        left = f"{payment.refundable_amount:f} {payment.currency}"
+        raise RefundRefused(f"refund of {amount:f} exceeds the {left} left to refund")
+    payment.refunded_amount += amount
+    payment.save(update_fields=["refunded_amount", "updated_at"])
+    refund = Refund.objects.create(
+        refund_id=f"re_{uuid.uuid4().hex[:20]}",
+        payment=payment,
+        amount=amount,
+        reason=reason,
+        requested_by=actor,
+    )
+    _audit(
+        payment,
+        action="refund.requested",
+        actor=actor,
+        details={
+            "refundId": refund.refund_id,
+            "refundAmount": format_money(amount, payment.currency),
+            "reason": reason,
+        },
+    )
+    from payments.tasks import process_refund
+
+    process_refund.delay_on_commit(refund.refund_id)
+    return refund
+
+
+def refund_process(*, refund_id: str) -> Refund:
+    """Refund at the gateway (idempotent by refund id), then record, post and notify."""
+    refund = Refund.objects.select_related("payment").get(refund_id=refund_id)
+    if refund.status != RefundStatus.REQUESTED:
+        return refund
+    payment = refund.payment
+    gateway = get_gateway()
+    result = gateway_breaker().call(
+        lambda: gateway.refund(
+            idempotency_key=refund.refund_id,
+            charge_reference=payment.gateway_reference,
+            amount=refund.amount,
+            currency=payment.currency,
+        )
+    )
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.status != RefundStatus.REQUESTED:
+            return refund
+        payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
+        refund.status = RefundStatus.SUCCEEDED
+        refund.gateway_reference = result.reference
+        refund.completed_at = timezone.now()
+        refund.save()
+        fully = (
+            payment.refunded_amount >= payment.amount
+            and not payment.refunds.filter(status=RefundStatus.REQUESTED).exclude(pk=refund.pk).exists()
+        )
+        to_status = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED
+        _transition(payment, to_status, actor=refund.requested_by, reason=f"refund {refund.refund_id}")
+        payment.save()
+        _request_ledger_posting(
+            payment,
+            transaction_id=f"refund:{refund.refund_id}",
+            kind="refund",
+            amount=refund.amount,
+            from_account=f"merchant:{payment.merchant_id}",
+            to_account="external:psp",
+            description=f"Refund {refund.refund_id} of payment {payment.payment_id}",
+            metadata={"paymentId": payment.payment_id, "refundId": refund.refund_id},
+        )
+        _notify_customer(
+            payment,
+            template="payment_refunded",
+            occasion=f"refunded:{refund.refund_id}",
+            context={"refundAmount": format_money(refund.amount, payment.currency), "reason": refund.reason},
+        )
+    return refund
+
+
+@transaction.atomic
+def refund_fail(*, refund_id: str, message: str) -> Refund:
+    """The gateway stayed unavailable: give the reserved amount back to the payment."""
+    refund = Refund.objects.select_for_update().get(refund_id=refund_id)
+    if refund.status == RefundStatus.REQUESTED:
+        payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
+        payment.refunded_amount -= refund.amount
+        payment.save(update_fields=["refunded_amount", "updated_at"])
+        refund.status = RefundStatus.FAILED
+        refund.failure_message = message
+        refund.completed_at = timezone.now()
+        refund.save()
+        _audit(
+            payment,
+            action="refund.failed",
+            actor=WORKER_ACTOR,
+            details={"refundId": refund.refund_id, "message": message},
+        )
+    return refund
+
+
+# --- settlement -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def settlement_run() -> list[Settlement]:
+    """Settle every captured, unsettled payment, one Settlement per merchant and currency.
+
+    Payments with a refund still in flight wait for the next run, so totals are final.
+    """
+    pending = (
+        Payment.objects.select_for_update(skip_locked=True)
+        .filter(status__in=REFUNDABLE, settlement__isnull=True)
+        .exclude(refunds__status=RefundStatus.REQUESTED)
+        .order_by("merchant_id", "currency", "id")
+    )
+    groups: dict[tuple[str, str], list[Payment]] = defaultdict(list)
+    for payment in pending:
+        groups[(payment.merchant_id, payment.currency)].append(payment)
+    settlements = []
+    for (merchant_id, currency), payments in groups.items():
+        gross = sum((p.amount for p in payments), Decimal(0))
+        refunded = sum((p.refunded_amount for p in payments), Decimal(0))
+        settlement = Settlement.objects.create(
+            settlement_id=f"st_{uuid.uuid4().hex[:20]}",
+            merchant_id=merchant_id,
+            currency=currency,
+            gross_amount=gross,
+            refunded_amount=refunded,
+            net_amount=gross - refunded,
+            payment_count=len(payments),
+        )
+        for payment in payments:
+            payment.settlement = settlement
+            _transition(
+                payment,
+                PaymentStatus.SETTLED,
+                actor="system:settlement",
+                reason=f"settlement {settlement.settlement_id}",
+            )
+            payment.save()
+        if settlement.net_amount > 0:
+            _request_ledger_posting(
+                payments[0],
+                transaction_id=f"settlement:{settlement.settlement_id}",
+                kind="withdrawal",
+                amount=settlement.net_amount,
+                from_account=f"merchant:{merchant_id}",
+                to_account="external:bank",
+                description=f"Settlement {settlement.settlement_id} of {len(payments)} payments",
+                metadata={"settlementId": settlement.settlement_id, "paymentCount": len(payments)},
+            )
+        outbox.record_event(
+            topic=topics.AUDIT_PAYMENT_EVENTS,
+            subject=settlement.settlement_id,
+            data={
+                "action": "settlement.created",
+                "subjectType": "settlement",
+                "subjectId": settlement.settlement_id,
+                "actor": "system:settlement",
+                "details": {
+                    "merchantId": merchant_id,
+                    "currency": currency,
+                    "grossAmount": format_money(gross, currency),
+                    "refundedAmount": format_money(refunded, currency),
+                    "netAmount": format_money(settlement.net_amount, currency),
+                    "paymentCount": len(payments),
+                },
+            },
+        )
+        settlements.append(settlement)
+    return settlements
+
+
+# --- the compensating saga --------------------------------------------------------------------
+
+
+def _saga_step(payment: Payment, step: str, status: str, detail: str = "") -> None:
+    SagaStep.objects.get_or_create(payment=payment, step=step, defaults={"status": status, "detail": detail})
+
+
+def payment_compensate(*, event: Envelope, transaction_id: str, reason: str, message: str) -> Payment | None:
+    """The ledger refused to post a captured payment: refund it at the gateway, mark it reversed,
+    tell the customer. Each step is recorded; a redelivered refusal resumes where it stopped."""
+    if not transaction_id.startswith(PAYMENT_TRANSACTION_PREFIX):
+        return None
+    payment_id = transaction_id.removeprefix(PAYMENT_TRANSACTION_PREFIX)
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(payment_id=payment_id).first()
+        if payment is None or payment.status != PaymentStatus.CAPTURED:
+            inbox.claim(consumer=INBOX_CONSUMER + ".saga", event=event)
+            return payment
+        _saga_step(payment, "ledger_refused", "done", f"{reason}: {message}")
+    gateway = get_gateway()
+    result = gateway_breaker().call(
+        lambda: gateway.refund(
+            idempotency_key=f"reversal:{payment.payment_id}",
+            charge_reference=payment.gateway_reference,
+            amount=payment.refundable_amount,
+            currency=payment.currency,
+        )
+    )
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status != PaymentStatus.CAPTURED:
+            return payment
+        _saga_step(payment, "gateway_refund", "done", result.reference)
+        payment.refunded_amount = payment.amount
+        _transition(
+            payment,
+            PaymentStatus.REVERSED,
+            actor="system:payments-saga",
+            reason=f"ledger refused the posting: {reason}",
+        )
+        payment.save()
+        _saga_step(payment, "reversed", "done")
+        _notify_customer(
+            payment, template="payment_reversed", occasion="reversed", context={"reason": reason}
+        )
+        _saga_step(payment, "customer_notified", "done")
+        inbox.claim(consumer=INBOX_CONSUMER + ".saga", event=event)
+    return payment

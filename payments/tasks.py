@@ -12,17 +12,29 @@ from django.conf import settings
 from bridge.codec import Envelope
 from bridge.tasks import EventTask
 from kafka_platform import metrics
+from kafka_platform.circuit_breaker import CircuitOpen
 from payments import services
-from payments.events import FailureReason, PaymentRequested
+from payments.events import FailureReason, LedgerPostingRefused, PaymentRequested
 from payments.gateway import GatewayTimeout
+
+# The outcome is unknown (timeout) or the circuit is open: ask again later with the same key.
+GATEWAY_UNSURE = (GatewayTimeout, CircuitOpen)
 
 
 def gateway_retry_countdown(retries: int) -> float:
-    """Exponential backoff with full jitter, capped (AWS architecture blog's 'full jitter')."""
+    """Exponential backoff with full jitter, capped; always far below the visibility timeout."""
     ceiling = min(
         settings.PAYMENTS_GATEWAY_RETRY_BACKOFF * 2**retries, settings.PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX
     )
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _gateway_gave_up(task: Task) -> bool:
+    return task.request.retries >= settings.PAYMENTS_GATEWAY_MAX_RETRIES
+
+
+def _unavailable_message(task: Task, exc: BaseException) -> str:
+    return f"gateway unavailable after {task.request.retries + 1} attempts: {exc}"
 
 
 class PaymentRequestTask(EventTask):
@@ -37,21 +49,63 @@ def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
     event = Envelope.from_task_payload(payload)
     if services.already_handled(event):
         return "duplicate"
-    request = PaymentRequested.model_validate(event.data)
-    payment = services.payment_accept(event=event, request=request)
+    payment = services.payment_accept(event=event, request=PaymentRequested.model_validate(event.data))
     if payment.is_decided:
         return payment.status
     try:
-        payment = services.payment_charge(event=event, payment_id=payment.payment_id)
-    except GatewayTimeout as exc:
-        if self.request.retries >= settings.PAYMENTS_GATEWAY_MAX_RETRIES:
-            payment = services.payment_give_up(
-                event=event,
-                payment_id=payment.payment_id,
-                reason=FailureReason.GATEWAY_UNAVAILABLE,
-                message=f"gateway unavailable after {self.request.retries + 1} attempts: {exc}",
-            )
-        else:
+        payment = services.payment_charge(payment_id=payment.payment_id, event=event)
+    except GATEWAY_UNSURE as exc:
+        if not _gateway_gave_up(self):
             raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
+        payment = services.payment_give_up(
+            payment_id=payment.payment_id,
+            reason=FailureReason.GATEWAY_UNAVAILABLE,
+            message=_unavailable_message(self, exc),
+            event=event,
+        )
     metrics.PAYMENT_PROCESSING_DURATION.observe(time.perf_counter() - started)
     return payment.status
+
+
+@shared_task(name="payments.charge_payment", bind=True, max_retries=None)
+def charge_payment(self: Task, payment_id: str) -> str:
+    """Charge a payment an operator retried after a gateway outage."""
+    try:
+        return services.payment_charge(payment_id=payment_id).status
+    except GATEWAY_UNSURE as exc:
+        if not _gateway_gave_up(self):
+            raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
+        return services.payment_give_up(
+            payment_id=payment_id,
+            reason=FailureReason.GATEWAY_UNAVAILABLE,
+            message=_unavailable_message(self, exc),
+        ).status
+
+
+@shared_task(name="payments.process_refund", bind=True, max_retries=None)
+def process_refund(self: Task, refund_id: str) -> str:
+    try:
+        return services.refund_process(refund_id=refund_id).status
+    except GATEWAY_UNSURE as exc:
+        if not _gateway_gave_up(self):
+            raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
+        return services.refund_fail(refund_id=refund_id, message=_unavailable_message(self, exc)).status
+
+
+@shared_task(name="payments.run_settlement")
+def run_settlement() -> list[str]:
+    return [s.settlement_id for s in services.settlement_run()]
+
+
+@shared_task(name="payments.compensate_refused_posting", bind=True, base=EventTask, max_retries=None)
+def compensate_refused_posting(self: Task, payload: dict[str, Any]) -> str:
+    """The saga's trigger: ledger.transaction-failed for a captured payment's posting."""
+    event = Envelope.from_task_payload(payload)
+    refusal = LedgerPostingRefused.model_validate(event.data)
+    try:
+        payment = services.payment_compensate(
+            event=event, transaction_id=refusal.transactionId, reason=refusal.reason, message=refusal.message
+        )
+    except GATEWAY_UNSURE as exc:
+        raise self.retry(exc=exc, countdown=gateway_retry_countdown(min(self.request.retries, 6))) from exc
+    return payment.status if payment else "not a payment posting"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+import uuid
 
 from audit.models import AuditEvent
 from bridge import topics
@@ -14,8 +14,6 @@ from tests.support.kafka import Collector, produce, subject_is
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
 FAILED = topics.PAYMENT_FAILED.name
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_structured_payment_is_captured_with_result_and_audit_events(
@@ -47,14 +45,15 @@ def test_structured_payment_is_captured_with_result_and_audit_events(
 
 
 def test_bare_json_sample_amount_number_comes_out_as_string(live: Stack, collector: Collector) -> None:
+    payment_id = f"pay_bare_{uuid.uuid4().hex[:8]}"
     raw = (
-        b'{"paymentId":"pay_bare_1","userId":"user_1","amount":99.99,"currency":"USD",'
-        b'"paymentMethod":"credit_card","timestamp":"2026-11-23T10:00:00Z"}'
+        b'{"paymentId":"%s","userId":"user_1","amount":99.99,"currency":"USD",'
+        b'"paymentMethod":"credit_card","timestamp":"2026-11-23T10:00:00Z"}' % payment_id.encode()
     )
-    produce(live.bootstrap, REQUESTED, raw, key="pay_bare_1")
-    [record] = collector.wait_for(PROCESSED, subject_is("pay_bare_1"))
+    produce(live.bootstrap, REQUESTED, raw, key=payment_id)
+    [record] = collector.wait_for(PROCESSED, subject_is(payment_id))
     assert record.value is not None and b'"amount":"99.99"' in record.value
-    assert Payment.objects.get(payment_id="pay_bare_1").amount == Payment._meta.get_field("amount").to_python(
+    assert Payment.objects.get(payment_id=payment_id).amount == Payment._meta.get_field("amount").to_python(
         "99.99"
     )
 
