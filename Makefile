@@ -22,6 +22,10 @@ run: install
 test: install
 	$(PY) -m pytest --create-db
 
+# N payments through the pipeline and the naive baseline: make bench ARGS="--n 5000" or ARGS="--rate 200"
+bench: install
+	$(PY) -m bench.run $(ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

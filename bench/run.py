@@ -1,0 +1,261 @@
+"""`make bench`: payment requests through the whole pipeline, against the naive baseline bridge.
+
+Each variant gets a fresh broker, database and Redis database, the same Celery worker and outbox
+relay, and N requests; it reports throughput, end-to-end latency (request sent to result event
+written) and CPU seconds per 1,000 events of the bridge, relay and worker process trees. With
+--rate it offers a fixed load instead of a backlog, which is what latency should be read at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bridge.codec import dumps  # noqa: E402
+from bridge.embedded import EmbeddedBroker  # noqa: E402
+from tests.support.processes import Proc, celery, child_env, manage  # noqa: E402
+
+BENCH_DB = "kp_bench"
+BENCH_REDIS = "redis://127.0.0.1:6379/9"
+REQUESTED = "payments.payment-requested"
+RESULTS = ["payments.payment-processed", "payments.payment-failed"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    events: int
+    seconds: float
+    events_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s_per_1000: float
+    failed: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live and reaped descendants."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return own + sum(cpu_seconds(k) for k in kids)
+
+
+def fresh_database() -> str:
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
+
+
+def request_event(i: int, run: str) -> tuple[str, bytes]:
+    payment_id = f"bench-{run}-{i}"
+    data = {
+        "paymentId": payment_id,
+        "userId": f"user-{run}-{i}",
+        "amount": f"{10 + i % 90}.{i % 100:02d}",
+        "currency": "USD",
+        "paymentMethod": {"type": "card", "token": "tok_visa"},
+        "merchantId": f"merchant-{i % 20}",
+        "metadata": {"orderId": f"order-{i}"},
+    }
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/bench",
+        "type": REQUESTED,
+        "time": "2026-11-23T00:00:00Z",
+        "data": data,
+    }
+    return payment_id, dumps(event)
+
+
+def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
+    broker = EmbeddedBroker().start()
+    database_url = fresh_database()
+    redis.Redis.from_url(BENCH_REDIS).flushdb()
+    env = child_env(
+        {
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": BENCH_REDIS,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "KAFKA_CONSUMER_GROUP": f"bench-{name}",
+            "BRIDGE_METRICS_PORT": "0",
+            "WORKER_METRICS_PORT": "0",
+            "LOG_LEVEL": "WARNING",
+            "PAYMENTS_FRAUD_VELOCITY_MAX": "1000000",
+        }
+    )
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", "/tmp")) / f"bench-{name}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    subprocess.run(manage("migrate", "-v0"), env=env, check=True, cwd=ROOT)
+    subprocess.run(
+        manage("kafka_topics", "--create"), env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    worker = Proc(
+        "worker",
+        celery(
+            "worker",
+            "-Q",
+            "payments,ledger,notifications,audit,default",
+            "-c",
+            str(workers),
+            "-l",
+            "warning",
+            "--without-mingle",
+            "--without-gossip",
+        ),
+        env,
+        log_dir,
+    )
+    if name == "pipeline":
+        bridges = [Proc("bridge", manage("run_bridge", "--metrics-port", "0"), env, log_dir)]
+    else:
+        bridges = [
+            Proc("bridge", [sys.executable, "-m", "bench.naive_bridge"], env, log_dir),
+            Proc("relay", manage("relay_outbox"), env, log_dir),
+        ]
+    procs = [worker, *bridges]
+    for proc in procs:
+        proc.start()
+    try:
+        return drive(broker.bootstrap, n, rate, procs)
+    finally:
+        for proc in procs:
+            proc.stop()
+        broker.stop()
+
+
+def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Result:
+    results = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
+    partitions = [TopicPartition(t, p) for t in RESULTS for p in results.partitions_for_topic(t) or []]
+    results.assign(partitions)
+    results.seek_to_beginning(*partitions)
+    time.sleep(5)  # let the bridge join its group and the worker start, outside the measurement
+    cpu_before = sum(cpu_seconds(p.process.pid) for p in procs if p.process)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    run = uuid.uuid4().hex[:6]
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    failed = 0
+    start = time.time()
+    produced = 0
+    interval = 1.0 / rate if rate else 0.0
+    last_result = start
+    deadline = start + max(600.0, n / 20)
+    while len(latencies) + failed < n and time.time() < deadline:
+        while produced < n and (not rate or time.time() >= start + produced * interval):
+            key, value = request_event(produced, run)
+            sent[key] = time.time()
+            producer.send(REQUESTED, key=key.encode(), value=value)
+            produced += 1
+            if not rate and produced % 1000 == 0:
+                break
+        producer.flush()
+        for tp, records in results.poll(timeout_ms=20 if produced < n else 500).items():
+            for record in records:
+                key = (record.key or b"").decode()
+                if key not in sent:
+                    continue
+                if tp.topic == RESULTS[0]:
+                    latencies.append(record.timestamp / 1000 - sent.pop(key))
+                else:
+                    sent.pop(key)
+                    failed += 1
+                last_result = time.time()
+    cpu = sum(cpu_seconds(p.process.pid) for p in procs if p.process) - cpu_before
+    producer.close()
+    results.close()
+    done = len(latencies) + failed
+    if done < n:
+        raise RuntimeError(f"only {done} of {n} results arrived; logs in {procs[0].log_path.parent}")
+    seconds = last_result - start
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return Result(
+        events=n,
+        seconds=round(seconds, 2),
+        events_per_s=round(n / seconds, 1),
+        p50_ms=round(quantiles[49] * 1000, 1),
+        p95_ms=round(quantiles[94] * 1000, 1),
+        p99_ms=round(quantiles[98] * 1000, 1),
+        cpu_s_per_1000=round(cpu / n * 1000, 2),
+        failed=failed,
+    )
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, help="offered load in payments/s (default: a backlog)")
+    parser.add_argument("--workers", type=int, default=4, help="Celery worker concurrency")
+    parser.add_argument("--only", choices=["pipeline", "naive"])
+    parser.add_argument("--out", default=str(ROOT / "bench/results/latest.json"))
+    args = parser.parse_args()
+
+    report: dict[str, Any] = {"n": args.n, "rate": args.rate, "workers": args.workers, "machine": machine()}
+    for name in ("pipeline", "naive"):
+        if args.only and args.only != name:
+            continue
+        print(f"running {name}: {args.n} payments{f' at {args.rate}/s' if args.rate else ''} ...", flush=True)
+        report[name] = asdict(run_variant(name, args.n, args.rate, args.workers))
+    if "pipeline" in report and "naive" in report:
+        report["speedup"] = round(report["pipeline"]["events_per_s"] / report["naive"]["events_per_s"], 2)
+
+    columns = ["events_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_s_per_1000", "seconds", "failed"]
+    print(f"\n{'variant':10}" + "".join(f"{c:>16}" for c in columns))
+    for name in ("pipeline", "naive"):
+        if name in report:
+            print(f"{name:10}" + "".join(f"{report[name][c]:>16}" for c in columns))
+    if "speedup" in report:
+        print(f"\npipeline / naive throughput: {report['speedup']}x")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
