@@ -100,7 +100,7 @@ CELERY_RESULT_BACKEND = None
 # Long waits live in the database, never in countdowns: a countdown longer than this timeout
 # would be redelivered by Redis while it is still waiting (celery#2599).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)

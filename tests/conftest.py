@@ -33,6 +33,7 @@ class Stack:
         self.bootstrap = bootstrap
         self.env = env
         self.log_dir = log_dir
+        self.base_env = dict(env)
         self.bridge = Proc("bridge", manage("run_bridge", "--no-relay", "--metrics-port", "0"), env, log_dir)
         self.relay = Proc("relay", manage("relay_outbox"), env, log_dir)
         self.worker = Proc(
@@ -61,6 +62,18 @@ class Stack:
         self.worker.wait_for_log("ready.")
         self.bridge.wait_for_log("bridge assigned")
 
+    @property
+    def procs(self) -> tuple[Proc, ...]:
+        return (self.worker, self.relay, self.bridge)
+
+    def reconfigure(self, overrides: dict[str, str]) -> None:
+        """Restart every process with `overrides` in its environment ({} restores the original)."""
+        self.stop()
+        env = {**self.base_env, **overrides}
+        for proc in self.procs:
+            proc.env = env
+        self.start()
+
     def ensure_running(self) -> None:
         for proc in (self.worker, self.relay, self.bridge):
             if not proc.running:
@@ -69,6 +82,9 @@ class Stack:
     def stop(self) -> None:
         for proc in (self.bridge, self.relay, self.worker):
             proc.stop()
+
+    def processes_alive(self) -> bool:
+        return all(proc.running for proc in self.procs)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in (self.bridge, self.relay, self.worker))

@@ -22,8 +22,10 @@ class Proc:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def start(self) -> Proc:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(  # noqa: S603 - our own commands
             self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -46,7 +48,16 @@ class Proc:
             return self.process.wait()
 
     def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        """SIGKILL the process and every descendant (a Celery worker's pool children too)."""
+        if not self.running:
+            return
+        assert self.process is not None
+        for pid in [*descendants(self.process.pid), self.process.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -55,14 +66,26 @@ class Proc:
             return ""
 
     def wait_for_log(self, needle: str, timeout_s: float = 60.0) -> None:
+        """Wait until this run of the process (not an earlier one) has logged `needle`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if needle in self.log_path.read_text(errors="replace"):
-                return
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                if needle.encode() in log.read():
+                    return
             if not self.running:
                 raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} did not log {needle!r}:\n{self.log_tail()}")
+
+
+def descendants(pid: int) -> list[int]:
+    children_file = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        children = [int(c) for c in children_file.read_text().split()]
+    except FileNotFoundError:
+        return []
+    return [d for child in children for d in (child, *descendants(child))]
 
 
 def manage(*args: str) -> list[str]:

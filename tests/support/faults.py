@@ -1,0 +1,153 @@
+"""Fault injection for chaos tests: a TCP proxy that can refuse and cut connections, and a
+private Redis server that can be killed and restarted (never the machine's shared one)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from bridge.embedded import free_port
+
+
+class TcpProxy:
+    """127.0.0.1:`port` -> `target`. `cut()` drops every connection and refuses new ones until
+    `restore()`: what a client sees when the server goes down or refuses connections."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._up = threading.Event()
+        self._up.set()
+        self._stopping = False
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> TcpProxy:
+        self._listen()
+        self._thread.start()
+        return self
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(256)
+        listener.settimeout(0.2)
+        self._listener = listener
+
+    def _serve(self) -> None:
+        while not self._stopping:
+            if not self._up.is_set() or self._listener is None:
+                time.sleep(0.05)
+                continue
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            src.settimeout(None)
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            with self._lock:
+                self._conns.discard(src)
+                self._conns.discard(dst)
+
+    def cut(self) -> None:
+        """Refuse new connections (the port is closed) and reset the open ones."""
+        self._up.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        self._listen()
+        self._up.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.cut()
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, for tests that stop and restart Redis."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis did not start")
+
+    def stop(self) -> None:
+        """A clean shutdown: Redis writes its append-only file, so queued tasks survive."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def start_on_same_port(self) -> PrivateRedis:
+        return self.start()
