@@ -85,6 +85,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
             self.bridge.offsets.done.pop(tp, None)
             self.bridge.offsets.committed.pop(tp, None)
             self.bridge.paused.discard(tp)
+            # The partition's new owner reports its lag; a stale value here would hide recovery.
+            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("bridge assigned %d partitions", len(assigned))

@@ -8,11 +8,27 @@ line written while handling an event carries its correlation id.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
 
 LOG_FORMATS = ("json", "console")
+
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Celery passes a task's arguments (event data, possibly personal data) as `data`; Django passes
+# the request object as `request`. Neither belongs in a log line.
+_UNLOGGED_EXTRAS = frozenset({"data", "request"})
+
+
+def _add_extras(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Fields given with `logger.info(..., extra={...})`, except the ones above."""
+    record = event_dict.get("_record")
+    if record is not None:
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in _UNLOGGED_EXTRAS and not key.startswith("_"):
+                event_dict.setdefault(key, value)
+    return event_dict
 
 
 def _foreign_pre_chain() -> list[Any]:
@@ -20,7 +36,7 @@ def _foreign_pre_chain() -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
+        _add_extras,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
 

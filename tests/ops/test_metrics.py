@@ -7,11 +7,14 @@ import time
 
 import pytest
 import requests
+from kafka import TopicPartition
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import topics
+from bridge.consumer import Bridge, BridgeOptions, _CommitOnRevoke
 from bridge.models import OutboxEvent
+from kafka_platform import metrics
 from tests.conftest import Stack
 from tests.ops.conftest import WebProcess
 from tests.support.builders import payment_request, structured
@@ -110,3 +113,11 @@ def test_bridge_consumer_lag_is_exposed_per_assigned_partition(live: Stack) -> N
         assert time.monotonic() < deadline, "no bridge_consumer_lag sample for payments.payment-requested"
         time.sleep(1)
     assert all(s.value >= 0 and s.labels["partition"].isdigit() for s in lag.samples)
+
+
+def test_a_revoked_partition_drops_its_lag_sample() -> None:
+    bridge = Bridge(BridgeOptions(group_id="g", max_queue_depth=10, relay=False))
+    metrics.BRIDGE_CONSUMER_LAG.labels(topic="ops.revoked", partition="3").set(7)
+    _CommitOnRevoke(bridge).on_partitions_revoked({TopicPartition("ops.revoked", 3)})
+    [family] = metrics.BRIDGE_CONSUMER_LAG.collect()
+    assert not [s for s in family.samples if s.labels["topic"] == "ops.revoked"]
