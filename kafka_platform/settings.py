@@ -17,6 +17,8 @@ DEV_SECRET_KEY = "django-insecure-dev-only-kafka-platform"  # noqa: S105 - refus
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+# Previous keys, still accepted for existing sessions and signatures while a new key rolls out.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is the development key while DJANGO_DEBUG=0: set a real secret."

@@ -86,3 +86,20 @@ def test_flower_refuses_a_malformed_basic_auth_setting(stack: Stack, pair: str) 
     result = run(celery("flower", f"--port={free_port()}"), production_env(stack.env, FLOWER_BASIC_AUTH=pair))
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH entries are user:password" in result.stdout + result.stderr
+
+
+def test_a_rotated_secret_key_keeps_accepting_what_the_previous_key_signed() -> None:
+    old, new = "old-" + "k" * 50, "new-" + "n" * 50
+    sign = "from django.core import signing; print(signing.dumps('session-42'))"
+    signed = run(manage("shell", "-c", sign), production_env(child_env({}), DJANGO_SECRET_KEY=old))
+    assert signed.returncode == 0, signed.stderr
+    token = signed.stdout.strip().splitlines()[-1]
+    verify = f"from django.core import signing; print(signing.loads({token!r}))"
+
+    rotated = run(
+        manage("shell", "-c", verify),
+        production_env(child_env({}), DJANGO_SECRET_KEY=new, DJANGO_SECRET_KEY_FALLBACKS=old),
+    )
+    assert rotated.returncode == 0 and rotated.stdout.strip().endswith("session-42"), rotated.stderr
+    dropped = run(manage("shell", "-c", verify), production_env(child_env({}), DJANGO_SECRET_KEY=new))
+    assert dropped.returncode != 0 and "BadSignature" in dropped.stderr
