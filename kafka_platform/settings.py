@@ -108,6 +108,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
+
 # --- Operations: probes, Flower ---------------------------------------------------------------
 # /metrics and /healthz of the bridge and of each worker's main process (0 disables).
 BRIDGE_METRICS_PORT = env.int("BRIDGE_METRICS_PORT", default=9400)

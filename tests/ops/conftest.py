@@ -76,7 +76,7 @@ class WebProcess:
     proc: Proc
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def production_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     """The web process as deployed: gunicorn with gunicorn.conf.py, DEBUG off."""
     port = free_port()
