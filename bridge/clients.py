@@ -7,23 +7,65 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from bridge.topics import TOPIC_MAX_MESSAGE_BYTES
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# Mechanisms that authenticate with a username and password (kafka-python's sasl_plain_* options).
+PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 
 def client_config() -> dict[str, Any]:
-    """Bootstrap and security options shared by every consumer, producer and admin client."""
+    """Bootstrap and security options shared by every consumer, producer and admin client.
+
+    Refuses a configuration kafka-python would silently half-apply: SASL settings with a
+    non-SASL protocol are ignored by the client, and a missing SCRAM password only fails at
+    the broker, so both are rejected here with the setting to fix.
+    """
+    protocol = (settings.KAFKA_SECURITY_PROTOCOL or "PLAINTEXT").upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ImproperlyConfigured(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
     config: dict[str, Any] = {
         "bootstrap_servers": settings.KAFKA_BOOTSTRAP_SERVERS.split(","),
-        "security_protocol": settings.KAFKA_SECURITY_PROTOCOL,
+        "security_protocol": protocol,
     }
-    if settings.KAFKA_SASL_MECHANISM:
-        config["sasl_mechanism"] = settings.KAFKA_SASL_MECHANISM
+    mechanism = (settings.KAFKA_SASL_MECHANISM or "").upper()
+    if protocol.startswith("SASL_"):
+        if mechanism not in PASSWORD_MECHANISMS:
+            raise ImproperlyConfigured(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM, one of "
+                f"{', '.join(PASSWORD_MECHANISMS)} (got {settings.KAFKA_SASL_MECHANISM!r})"
+            )
+        if not settings.KAFKA_SASL_USERNAME or not settings.KAFKA_SASL_PASSWORD:
+            raise ImproperlyConfigured(
+                f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        config["sasl_mechanism"] = mechanism
         config["sasl_plain_username"] = settings.KAFKA_SASL_USERNAME
         config["sasl_plain_password"] = settings.KAFKA_SASL_PASSWORD
-    if settings.KAFKA_SSL_CAFILE:
-        config["ssl_cafile"] = settings.KAFKA_SSL_CAFILE
+    elif mechanism:
+        raise ImproperlyConfigured(
+            f"KAFKA_SASL_MECHANISM={mechanism} is ignored with KAFKA_SECURITY_PROTOCOL={protocol}: "
+            "use SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    tls_files = {
+        "ssl_cafile": settings.KAFKA_SSL_CAFILE,
+        "ssl_certfile": settings.KAFKA_SSL_CERTFILE,
+        "ssl_keyfile": settings.KAFKA_SSL_KEYFILE,
+    }
+    if protocol.endswith("SSL"):
+        # Without a CA file the system's trust store verifies the broker (hostname checked too).
+        config.update({option: path for option, path in tls_files.items() if path})
+        if bool(settings.KAFKA_SSL_CERTFILE) != bool(settings.KAFKA_SSL_KEYFILE):
+            raise ImproperlyConfigured("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (mutual TLS)")
+    elif any(tls_files.values()):
+        raise ImproperlyConfigured(
+            f"KAFKA_SSL_* files are ignored with KAFKA_SECURITY_PROTOCOL={protocol}: use SSL or SASL_SSL"
+        )
     return config
 
 

@@ -28,9 +28,10 @@ from bridge import codec, routing
 from bridge.clients import new_consumer
 from bridge.deadletters import dead_letter
 from bridge.relay import OutboxRelay
-from kafka_platform import metrics
+from kafka_platform import correlation, metrics
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
+from kafka_platform.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class BridgeOptions:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     relay: bool = True
+    # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
+    max_silence_s: float = 60.0
 
 
 @dataclass
@@ -82,6 +85,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
             self.bridge.offsets.done.pop(tp, None)
             self.bridge.offsets.committed.pop(tp, None)
             self.bridge.paused.discard(tp)
+            # The partition's new owner reports its lag; a stale value here would hide recovery.
+            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("bridge assigned %d partitions", len(assigned))
@@ -99,6 +104,7 @@ class Bridge:
         self._deep_queues: set[str] = set()
         self._last_commit = self._last_pressure_check = self._last_lag_check = 0.0
         self._failures = 0
+        self.heartbeat = Heartbeat(max_silence_s=options.max_silence_s)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -112,7 +118,7 @@ class Bridge:
 
     def run(self) -> None:
         if self.options.relay:
-            self.relay = OutboxRelay(self.stopping)
+            self.relay = OutboxRelay(self.stopping, max_silence_s=self.options.max_silence_s)
             self.relay.start()
         self.consumer = new_consumer(
             group_id=self.options.group_id, max_poll_records=self.options.max_poll_records
@@ -129,10 +135,26 @@ class Bridge:
                 self.relay.join(timeout=30)
             logger.info("bridge stopped")
 
+    def health(self) -> dict[str, Any]:
+        """The consume loop's liveness for /healthz (read from the probe's thread)."""
+        if self.stopping.is_set():
+            return {"status": "stopping"}
+        return {
+            **self.heartbeat.check(),
+            "consecutive_dispatch_failures": self._failures,
+            "paused_partitions": len(self.paused),
+        }
+
+    def relay_health(self) -> dict[str, Any]:
+        if self.relay is None:
+            return {"status": "ok", "detail": "relay not run by this bridge (--no-relay)"}
+        return self.relay.health()
+
     # --- the loop ------------------------------------------------------------------------------
 
     def _step(self) -> None:
         assert self.consumer is not None
+        self.heartbeat.beat()
         now = time.monotonic()
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
@@ -194,9 +216,20 @@ class Bridge:
             metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
             return
         payload = envelope.to_task_payload()
-        for task_name in route.tasks:
-            celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
-            metrics.BRIDGE_DISPATCH.inc()
+        # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
+        with correlation.bound(
+            envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
+        ):
+            for task_name in route.tasks:
+                celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
+                metrics.BRIDGE_DISPATCH.inc()
+            logger.info(
+                "dispatched %s@%s:%s to %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                ", ".join(route.tasks),
+            )
         metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dispatched").inc()
 
     def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:

@@ -21,7 +21,7 @@ from bridge import codec
 from bridge.clients import shared_producer
 from bridge.models import OutboxEvent
 from bridge.topics import Topic
-from kafka_platform import metrics
+from kafka_platform import correlation, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,17 @@ def record_event(
     correlation_id: str | None = None,
     event_id: str | None = None,
 ) -> OutboxEvent:
-    """Add a CloudEvent for `topic` to the outbox in the caller's transaction."""
+    """Add a CloudEvent for `topic` to the outbox in the caller's transaction.
+
+    Without `correlation_id`, the event carries the one bound for the work in hand (the task's
+    or the request's, see kafka_platform.correlation), else its own id.
+    """
     event = codec.build_event(
         event_type=topic.name,
         domain=topic.domain,
         subject=subject,
         data=data,
-        correlation_id=correlation_id,
+        correlation_id=correlation_id or correlation.current(),
         event_id=event_id,
     )
     value, headers = codec.encode_event(event)

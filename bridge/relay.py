@@ -15,29 +15,38 @@ import psycopg
 from django.db import DatabaseError, close_old_connections, connection, connections
 from kafka.errors import KafkaError
 
-from bridge.outbox import NOTIFY_CHANNEL, RELAY_BATCH, pending_count, relay_pending
-from kafka_platform import metrics
+from bridge.outbox import NOTIFY_CHANNEL, RELAY_BATCH, relay_pending
+from kafka_platform.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
 
 
 class OutboxRelay(threading.Thread):
-    def __init__(self, stopping: threading.Event, *, poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, stopping: threading.Event, *, poll_interval_s: float = 1.0, max_silence_s: float = 60.0
+    ) -> None:
         super().__init__(name="outbox-relay", daemon=True)
         self.stopping = stopping
         self.poll_interval_s = poll_interval_s
+        self.heartbeat = Heartbeat(max_silence_s=max_silence_s)
+
+    def health(self) -> dict[str, object]:
+        """For the bridge's /healthz: the thread runs and its loop turns."""
+        if not self.is_alive():
+            return {"status": "down", "error": "the outbox relay thread is not running"}
+        return self.heartbeat.check()
 
     def run(self) -> None:
         listener: psycopg.Connection | None = None
         backoff = 0.5
         try:
             while not self.stopping.is_set():
+                self.heartbeat.beat()
                 try:
                     if listener is None or listener.closed:
                         listener = self._listen()
                     while relay_pending() == RELAY_BATCH and not self.stopping.is_set():
-                        pass
-                    metrics.OUTBOX_PENDING.set(pending_count())
+                        self.heartbeat.beat()
                     backoff = 0.5
                     for _ in listener.notifies(timeout=self.poll_interval_s, stop_after=1):
                         pass

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging.config
 import os
 from enum import StrEnum
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
+
+from kafka_platform import correlation, worker_probe
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kafka_platform.settings")
 
@@ -51,3 +55,17 @@ app.conf.update(
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
 )
 app.autodiscover_tasks()
+
+# Metrics and /healthz of a worker (no-op in other processes); it must run before any metric exists.
+worker_probe.install(app)
+correlation.connect_celery_signals()
+
+
+@signals.setup_logging.connect(weak=False)
+def _log_as_configured(loglevel: int | None = None, **kwargs: Any) -> None:
+    """Worker, beat: Django's LOGGING (JSON lines) instead of Celery's own handlers; `-l` sets the level."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)

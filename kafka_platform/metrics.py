@@ -1,8 +1,21 @@
-"""Every Prometheus metric of CONTRACT §7, defined once and imported by the code that moves it."""
+"""Every Prometheus metric of CONTRACT §7, defined once and imported by the code that moves it.
+
+Web and bridge serve the default registry; a Celery worker serves these from every one of its
+processes at once (prometheus_client multiprocess mode, see `kafka_platform.worker_probe`).
+`outbox_pending` is read from the database at scrape time, so every process reports the same truth.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 KAFKA_MESSAGES = Counter(
     "kafka_messages", "Kafka messages consumed by the bridge, by outcome.", ["topic", "outcome"]
@@ -12,7 +25,6 @@ BRIDGE_CONSUMER_LAG = Gauge(
 )
 BRIDGE_DISPATCH = Counter("bridge_dispatch", "Celery tasks dispatched by the bridge.")
 DLQ_MESSAGES = Counter("dlq_messages", "Records sent to a dead-letter topic.", ["topic", "reason"])
-OUTBOX_PENDING = Gauge("outbox_pending", "Outbox events not yet published.")
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published to Kafka.")
 PAYMENTS_PROCESSED = Counter("payments_processed", "Payments captured.")
 PAYMENTS_FAILED = Counter("payments_failed", "Payments failed, by reason.", ["reason"])
@@ -22,8 +34,59 @@ PAYMENT_PROCESSING_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 LEDGER_ENTRIES = Counter("ledger_entries", "Ledger entries posted.")
-LEDGER_BALANCE = Gauge("ledger_balance_total", "Sum of balances per currency.", ["currency"])
+# Set by whichever worker process posted last; across processes the most recent value counts.
+LEDGER_BALANCE = Gauge(
+    "ledger_balance_total", "Sum of balances per currency.", ["currency"], multiprocess_mode="mostrecent"
+)
 NOTIFICATIONS_SENT = Counter("notifications_sent", "Notifications delivered.", ["channel"])
 NOTIFICATIONS_FAILED = Counter("notifications_failed", "Notifications failed.", ["channel"])
 AUDIT_EVENTS = Counter("audit_events", "Audit events stored.")
 COMPLIANCE_VIOLATIONS = Counter("compliance_violations", "Compliance alerts raised, by rule.", ["rule"])
+
+
+class OutboxPendingCollector(Collector):
+    """`outbox_pending`: unpublished outbox rows, counted in the database when scraped."""
+
+    NAME = "outbox_pending"
+    DOCUMENTATION = "Outbox events not yet published."
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.DOCUMENTATION)]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.db import DatabaseError, connection
+
+        from bridge.outbox import pending_count  # deferred: bridge.outbox imports this module
+
+        family = GaugeMetricFamily(self.NAME, self.DOCUMENTATION)
+        try:
+            family.add_metric([], pending_count())
+        except DatabaseError as exc:
+            logger.warning("outbox_pending not collected: %s", exc)
+        finally:
+            # A metrics server answers each scrape on a new thread; its connection goes with it.
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()
+        yield family
+
+
+OUTBOX_PENDING = OutboxPendingCollector()
+REGISTRY.register(OUTBOX_PENDING)
+
+# The metrics with per-process values (everything but the database-backed OUTBOX_PENDING).
+PROCESS_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
+    KAFKA_MESSAGES,
+    BRIDGE_CONSUMER_LAG,
+    BRIDGE_DISPATCH,
+    DLQ_MESSAGES,
+    OUTBOX_PUBLISHED,
+    PAYMENTS_PROCESSED,
+    PAYMENTS_FAILED,
+    PAYMENT_PROCESSING_DURATION,
+    LEDGER_ENTRIES,
+    LEDGER_BALANCE,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_FAILED,
+    AUDIT_EVENTS,
+    COMPLIANCE_VIOLATIONS,
+)

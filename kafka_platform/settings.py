@@ -7,6 +7,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from kafka_platform.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -15,6 +17,8 @@ DEV_SECRET_KEY = "django-insecure-dev-only-kafka-platform"  # noqa: S105 - refus
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+# Previous keys, still accepted for existing sessions and signatures while a new key rolls out.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is the development key while DJANGO_DEBUG=0: set a real secret."
@@ -43,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "kafka_platform.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -104,8 +109,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
+
+# --- Operations: probes, Flower ---------------------------------------------------------------
+# /metrics and /healthz of the bridge and of each worker's main process (0 disables).
 BRIDGE_METRICS_PORT = env.int("BRIDGE_METRICS_PORT", default=9400)
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9401)
+# /healthz of bridge and worker answers 503 once their loop has not turned for this long.
+HEALTH_MAX_SILENCE_S = env.float("HEALTH_MAX_SILENCE_S", default=60.0)
+# "user:password" pairs, comma-separated; read by flowerconfig.py, required when DEBUG is off.
+FLOWER_BASIC_AUTH = env.list("FLOWER_BASIC_AUTH", default=[])
 
 # --- Kafka ------------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
@@ -114,6 +126,9 @@ KAFKA_SASL_MECHANISM = env.str("KAFKA_SASL_MECHANISM", default=None)
 KAFKA_SASL_USERNAME = env.str("KAFKA_SASL_USERNAME", default=None)
 KAFKA_SASL_PASSWORD = env.str("KAFKA_SASL_PASSWORD", default=None)
 KAFKA_SSL_CAFILE = env.str("KAFKA_SSL_CAFILE", default=None)
+# Client certificate and key, for clusters that authenticate clients by TLS (mutual TLS).
+KAFKA_SSL_CERTFILE = env.str("KAFKA_SSL_CERTFILE", default=None)
+KAFKA_SSL_KEYFILE = env.str("KAFKA_SSL_KEYFILE", default=None)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="kafka-platform-bridge")
 # ~6 s lets a consumer group form in ~3 s instead of ~25 s; a crashed bridge's partitions move
 # to a live one within this time.
@@ -187,19 +202,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging ----------------------------------------------------------------------------------
+# One JSON object per line in every process (`console` for a human-readable form while developing).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"kafka": {"level": "WARNING"}},
-}
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # Prometheus and orchestrator probes talk plain HTTP to the process itself: no redirect.
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$", r"^health$", r"^ready$", r"^live$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)

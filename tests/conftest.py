@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 
 from bridge.clients import close_shared_producer
-from bridge.embedded import EmbeddedBroker
+from bridge.embedded import EmbeddedBroker, free_port
 from tests.support.kafka import Collector
 from tests.support.processes import Proc, celery, child_env, manage
 
@@ -34,7 +34,7 @@ class Stack:
         self.env = env
         self.log_dir = log_dir
         self.base_env = dict(env)
-        self.bridge = Proc("bridge", manage("run_bridge", "--no-relay", "--metrics-port", "0"), env, log_dir)
+        self.bridge = Proc("bridge", manage("run_bridge", "--no-relay"), env, log_dir)
         self.relay = Proc("relay", manage("relay_outbox"), env, log_dir)
         self.worker = Proc(
             "worker",
@@ -54,6 +54,10 @@ class Stack:
             env,
             log_dir,
         )
+
+    def probe_url(self, process: str, path: str = "/metrics") -> str:
+        """`/metrics` or `/healthz` of "bridge" or "worker" (their ports are in the env)."""
+        return f"http://127.0.0.1:{self.env[process.upper() + '_METRICS_PORT']}{path}"
 
     def start(self) -> None:
         self.worker.start()
@@ -137,8 +141,8 @@ def stack(
             "CELERY_BROKER_URL": TEST_REDIS_URL,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
             "KAFKA_CONSUMER_GROUP": f"test-bridge-{uuid.uuid4().hex[:8]}",
-            "BRIDGE_METRICS_PORT": "0",
-            "WORKER_METRICS_PORT": "0",
+            "BRIDGE_METRICS_PORT": str(free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
             "PAYMENTS_GATEWAY_RETRY_BACKOFF": "0.1",
             "PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX": "0.5",
             "DATABASE_CONN_MAX_AGE": "0",

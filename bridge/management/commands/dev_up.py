@@ -86,14 +86,16 @@ class Command(BaseCommand):
     def _banner(self, *, embedded: bool) -> None:
         kafka = settings.KAFKA_BOOTSTRAP_SERVERS + (" (embedded tansu)" if embedded else "")
         admin = f" (development login {DEV_ADMIN[0]} / {DEV_ADMIN[1]})" if settings.DEBUG else ""
+        flower = " (basic auth: FLOWER_BASIC_AUTH)" if settings.FLOWER_BASIC_AUTH else ""
         self.stdout.write(
             self.style.SUCCESS(
                 "\n kafka-platform is starting\n"
                 f"   web + admin   http://127.0.0.1:8000/admin/{admin}\n"
                 "   API docs      http://127.0.0.1:8000/api/docs/\n"
                 "   health        http://127.0.0.1:8000/health   metrics /metrics\n"
-                "   flower        http://127.0.0.1:5555/\n"
-                f"   bridge        metrics on :{settings.BRIDGE_METRICS_PORT}\n"
+                f"   flower        http://127.0.0.1:5555/{flower}\n"
+                f"   bridge        http://127.0.0.1:{settings.BRIDGE_METRICS_PORT}/metrics   /healthz\n"
+                f"   worker        http://127.0.0.1:{settings.WORKER_METRICS_PORT}/metrics   /healthz\n"
                 f"   kafka         {kafka}\n"
                 "   try it        .venv/bin/python manage.py send_demo_events --wait\n"
             )

@@ -1,4 +1,8 @@
-"""`manage.py run_bridge`: the Kafka -> Celery bridge with its outbox relay and metrics port."""
+"""`manage.py run_bridge`: the Kafka -> Celery bridge with its outbox relay and probe port.
+
+The probe port (BRIDGE_METRICS_PORT) serves Prometheus `/metrics` and `/healthz`, which answers
+503 when the consume loop or the relay thread has stopped turning (see kafka_platform.probes).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from prometheus_client import start_http_server
 
 from bridge.consumer import Bridge, BridgeOptions
+from kafka_platform.probes import ProbeServer
 
 logger = logging.getLogger(__name__)
 
@@ -24,21 +28,31 @@ class Command(BaseCommand):
             "--metrics-port",
             type=int,
             default=settings.BRIDGE_METRICS_PORT,
-            help="Prometheus port (0 disables).",
+            help="Port of /metrics and /healthz (0 disables).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["metrics_port"]:
-            try:
-                start_http_server(options["metrics_port"])
-            except OSError as exc:
-                logger.warning("bridge metrics port %s unavailable: %s", options["metrics_port"], exc)
         bridge = Bridge(
             BridgeOptions(
                 group_id=options["group"],
                 max_queue_depth=settings.BRIDGE_MAX_QUEUE_DEPTH,
                 relay=not options["no_relay"],
+                max_silence_s=settings.HEALTH_MAX_SILENCE_S,
             )
         )
+        probe = None
+        if options["metrics_port"]:
+            try:
+                probe = ProbeServer(
+                    port=options["metrics_port"],
+                    checks={"consumer_loop": bridge.health, "outbox_relay": bridge.relay_health},
+                ).start()
+                logger.info("bridge metrics and health on :%s (/metrics, /healthz)", probe.port)
+            except OSError as exc:
+                logger.warning("bridge metrics port %s unavailable: %s", options["metrics_port"], exc)
         bridge.install_signal_handlers()
-        bridge.run()
+        try:
+            bridge.run()
+        finally:
+            if probe is not None:
+                probe.stop()

@@ -1,0 +1,40 @@
+"""`make run`: the Procfile honcho supervises, and the development admin (only in development)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from django.contrib.auth import get_user_model
+from pytest_django.fixtures import Settings
+
+from bridge.embedded import EmbeddedBroker
+from bridge.management.commands.dev_up import DEV_ADMIN, Command
+from tests.support.processes import ROOT, VENV_BIN
+
+
+def test_procfile_supervises_every_process_make_run_promises() -> None:
+    check = subprocess.run(
+        [str(VENV_BIN / "honcho"), "check", "-f", "Procfile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    entries = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+    assert set(entries) == {"web", "bridge", "worker", "beat", "flower"}
+    assert "0.0.0.0:8000" in entries["web"]
+    assert "celery -A kafka_platform flower --port=5555" in entries["flower"]
+    assert "manage.py run_bridge" in entries["bridge"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("debug", [True, False])
+def test_development_admin_is_created_only_in_development(
+    settings: Settings, kafka_broker: EmbeddedBroker, debug: bool
+) -> None:
+    settings.DEBUG = debug
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.bootstrap
+
+    Command()._prepare()
+
+    assert get_user_model().objects.filter(username=DEV_ADMIN[0], is_superuser=True).exists() is debug

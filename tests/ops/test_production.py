@@ -1,0 +1,105 @@
+"""Production settings: check --deploy, the refused dev secret, probes over plain HTTP, Flower auth."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from bridge.embedded import free_port
+from tests.conftest import Stack
+from tests.ops.conftest import WebProcess, json_lines, production_env, wait_for_http
+from tests.support.processes import ROOT, VENV_BIN, Proc, celery, child_env, manage
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_check_deploy_is_clean_with_production_settings() -> None:
+    result = run(manage("check", "--deploy", "--fail-level", "WARNING"), production_env(child_env({})))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_with_the_development_secret_key() -> None:
+    env = production_env(child_env({}))
+    del env["DJANGO_SECRET_KEY"]
+    result = run(manage("check"), env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is the development key while DJANGO_DEBUG=0" in result.stderr
+
+    # The web process as deployed stops at boot too (gunicorn loads the app before serving).
+    web = run([str(VENV_BIN / "gunicorn"), "kafka_platform.wsgi:application"], env)
+    assert web.returncode != 0
+    assert "DJANGO_SECRET_KEY is the development key" in web.stdout + web.stderr
+
+
+def test_production_web_serves_metrics_and_health_over_plain_http_and_redirects_the_rest(
+    production_web: WebProcess,
+) -> None:
+    for path in ("/metrics", "/health", "/ready", "/live"):
+        response = requests.get(production_web.url + path, timeout=10, allow_redirects=False)
+        assert response.status_code in (200, 503), f"{path}: {response.status_code} {response.headers}"
+    assert "outbox_pending" in requests.get(production_web.url + "/metrics", timeout=10).text
+
+    admin = requests.get(production_web.url + "/admin/", timeout=10, allow_redirects=False)
+    assert admin.status_code == 301 and admin.headers["Location"].startswith("https://")
+    behind_tls_proxy = requests.get(
+        production_web.url + "/admin/", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False
+    )
+    assert behind_tls_proxy.status_code == 302  # to the login page, over the proxy's HTTPS
+
+    access = [
+        line for line in json_lines(production_web.proc.log_path) if line["logger"] == "gunicorn.access"
+    ]
+    assert any("/metrics" in line["event"] for line in access), "gunicorn's access log is JSON lines"
+
+
+def test_flower_requires_basic_auth_in_production(stack: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    argv = celery("flower", f"--port={port}", "--address=127.0.0.1")
+    refused = run(argv, production_env(stack.env))
+    assert refused.returncode != 0
+    assert "FLOWER_BASIC_AUTH is required when DJANGO_DEBUG=0" in refused.stdout + refused.stderr
+
+    flower = Proc("flower", argv, production_env(stack.env, FLOWER_BASIC_AUTH="ops:s3cret-flower"), tmp_path)
+    flower.start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", proc=flower)
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 401
+        wrong = requests.get(f"http://127.0.0.1:{port}/", auth=("ops", "guess"), timeout=10)
+        assert wrong.status_code == 401
+        ok = requests.get(f"http://127.0.0.1:{port}/", auth=("ops", "s3cret-flower"), timeout=10)
+        assert ok.status_code == 200
+        # What the compose healthcheck probes stays open.
+        assert requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10).status_code == 200
+    finally:
+        flower.stop()
+    assert any(line.get("logger") for line in json_lines(flower.log_path)), "Flower logs JSON lines"
+
+
+@pytest.mark.parametrize("pair", ["ops", ":nopassword", "ops:"])
+def test_flower_refuses_a_malformed_basic_auth_setting(stack: Stack, pair: str) -> None:
+    result = run(celery("flower", f"--port={free_port()}"), production_env(stack.env, FLOWER_BASIC_AUTH=pair))
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH entries are user:password" in result.stdout + result.stderr
+
+
+def test_a_rotated_secret_key_keeps_accepting_what_the_previous_key_signed() -> None:
+    old, new = "old-" + "k" * 50, "new-" + "n" * 50
+    sign = "from django.core import signing; print(signing.dumps('session-42'))"
+    signed = run(manage("shell", "-c", sign), production_env(child_env({}), DJANGO_SECRET_KEY=old))
+    assert signed.returncode == 0, signed.stderr
+    token = signed.stdout.strip().splitlines()[-1]
+    verify = f"from django.core import signing; print(signing.loads({token!r}))"
+
+    rotated = run(
+        manage("shell", "-c", verify),
+        production_env(child_env({}), DJANGO_SECRET_KEY=new, DJANGO_SECRET_KEY_FALLBACKS=old),
+    )
+    assert rotated.returncode == 0 and rotated.stdout.strip().endswith("session-42"), rotated.stderr
+    dropped = run(manage("shell", "-c", verify), production_env(child_env({}), DJANGO_SECRET_KEY=new))
+    assert dropped.returncode != 0 and "BadSignature" in dropped.stderr
