@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+import redis
 from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError, connections
 
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
@@ -17,8 +20,39 @@ logger = logging.getLogger(__name__)
 SWEEP_AFTER_S = 5.0
 
 
+# A database or Redis outage of up to this long is ridden out inside the task, which re-runs
+# its (idempotent) body; retrying through Celery would need the very Redis that may be down.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+TRANSIENT_RETRY_FOR_S = 180.0
+
+
 class EventTask(Task):
-    """A task whose first argument is an event payload: failing for good dead-letters the event."""
+    """The platform's task class (the Celery app's default).
+
+    Rides out transient database and Redis outages by re-running the task body, and, for a task
+    whose first argument is an event payload, dead-letters the event when it fails for good.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + TRANSIENT_RETRY_FOR_S
+        delay = 0.2
+        while True:
+            try:
+                return super().__call__(*args, **kwargs)
+            except TRANSIENT_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "%s: %s: %s; running it again in %.1fs", self.name, type(exc).__name__, exc, delay
+                )
+                connections.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any

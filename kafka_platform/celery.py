@@ -36,7 +36,8 @@ def route_task(
     return {"queue": queue_for_task(name)}
 
 
-app = Celery("kafka_platform")
+# Every task rides out short database/Redis outages and dead-letters its event when it fails.
+app = Celery("kafka_platform", task_cls="bridge.tasks:EventTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_queues=[Queue(q.value) for q in TaskQueue],

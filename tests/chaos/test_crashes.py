@@ -24,8 +24,9 @@ from bridge import topics
 from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
-from tests.support.faults import PrivateRedis, TcpProxy
+from tests.support.faults import TcpProxy
 from tests.support.kafka import Collector
+from tests.support.private_redis import PrivateRedis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
@@ -44,7 +45,7 @@ class Chaos:
 @pytest.fixture
 def chaos(stack: Stack, shared_db: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     """The stack restarted on a private Redis and behind a PostgreSQL proxy we can cut."""
-    redis_server = PrivateRedis(tmp_path).start()
+    redis_server = PrivateRedis(tmp_path / "redis.log", persistent=True).start()
     database = urlsplit(stack.base_env["DATABASE_URL"])
     proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
     stack.reconfigure(
@@ -120,7 +121,7 @@ def test_redis_restarted_while_events_flow(chaos: Chaos, collector: Collector) -
     collector.wait_for(PROCESSED, ours(ids), count=N // 5, timeout_s=300)
     chaos.redis.stop()
     time.sleep(3)
-    chaos.redis.start_on_same_port()
+    chaos.redis.start()
     assert_exactly_once(collector, ids)
     assert chaos.stack.processes_alive(), "a process died instead of reconnecting"
 

@@ -1,14 +1,10 @@
-"""Fault injection for chaos tests: a TCP proxy that can refuse and cut connections, and a
-private Redis server that can be killed and restarted (never the machine's shared one)."""
+"""Fault injection for chaos tests: a TCP proxy that can refuse and cut connections."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 from bridge.embedded import free_port
 
@@ -99,55 +95,3 @@ class TcpProxy:
     def stop(self) -> None:
         self._stopping = True
         self.cut()
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, for tests that stop and restart Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis did not start")
-
-    def stop(self) -> None:
-        """A clean shutdown: Redis writes its append-only file, so queued tasks survive."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def start_on_same_port(self) -> PrivateRedis:
-        return self.start()

@@ -13,9 +13,13 @@ from bridge.embedded import free_port
 
 
 class PrivateRedis:
-    def __init__(self, log_path: Path) -> None:
+    """`persistent` keeps an fsync-always append-only file beside the log, so a stop and start
+    on the same port (a Redis restart) keeps the queued tasks, as a production broker must."""
+
+    def __init__(self, log_path: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.log_path = log_path
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,8 +41,11 @@ class PrivateRedis:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.log_path.parent)]
+                    if self.persistent
+                    else ["--appendonly", "no"]
+                ),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
