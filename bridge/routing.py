@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
-from payments.events import PaymentRequested
+from notifications.events import NotificationRequested
+from payments.events import PaymentFailed, PaymentProcessed, PaymentRequested
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+    topics.PAYMENT_PROCESSED.name: Route(PaymentProcessed, ("notifications.notify_payment_outcome",)),
+    topics.PAYMENT_FAILED.name: Route(PaymentFailed, ("notifications.notify_payment_outcome",)),
+    topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, ("notifications.request_notification",)),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
 

@@ -61,3 +61,17 @@ class PaymentRequested(BaseModel):
     @property
     def method_token(self) -> str | None:
         return self.paymentMethod.token if isinstance(self.paymentMethod, PaymentMethod) else None
+
+
+class PaymentProcessed(PaymentRequested):
+    """payments.payment-processed: the request's fields plus status and processedAt."""
+
+    status: str
+    processedAt: str  # noqa: N815
+
+
+class PaymentFailed(PaymentRequested):
+    """payments.payment-failed: the request's fields plus reason and message."""
+
+    reason: str
+    message: str = ""
