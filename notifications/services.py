@@ -156,10 +156,13 @@ def _enqueue_on_commit(notification: Notification) -> None:
     Until the lease runs out nobody else takes it; a task lost on the way is replaced then by the
     dispatcher. A task whose claim is no longer the notification's does nothing.
     """
-    notification.claim = uuid.uuid4()
+    claim = uuid.uuid4()
+    notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
-    args = [notification.pk, str(notification.claim)]
-    transaction.on_commit(lambda: celery_app.send_task(DELIVER_TASK, args=args), robust=True)
+    # The primary key is read at commit: a new notification is saved after this call.
+    transaction.on_commit(
+        lambda: celery_app.send_task(DELIVER_TASK, args=[notification.pk, str(claim)]), robust=True
+    )
 
 
 def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> None:

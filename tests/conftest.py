@@ -23,6 +23,7 @@ from tests.support.processes import Proc, celery, child_env, manage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 WORKER_QUEUES = "payments,ledger,notifications,audit,default"
+BEAT_MAX_INTERVAL_S = os.environ.get("TEST_BEAT_MAX_INTERVAL_S", "1")
 
 
 class Stack:
@@ -52,25 +53,33 @@ class Stack:
             env,
             log_dir,
         )
+        # Beat runs the PeriodicTask rows (outbox sweep, notification dispatcher); a short loop
+        # interval lets it notice rows changed by a test within a second.
+        self.beat = Proc("beat", celery("beat", "-l", "info", "--max-interval", BEAT_MAX_INTERVAL_S), env, log_dir)
+
+    @property
+    def procs(self) -> tuple[Proc, ...]:
+        return (self.bridge, self.relay, self.worker, self.beat)
 
     def start(self) -> None:
         self.worker.start()
         self.relay.start()
         self.bridge.start()
+        self.beat.start()
         self.worker.wait_for_log("ready.")
         self.bridge.wait_for_log("bridge assigned")
 
     def ensure_running(self) -> None:
-        for proc in (self.worker, self.relay, self.bridge):
+        for proc in (self.worker, self.relay, self.bridge, self.beat):
             if not proc.running:
                 proc.start()
 
     def stop(self) -> None:
-        for proc in (self.bridge, self.relay, self.worker):
+        for proc in self.procs:
             proc.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in (self.bridge, self.relay, self.worker))
+        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.procs)
 
 
 @pytest.fixture(scope="session")

@@ -54,10 +54,27 @@ class Proc:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, needle: str, timeout_s: float = 60.0) -> None:
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def children(self) -> list[int]:
+        """Process ids of this process's direct children (e.g. a Celery worker's pool processes)."""
+        if self.process is None:
+            return []
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def wait_for_log(self, needle: str, timeout_s: float = 60.0, *, since: int = 0) -> None:
+        """Wait until `needle` is logged, looking only past byte offset `since` (e.g. after a restart)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if needle in self.log_path.read_text(errors="replace"):
+            if needle.encode() in self.log_path.read_bytes()[since:]:
                 return
             if not self.running:
                 raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
