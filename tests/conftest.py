@@ -55,7 +55,9 @@ class Stack:
         )
         # Beat runs the PeriodicTask rows (outbox sweep, notification dispatcher); a short loop
         # interval lets it notice rows changed by a test within a second.
-        self.beat = Proc("beat", celery("beat", "-l", "info", "--max-interval", BEAT_MAX_INTERVAL_S), env, log_dir)
+        self.beat = Proc(
+            "beat", celery("beat", "-l", "info", "--max-interval", BEAT_MAX_INTERVAL_S), env, log_dir
+        )
 
     @property
     def procs(self) -> tuple[Proc, ...]:

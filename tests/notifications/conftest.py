@@ -95,7 +95,9 @@ def nlive(notification_stack: Stack, live: Stack) -> Iterator[Stack]:
     """
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-    every, _ = IntervalSchedule.objects.get_or_create(every=DISPATCH_INTERVAL_US, period=IntervalSchedule.MICROSECONDS)
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=DISPATCH_INTERVAL_US, period=IntervalSchedule.MICROSECONDS
+    )
     task = PeriodicTask.objects.get(task="notifications.dispatch_due")
     task.interval = every
     task.expire_seconds = 2

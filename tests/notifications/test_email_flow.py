@@ -60,7 +60,9 @@ def test_email_rendered_in_the_requested_locale_with_html_alternative(
     assert attempt.status_code is None or attempt.status_code < 400
     collector.wait_for(topics.AUDIT_NOTIFICATION_EVENTS.name, subject_is(data["notificationId"]))
     wait_until(
-        lambda: AuditEvent.objects.filter(subject_id=data["notificationId"], action="notification.sent").exists(),
+        lambda: AuditEvent.objects.filter(
+            subject_id=data["notificationId"], action="notification.sent"
+        ).exists(),
         what="the audit worker stored notification.sent",
     )
 
@@ -82,7 +84,9 @@ def test_subject_and_body_without_template(nlive: Stack, smtp: SmtpReceiver) -> 
     assert mail.html() == "" or mail.message.get_body(preferencelist=("html",)) is None
 
 
-def test_unknown_template_fails_without_sending(nlive: Stack, smtp: SmtpReceiver, collector: Collector) -> None:
+def test_unknown_template_fails_without_sending(
+    nlive: Stack, smtp: SmtpReceiver, collector: Collector
+) -> None:
     data = notification_request(template="no_such_template")
     request(nlive, data)
     [record] = collector.wait_for(FAILED, subject_is(data["notificationId"]))

@@ -56,7 +56,12 @@ def notification_request(**overrides: Any) -> dict[str, Any]:
         "channel": "email",
         "recipient": f"{uuid.uuid4().hex[:8]}@example.com",
         "template": "payment_refunded",
-        "context": {"paymentId": "pay_1", "amount": "25.00", "currency": "EUR", "reason": "requested_by_customer"},
+        "context": {
+            "paymentId": "pay_1",
+            "amount": "25.00",
+            "currency": "EUR",
+            "reason": "requested_by_customer",
+        },
     }
     data.update(overrides)
     return data

@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], *, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = "") -> T:
+def wait_until(
+    probe: Callable[[], T], *, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""
+) -> T:
     """The first truthy value `probe` returns; TimeoutError when none came in `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
