@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from notifications import rendering, services, webhooks
 from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
@@ -102,7 +102,8 @@ class TemplateAdmin(admin.ModelAdmin):
         html = (
             format_html(
                 '<iframe sandbox="" srcdoc="{}" style="{}"></iframe>',
-                rendered.html_body,
+                # The rendered HTML is marked safe; as an attribute value it must be escaped again.
+                escape(rendered.html_body),
                 "width:100%;height:320px;border:1px solid #ccc",
             )
             if rendered.html_body

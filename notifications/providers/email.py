@@ -92,4 +92,4 @@ class DjangoEmailProvider:
             raise DeliveryError.rejected("the email backend sent nothing")
         status = getattr(email, "anymail_status", None)
         esp_id = getattr(status, "message_id", None) if status is not None else None
-        return Receipt(provider_message_id=str(esp_id) if esp_id else message_id.strip("<>"))
+        return Receipt(provider_message_id=str(esp_id) if esp_id is not None else message_id.strip("<>"))
