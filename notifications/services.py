@@ -798,3 +798,17 @@ def webhook_endpoint_update(
         details=changes,
     )
     return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, endpoint_id: uuid.UUID, actor: str) -> None:
+    """Remove an endpoint; its past notifications keep their URL and lose the link."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    _audit(
+        action="webhook_endpoint.deleted",
+        subject_type="webhook_endpoint",
+        subject_id=str(endpoint.id),
+        actor=actor,
+        details={"url": endpoint.url},
+    )
+    endpoint.delete()

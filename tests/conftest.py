@@ -8,13 +8,18 @@ Parallel test sessions on one machine: give each its own DATABASE_URL (the test 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.core.management.base import CommandError
+from django.db import DatabaseError
+from django.test import TransactionTestCase
 
 from bridge.clients import close_shared_producer
 from bridge.embedded import EmbeddedBroker
@@ -22,6 +27,32 @@ from tests.support.kafka import Collector
 from tests.support.processes import Proc, celery, child_env, manage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _caused_by_deadlock(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, psycopg.errors.DeadlockDetected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+_flush_after_test = TransactionTestCase._fixture_teardown
+
+
+def _flush_after_test_retrying_deadlocks(self: TransactionTestCase) -> None:
+    """The flush (TRUNCATE of every table) after a transactional test runs while the stack's
+    processes still write; PostgreSQL may pick the TRUNCATE as a deadlock's victim. Try again."""
+    for attempt in range(5):
+        try:
+            return _flush_after_test(self)
+        except (DatabaseError, CommandError) as exc:
+            if attempt == 4 or not _caused_by_deadlock(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+TransactionTestCase._fixture_teardown = _flush_after_test_retrying_deadlocks  # type: ignore[method-assign]
 WORKER_QUEUES = "payments,ledger,notifications,audit,default"
 BEAT_MAX_INTERVAL_S = os.environ.get("TEST_BEAT_MAX_INTERVAL_S", "1")
 

@@ -119,6 +119,9 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
             return Response({"url": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(self.get_serializer(endpoint).data, status=status.HTTP_201_CREATED)
 
+    def perform_destroy(self, instance: WebhookEndpoint) -> None:
+        services.webhook_endpoint_delete(endpoint_id=instance.id, actor=_actor(self.request))
+
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
         endpoint: WebhookEndpoint = self.get_object()
         serializer = self.get_serializer(endpoint, data=request.data, partial=True)

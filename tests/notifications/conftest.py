@@ -4,6 +4,7 @@ restarted once with settings pointing at them and short schedules."""
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 from collections.abc import Iterator
 
@@ -44,7 +45,9 @@ def http_receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture(scope="session")
-def notification_stack(stack: Stack, smtp: SmtpReceiver, http_receiver: HttpReceiver) -> Stack:
+def notification_stack(
+    stack: Stack, smtp: SmtpReceiver, http_receiver: HttpReceiver, django_db_blocker: pytest.FixtureRequest
+) -> Stack:
     """The stack with its worker restarted to deliver to the test's receivers."""
     stack.env.update(
         {
@@ -74,7 +77,14 @@ def notification_stack(stack: Stack, smtp: SmtpReceiver, http_receiver: HttpRece
             "NOTIFICATIONS_DISPATCH_LEASE_S": "10",
         }
     )
+    with django_db_blocker.unblock():
+        reseed()
     restart_worker(stack)
+    # Beat reads the dispatcher's short interval now; it keeps it across the flushes after each test.
+    stack.beat.stop()
+    offset = stack.beat.log_size()
+    stack.beat.start()
+    stack.beat.wait_for_log("beat: Starting", since=offset)
     return stack
 
 
@@ -85,16 +95,17 @@ def restart_worker(stack: Stack) -> None:
     stack.worker.wait_for_log("ready.", since=offset)
 
 
-@pytest.fixture
-def nlive(notification_stack: Stack, live: Stack) -> Iterator[Stack]:
-    """The running stack for one notifications flow test.
-
-    The flush after every transactional test empties the beat tables, and the serialized rollback
-    of these tests restores them (with the seeded templates); the dispatcher's row then gets a
-    short interval, as an operator would set it in the admin.
-    """
+def reseed() -> None:
+    """Put back the rows the notifications data migrations create (the seeded templates and the
+    dispatcher's PeriodicTask), which the flush after every transactional test removes."""
+    from django.apps import apps
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+    for name in ("0002_seed_payment_templates", "0003_dispatch_schedule"):
+        migration = importlib.import_module(f"notifications.migrations.{name}")
+        forward = migration.Migration.operations[0].code
+        forward(apps, None)
+    # As an operator would in the admin: a short dispatcher interval, for second-long schedules.
     every, _ = IntervalSchedule.objects.get_or_create(
         every=DISPATCH_INTERVAL_US, period=IntervalSchedule.MICROSECONDS
     )
@@ -102,6 +113,12 @@ def nlive(notification_stack: Stack, live: Stack) -> Iterator[Stack]:
     task.interval = every
     task.expire_seconds = 2
     task.save()
+
+
+@pytest.fixture
+def nlive(notification_stack: Stack, live: Stack) -> Iterator[Stack]:
+    """The running stack for one notifications flow test, its seed rows back, breakers closed."""
+    reseed()
     client = redis.Redis.from_url(TEST_REDIS_URL)
     for key in client.scan_iter("notifications:breaker*"):
         client.delete(key)

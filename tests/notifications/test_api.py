@@ -17,7 +17,7 @@ from tests.support.kafka import Collector, subject_is
 from tests.support.receivers import HttpReceiver, verify_standard_webhook
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -113,3 +113,5 @@ def test_webhook_endpoint_registration_and_reenabling(
     WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=7)
     enabled = api.patch(f"/api/v1/webhook-endpoints/{endpoint_id}/", {"isActive": True}, format="json")
     assert enabled.json()["isActive"] and enabled.json()["consecutiveFailures"] == 0
+    assert api.delete(f"/api/v1/webhook-endpoints/{endpoint_id}/").status_code == 204
+    assert not WebhookEndpoint.objects.filter(pk=endpoint_id).exists()

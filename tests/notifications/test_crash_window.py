@@ -21,7 +21,7 @@ from tests.support.waiting import wait_until
 
 REQUESTED = topics.NOTIFICATION_REQUESTED.name
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.chaos]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]
 
 
 def kill_worker(stack: Stack) -> None:

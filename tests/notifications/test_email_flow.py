@@ -18,7 +18,7 @@ REQUESTED = topics.NOTIFICATION_REQUESTED.name
 SENT = topics.NOTIFICATION_SENT.name
 FAILED = topics.NOTIFICATION_FAILED.name
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def request(stack: Stack, data: dict[str, object], *, event_id: str | None = None) -> None:

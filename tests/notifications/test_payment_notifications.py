@@ -27,7 +27,7 @@ PAYMENT_REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
 SENT = topics.NOTIFICATION_SENT.name
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_captured_payment_notifies_every_channel_of_its_customer(

@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 REQUESTED = topics.NOTIFICATION_REQUESTED.name
 SENT = topics.NOTIFICATION_SENT.name
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def request(stack: Stack, data: dict[str, object]) -> None:

@@ -19,7 +19,7 @@ REQUESTED = topics.NOTIFICATION_REQUESTED.name
 SENT = topics.NOTIFICATION_SENT.name
 FAILED = topics.NOTIFICATION_FAILED.name
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def request_webhook(stack: Stack, url: str, **overrides: object) -> dict[str, object]:
