@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
-from payments.events import LedgerPostingRefused, PaymentRequested
+from notifications.events import NotificationRequested
+from payments.events import LedgerPostingRefused, PaymentFailed, PaymentProcessed, PaymentRequested
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ ROUTES: dict[str, Route] = {
     topics.LEDGER_TRANSACTION_FAILED.name: Route(
         LedgerPostingRefused, ("payments.compensate_refused_posting",)
     ),
+    topics.PAYMENT_PROCESSED.name: Route(PaymentProcessed, ("notifications.notify_payment_outcome",)),
+    topics.PAYMENT_FAILED.name: Route(PaymentFailed, ("notifications.notify_payment_outcome",)),
+    topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, ("notifications.request_notification",)),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
 

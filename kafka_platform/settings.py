@@ -168,11 +168,19 @@ COMPLIANCE_HIGH_VALUE_THRESHOLD = env.str("COMPLIANCE_HIGH_VALUE_THRESHOLD", def
 
 # --- Email / webhooks (CONTRACT §2) -----------------------------------------------------------
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
-EMAIL_BACKEND = (
-    "django.core.mail.backends.smtp.EmailBackend"
+# An email service provider is a configuration change: EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend
+# with its ANYMAIL_<ESP>_<SETTING> variables (e.g. ANYMAIL_SENDGRID_API_KEY).
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
+    else "django.core.mail.backends.console.EmailBackend",
 )
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value for name, value in env.ENVIRON.items() if name.startswith("ANYMAIL_")
+}
+# Seconds; without a timeout a hung SMTP server would hold a delivery in `sending` forever.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=30.0)
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
@@ -182,6 +190,45 @@ WEBHOOK_SIGNING_SECRET = env.str(
     "WEBHOOK_SIGNING_SECRET", default="whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="
 )
 WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+
+# --- Notifications ----------------------------------------------------------------------------
+NOTIFICATIONS_DEFAULT_LOCALE = env.str("NOTIFICATIONS_DEFAULT_LOCALE", default="en")
+# SMS and push providers: dotted paths of classes in notifications/providers/.
+NOTIFICATIONS_SMS_PROVIDER = env.str(
+    "NOTIFICATIONS_SMS_PROVIDER", default="notifications.providers.console.ConsoleSmsProvider"
+)
+NOTIFICATIONS_PUSH_PROVIDER = env.str(
+    "NOTIFICATIONS_PUSH_PROVIDER", default="notifications.providers.console.ConsolePushProvider"
+)
+NOTIFICATIONS_PROVIDER_TIMEOUT_S = env.float("NOTIFICATIONS_PROVIDER_TIMEOUT_S", default=10.0)
+TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+SMS_FROM_NUMBER = env.str("SMS_FROM_NUMBER", default="")
+EXPO_PUSH_URL = env.str("EXPO_PUSH_URL", default="https://exp.host/--/api/v2/push/send")
+EXPO_ACCESS_TOKEN = env.str("EXPO_ACCESS_TOKEN", default="")
+# Seconds after each failed attempt before the next; the list's length is the number of retries.
+NOTIFICATIONS_RETRY_SCHEDULE = env.list(
+    "NOTIFICATIONS_RETRY_SCHEDULE", cast=float, default=[10.0, 60.0, 300.0, 1800.0, 7200.0]
+)
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0]
+)
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
+# An endpoint is disabled when this many notifications in a row failed after their whole schedule.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
+# Circuit breaker per provider: open after this many provider faults in a row, probe after the cooldown.
+NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD = env.int("NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD", default=5)
+NOTIFICATIONS_BREAKER_COOLDOWN_S = env.float("NOTIFICATIONS_BREAKER_COOLDOWN_S", default=30.0)
+# Token bucket per channel and recipient: a burst of this many, refilled at this rate.
+NOTIFICATIONS_RATE_LIMIT_BURST = env.int("NOTIFICATIONS_RATE_LIMIT_BURST", default=10)
+NOTIFICATIONS_RATE_LIMIT_PER_MINUTE = env.float("NOTIFICATIONS_RATE_LIMIT_PER_MINUTE", default=20.0)
+NOTIFICATIONS_REDIS_URL = env.str("NOTIFICATIONS_REDIS_URL", default=CELERY_BROKER_URL)
+# A queued delivery handed to Celery is taken back by the beat dispatcher if not started by then.
+NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", default=120.0)
+# An attempt still `sending` this long after it started belongs to a lost worker (more than the
+# task time limit): the dispatcher resolves it (see README, Notifications).
+NOTIFICATIONS_SENDING_STUCK_AFTER_S = env.float("NOTIFICATIONS_SENDING_STUCK_AFTER_S", default=330.0)
 
 # --- HTTP API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -11,6 +11,7 @@ from kafka_platform import health, metrics  # noqa: F401 - importing metrics reg
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("payments.api.urls")),
+    path("api/v1/", include("notifications.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("health", health.health, name="health"),

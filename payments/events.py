@@ -71,3 +71,17 @@ class LedgerPostingRefused(BaseModel):
     transactionId: str = Field(min_length=1)  # noqa: N815
     reason: str
     message: str = ""
+
+
+class PaymentProcessed(PaymentRequested):
+    """payments.payment-processed: the request's fields plus status and processedAt."""
+
+    status: str
+    processedAt: str  # noqa: N815
+
+
+class PaymentFailed(PaymentRequested):
+    """payments.payment-failed: the request's fields plus reason and message."""
+
+    reason: str
+    message: str = ""

@@ -23,7 +23,10 @@ from tests.support.kafka import Collector
 from tests.support.processes import Proc, celery, child_env, manage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
 WORKER_QUEUES = "payments,ledger,notifications,audit,default"
+BEAT_MAX_INTERVAL_S = os.environ.get("TEST_BEAT_MAX_INTERVAL_S", "1")
 
 
 class Stack:
@@ -33,7 +36,6 @@ class Stack:
         self.bootstrap = bootstrap
         self.env = env
         self.log_dir = log_dir
-        self.base_env = dict(env)
         self.bridge = Proc("bridge", manage("run_bridge", "--no-relay"), env, log_dir)
         self.relay = Proc("relay", manage("relay_outbox"), env, log_dir)
         self.worker = Proc(
@@ -54,6 +56,15 @@ class Stack:
             env,
             log_dir,
         )
+        # Beat runs the PeriodicTask rows (outbox sweep, notification dispatcher); a short loop
+        # interval lets it notice rows changed by a test within a second.
+        self.beat = Proc(
+            "beat", celery("beat", "-l", "info", "--max-interval", BEAT_MAX_INTERVAL_S), env, log_dir
+        )
+
+    @property
+    def procs(self) -> tuple[Proc, ...]:
+        return (self.bridge, self.relay, self.worker, self.beat)
 
     def probe_url(self, process: str, path: str = "/metrics") -> str:
         """`/metrics` or `/healthz` of "bridge" or "worker" (their ports are in the env)."""
@@ -63,35 +74,32 @@ class Stack:
         self.worker.start()
         self.relay.start()
         self.bridge.start()
+        self.beat.start()
         self.worker.wait_for_log("ready.")
         self.bridge.wait_for_log("bridge assigned")
-
-    @property
-    def procs(self) -> tuple[Proc, ...]:
-        return (self.worker, self.relay, self.bridge)
 
     def reconfigure(self, overrides: dict[str, str]) -> None:
         """Restart every process with `overrides` in its environment ({} restores the original)."""
         self.stop()
-        env = {**self.base_env, **overrides}
+        env = {**self.env, **overrides} if overrides else self.env
         for proc in self.procs:
             proc.env = env
         self.start()
 
     def ensure_running(self) -> None:
-        for proc in (self.worker, self.relay, self.bridge):
+        for proc in (self.worker, self.relay, self.bridge, self.beat):
             if not proc.running:
                 proc.start()
 
     def stop(self) -> None:
-        for proc in (self.bridge, self.relay, self.worker):
+        for proc in self.procs:
             proc.stop()
 
     def processes_alive(self) -> bool:
         return all(proc.running for proc in self.procs)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in (self.bridge, self.relay, self.worker))
+        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.procs)
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ class Chaos:
 def chaos(stack: Stack, shared_db: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     """The stack restarted on a private Redis and behind a PostgreSQL proxy we can cut."""
     redis_server = PrivateRedis(tmp_path / "redis.log", persistent=True).start()
-    database = urlsplit(stack.base_env["DATABASE_URL"])
+    database = urlsplit(stack.env["DATABASE_URL"])
     proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
     stack.reconfigure(
         {

@@ -48,3 +48,20 @@ def binary_headers(event_type: str, *, event_id: str | None = None) -> list[tupl
         ("ce_type", event_type.encode()),
         ("content-type", b"application/json"),
     ]
+
+
+def notification_request(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "notificationId": f"ntf_{uuid.uuid4().hex[:12]}",
+        "channel": "email",
+        "recipient": f"{uuid.uuid4().hex[:8]}@example.com",
+        "template": "payment_refunded",
+        "context": {
+            "paymentId": "pay_1",
+            "amount": "25.00",
+            "currency": "EUR",
+            "reason": "requested_by_customer",
+        },
+    }
+    data.update(overrides)
+    return data

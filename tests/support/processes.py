@@ -65,12 +65,29 @@ class Proc:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, needle: str, timeout_s: float = 60.0) -> None:
-        """Wait until this run of the process (not an earlier one) has logged `needle`."""
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def children(self) -> list[int]:
+        """Process ids of this process's direct children (e.g. a Celery worker's pool processes)."""
+        if self.process is None:
+            return []
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def wait_for_log(self, needle: str, timeout_s: float = 60.0, *, since: int | None = None) -> None:
+        """Wait until `needle` is logged past byte offset `since` (default: this run's start)."""
+        offset = self._log_offset if since is None else since
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as log:
-                log.seek(self._log_offset)
+                log.seek(offset)
                 if needle.encode() in log.read():
                     return
             if not self.running:

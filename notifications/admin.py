@@ -1,0 +1,203 @@
+"""Admin for notifications: notifications with their attempts and a resend action, templates with a
+preview, webhook endpoints with enable/disable. Actions call the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import escape, format_html
+
+from notifications import rendering, services, webhooks
+from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "number",
+        "status",
+        "provider",
+        "started_at",
+        "latency_ms",
+        "status_code",
+        "provider_message_id",
+        "error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = (
+        "notification_id",
+        "channel",
+        "recipient",
+        "template_key",
+        "status",
+        "attempts",
+        "created_at",
+    )
+    list_filter = ("status", "channel", "failure_reason", "deferred_reason")
+    search_fields = ("notification_id", "recipient", "template_key", "correlation_id")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = [DeliveryAttemptInline]
+    actions = ["resend"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Resend the selected notifications")
+    def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        resent = 0
+        for notification_id in queryset.values_list("notification_id", flat=True):
+            try:
+                services.notification_redeliver(notification_id=notification_id, actor=_actor(request))
+                resent += 1
+            except (services.NotificationInFlight, services.EndpointDisabled) as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if resent:
+            self.message_user(request, f"{resent} notification(s) queued again.", messages.SUCCESS)
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ("key", "channel", "locale", "subject", "updated_at")
+    list_filter = ("channel", "locale", "key")
+    search_fields = ("key", "subject", "body")
+    readonly_fields = ("preview", "updated_at")
+    fields = (
+        "key",
+        "channel",
+        "locale",
+        "subject",
+        "body",
+        "html_body",
+        "sample_context",
+        "preview",
+        "updated_at",
+    )
+
+    @admin.display(description="Preview (saved version, rendered with the sample context)")
+    def preview(self, obj: Template) -> str:
+        if obj.pk is None:
+            return "Save the template to see its preview."
+        try:
+            rendered = rendering.render_template(obj, dict(obj.sample_context or {}))
+        except rendering.TemplateError as exc:
+            return format_html('<p style="color:#ba2121">Cannot render: {}</p>', exc)
+        html = (
+            format_html(
+                '<iframe sandbox="" srcdoc="{}" style="{}"></iframe>',
+                # The rendered HTML is marked safe; as an attribute value it must be escaped again.
+                escape(rendered.html_body),
+                "width:100%;height:320px;border:1px solid #ccc",
+            )
+            if rendered.html_body
+            else ""
+        )
+        return format_html(
+            "<p><strong>Subject:</strong> {}</p><pre style='white-space:pre-wrap'>{}</pre>{}",
+            rendered.subject,
+            rendered.body,
+            html,
+        )
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("url", "event_types", "description")
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            webhooks.check_url(url)
+        except webhooks.ForbiddenTarget as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return url
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = (
+        "url",
+        "kind",
+        "event_types",
+        "is_active",
+        "consecutive_failures",
+        "disabled_at",
+        "created_at",
+    )
+    list_filter = ("kind", "is_active")
+    search_fields = ("url", "description")
+    readonly_fields = (
+        "id",
+        "kind",
+        "secret",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    )
+    fields = (
+        "id",
+        "url",
+        "kind",
+        "event_types",
+        "description",
+        "is_active",
+        "secret",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    )
+    actions = ["enable", "disable"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
+        # is_active moves through the actions (and their audit records), not by editing the field.
+        return (*self.readonly_fields, "is_active") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
+        if change:
+            services.webhook_endpoint_update(
+                endpoint_id=obj.id,
+                actor=_actor(request),
+                url=obj.url,
+                event_types=list(obj.event_types),
+                description=obj.description,
+            )
+            return
+        created = services.webhook_endpoint_register(
+            url=obj.url, event_types=list(obj.event_types), description=obj.description, actor=_actor(request)
+        )
+        obj.pk = created.pk
+        obj.secret = created.secret
+        obj.kind = EndpointKind.REGISTERED
+
+    @admin.action(description="Enable the selected endpoints")
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint_id in queryset.values_list("id", flat=True):
+            services.webhook_endpoint_update(endpoint_id=endpoint_id, actor=_actor(request), is_active=True)
+
+    @admin.action(description="Disable the selected endpoints")
+    def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint_id in queryset.values_list("id", flat=True):
+            services.webhook_endpoint_update(endpoint_id=endpoint_id, actor=_actor(request), is_active=False)

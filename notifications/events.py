@@ -1,0 +1,51 @@
+"""The notifications domain's event schemas: what it consumes and what it emits (CONTRACT §4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ChannelName = Literal["email", "sms", "push", "webhook"]
+
+
+class NotificationRequested(BaseModel):
+    """notifications.notification-requested: a template's key, or a subject and body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    notificationId: str = Field(min_length=1, max_length=255)  # noqa: N815 - the wire name
+    channel: ChannelName
+    recipient: str = Field(min_length=1, max_length=2000)
+    template: str | None = Field(default=None, min_length=1, max_length=100)
+    subject: str | None = Field(default=None, max_length=255)
+    body: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    locale: str | None = Field(default=None, max_length=35)
+
+    @model_validator(mode="after")
+    def _template_or_body(self) -> NotificationRequested:
+        if self.template is None and self.body is None:
+            raise ValueError("either template or body is required")
+        return self
+
+
+class NotificationSent(BaseModel):
+    """notifications.notification-sent."""
+
+    notificationId: str  # noqa: N815
+    channel: ChannelName
+    recipient: str
+    attempts: int
+    providerMessageId: str  # noqa: N815
+
+
+class NotificationFailed(BaseModel):
+    """notifications.notification-failed."""
+
+    notificationId: str  # noqa: N815
+    channel: ChannelName
+    recipient: str
+    attempts: int
+    reason: str
+    message: str = ""

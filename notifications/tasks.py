@@ -1,0 +1,37 @@
+"""Celery tasks of the notifications domain: decode, call the service, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from bridge.codec import Envelope
+from bridge.tasks import EventTask
+from notifications import services
+from notifications.events import NotificationRequested
+
+
+@shared_task(name="notifications.request_notification", base=EventTask)
+def request_notification(payload: dict[str, Any]) -> str | None:
+    event = Envelope.from_task_payload(payload)
+    notification = services.notification_request(
+        event=event, request=NotificationRequested.model_validate(event.data)
+    )
+    return notification.status if notification else None
+
+
+@shared_task(name="notifications.notify_payment_outcome", base=EventTask)
+def notify_payment_outcome(payload: dict[str, Any]) -> list[str]:
+    event = Envelope.from_task_payload(payload)
+    return [n.notification_id for n in services.payment_outcome_notify(event=event)]
+
+
+@shared_task(name="notifications.deliver_notification")
+def deliver_notification(notification_pk: int, claim: str) -> str:
+    return services.notification_deliver(notification_pk=notification_pk, claim=claim)
+
+
+@shared_task(name="notifications.dispatch_due")
+def dispatch_due() -> int:
+    return services.notifications_dispatch_due()

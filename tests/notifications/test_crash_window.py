@@ -1,0 +1,85 @@
+"""The crash window between a provider's acceptance and the commit of the outcome: a worker killed
+while a message is in flight leaves its attempt `sending`; the dispatcher resolves it, resending
+a webhook (receivers deduplicate by webhook-id) and never resending an email."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import pytest
+
+from bridge import topics
+from notifications.models import DeliveryAttempt
+from tests.conftest import Stack
+from tests.notifications.conftest import PLATFORM_SECRET, restart_worker
+from tests.support.builders import notification_request, structured
+from tests.support.kafka import Collector, produce, subject_is
+from tests.support.receivers import HttpReceiver, SmtpReceiver, verify_standard_webhook
+from tests.support.waiting import wait_until
+
+REQUESTED = topics.NOTIFICATION_REQUESTED.name
+
+pytestmark = pytest.mark.chaos
+
+
+def kill_worker(stack: Stack) -> None:
+    """SIGKILL the worker's pool processes and the worker itself: nothing gets to record anything."""
+    for pid in stack.worker.children():
+        os.kill(pid, signal.SIGKILL)
+    stack.worker.kill()
+
+
+def request(stack: Stack, data: dict[str, object]) -> None:
+    produce(stack.bootstrap, REQUESTED, structured(REQUESTED, data), key=str(data["notificationId"]))
+
+
+def test_worker_lost_mid_webhook_is_resolved_and_resent_with_the_same_id(
+    nlive: Stack, http_receiver: HttpReceiver, collector: Collector
+) -> None:
+    name = "crash" + uuid.uuid4().hex[:8]
+    http_receiver.hang_next(name, 10.0)
+    data = notification_request(channel="webhook", recipient=http_receiver.hook_url(name))
+    request(nlive, data)
+    http_receiver.wait_for(name)  # the receiver has the message; its answer is held back
+    kill_worker(nlive)
+    [attempt] = DeliveryAttempt.objects.filter(notification__notification_id=data["notificationId"])
+    assert attempt.status == "sending"
+    restart_worker(nlive)
+
+    [record] = collector.wait_for(
+        topics.NOTIFICATION_SENT.name, subject_is(data["notificationId"]), timeout_s=60
+    )
+    assert record.json()["data"]["attempts"] == 2
+    first, second = http_receiver.received(name)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == data["notificationId"]
+    assert first.body == second.body
+    verify_standard_webhook(secret=PLATFORM_SECRET, headers=second.headers, body=second.body)
+    attempts = list(DeliveryAttempt.objects.filter(notification__notification_id=data["notificationId"]))
+    assert [a.status for a in attempts] == ["unknown", "sent"]
+    assert "worker was lost" in attempts[0].error
+
+
+def test_worker_lost_mid_email_is_failed_as_unknown_and_not_resent(
+    nlive: Stack, smtp: SmtpReceiver, collector: Collector
+) -> None:
+    data = notification_request()
+    smtp.hang_s = 10.0
+    try:
+        request(nlive, data)
+        wait_until(lambda: smtp.to(str(data["recipient"])), what="the email at the SMTP server")
+        kill_worker(nlive)
+    finally:
+        smtp.hang_s = 0.0
+    restart_worker(nlive)
+
+    [record] = collector.wait_for(
+        topics.NOTIFICATION_FAILED.name, subject_is(data["notificationId"]), timeout_s=60
+    )
+    failed = record.json()["data"]
+    assert failed["reason"] == "outcome_unknown" and failed["attempts"] == 1
+    [attempt] = DeliveryAttempt.objects.filter(notification__notification_id=data["notificationId"])
+    assert attempt.status == "unknown" and "worker was lost" in attempt.error
+    collector.settle(2.0)
+    assert len(smtp.to(str(data["recipient"]))) == 1

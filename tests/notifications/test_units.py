@@ -1,0 +1,163 @@
+"""Pure logic and Redis scripts of the notifications domain, without the stack."""
+
+from __future__ import annotations
+
+import ipaddress
+import smtplib
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.test import override_settings
+
+from notifications import protection, rendering, webhooks
+from notifications.providers import OutgoingMessage
+from notifications.providers.email import DjangoEmailProvider, _classify_send_error
+from tests.conftest import TEST_REDIS_URL
+
+
+def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
+    # The test vector of the Standard Webhooks reference libraries.
+    assert (
+        webhooks.sign(
+            secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+            timestamp=1614265330,
+            body=b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", True),  # allowlisted below
+        ("127.0.0.2", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00::1", False),
+        ("fe80::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:127.0.0.1", True),
+        ("192.0.2.10", True),  # a TEST-NET address, allowlisted by CIDR below
+    ],
+)
+def test_only_public_or_allowlisted_addresses(address: str, allowed: bool) -> None:
+    rules = webhooks.Allowlist.parse(["127.0.0.1", "192.0.2.0/24", "hooks.internal"])
+    assert rules.allows_address(ipaddress.ip_address(address)) is allowed
+
+
+@override_settings(WEBHOOK_ALLOWED_HOSTS=["hooks.internal"])
+def test_check_url() -> None:
+    assert webhooks.check_url("http://hooks.internal:8080/x") == ("hooks.internal", 8080)
+    for url in (
+        "ftp://example.com/",
+        "http:///nohost",
+        "http://10.0.0.1/",
+        "http://localhost/",
+        "http://[::1]/",
+    ):
+        with pytest.raises(webhooks.ForbiddenTarget):
+            webhooks.check_url(url)
+
+
+def test_locale_chain_falls_back_to_language_then_default() -> None:
+    assert rendering.locale_chain("fr-CA") == ["fr-ca", "fr", "en"]
+    assert rendering.locale_chain("pt_BR") == ["pt-br", "pt", "en"]
+    assert rendering.locale_chain(None) == ["en"]
+    with override_settings(NOTIFICATIONS_DEFAULT_LOCALE="de"):
+        assert rendering.locale_chain("es") == ["es", "de", "en"]
+
+
+def test_text_is_not_escaped_and_html_is() -> None:
+    context = {"name": "<b>Ada</b> & co"}
+    assert rendering.render_string("Hi {{ name }}", context, autoescape=False) == "Hi <b>Ada</b> & co"
+    assert rendering.render_string("<p>{{ name }}</p>", context, autoescape=True) == (
+        "<p>&lt;b&gt;Ada&lt;/b&gt; &amp; co</p>"
+    )
+    with pytest.raises(rendering.TemplateError):
+        rendering.render_string("{% if %}", {}, autoescape=False)
+
+
+def test_smtp_errors_are_classified() -> None:
+    assert _classify_send_error(smtplib.SMTPDataError(451, b"later")).retryable
+    refused = _classify_send_error(smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"no such user")}))
+    assert not refused.retryable and not refused.provider_fault
+    unknown = _classify_send_error(smtplib.SMTPServerDisconnected("gone"))
+    assert unknown.outcome_unknown
+
+
+@override_settings(EMAIL_BACKEND="anymail.backends.test.EmailBackend", ANYMAIL={})
+def test_an_anymail_backend_is_a_configuration_change() -> None:
+    from django.core import mail
+
+    provider = DjangoEmailProvider()
+    receipt = provider.send(
+        OutgoingMessage(
+            notification_id="n-1",
+            channel="email",
+            recipient="a@example.com",
+            subject="S",
+            body="B",
+            html_body="<p>B</p>",
+            idempotency_key="n-1",
+        )
+    )
+    assert provider.name == "email:test"
+    [sent] = mail.outbox
+    assert receipt.provider_message_id == str(sent.anymail_status.message_id)
+    assert sent.alternatives[0][1] == "text/html"
+
+
+@pytest.fixture
+def redis_protection() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    with override_settings(NOTIFICATIONS_REDIS_URL=TEST_REDIS_URL):
+        protection._client.cache_clear()
+        protection._scripts.cache_clear()
+        yield client
+    protection._client.cache_clear()
+    protection._scripts.cache_clear()
+
+
+@override_settings(NOTIFICATIONS_RATE_LIMIT_BURST=3, NOTIFICATIONS_RATE_LIMIT_PER_MINUTE=60)
+def test_token_bucket_reserves_the_next_free_tokens(redis_protection: redis.Redis) -> None:
+    recipient = f"bucket-{time.time_ns()}@example.com"
+    waits = [protection.rate_limit_reserve(channel="email", recipient=recipient) for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0.9 < waits[3] <= 1.0 and 1.9 < waits[4] <= 2.0
+    assert protection.rate_limit_reserve(channel="sms", recipient=recipient) == 0.0
+    time.sleep(1.1)
+    # One token came back, but the two reservations hold the next ones.
+    assert protection.rate_limit_reserve(channel="email", recipient=recipient) > 0.9
+
+
+@override_settings(NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD=2, NOTIFICATIONS_BREAKER_COOLDOWN_S=0.3)
+def test_breaker_opens_probes_and_closes(redis_protection: redis.Redis) -> None:
+    name = f"unit-{time.time_ns()}"
+    assert protection.breaker_check(name).allowed
+    assert not protection.breaker_record_failure(name)
+    assert protection.breaker_record_failure(name)  # the threshold: open
+    denied = protection.breaker_check(name)
+    assert not denied.allowed and 0 < denied.retry_after_s <= 0.3
+    time.sleep(0.35)
+    probe = protection.breaker_check(name)
+    assert probe.allowed and probe.probe
+    assert not protection.breaker_check(name).allowed  # one probe at a time
+    assert protection.breaker_record_failure(name)  # the probe failed: open again
+    assert not protection.breaker_check(name).allowed
+    time.sleep(0.35)
+    assert protection.breaker_check(name).probe
+    protection.breaker_record_success(name)
+    closed = protection.breaker_check(name)
+    assert closed.allowed and not closed.probe
