@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import redis
-from celery import Task, shared_task
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
 from django.db import InterfaceError, OperationalError, connections
 
 from bridge import codec, outbox
@@ -31,7 +32,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 TRANSIENT_RETRY_FOR_S = 180.0
 
 
-class EventTask(Task):
+class EventTask(DjangoTask):
     """The platform's task class (the Celery app's default).
 
     Rides out transient database and Redis outages by re-running the task body, and, for a task
