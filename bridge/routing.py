@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
-from payments.events import PaymentRequested
+from ledger.events import TransactionRequested
+from payments.events import PaymentProcessed, PaymentRequested
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+    topics.PAYMENT_PROCESSED.name: Route(PaymentProcessed, ("ledger.post_captured_payment",)),
+    topics.LEDGER_TRANSACTION_REQUESTED.name: Route(
+        TransactionRequested, ("ledger.post_transaction_requested",)
+    ),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
 

@@ -131,6 +131,9 @@ PAYMENTS_GATEWAY_MAX_RETRIES = env.int("PAYMENTS_GATEWAY_MAX_RETRIES", default=3
 PAYMENTS_GATEWAY_RETRY_BACKOFF = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF", default=2.0)
 PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX", default=60.0)
 
+# Currencies the ledger posts in; a posting in another fails with validation_error.
+LEDGER_SUPPORTED_CURRENCIES = env.list("LEDGER_SUPPORTED_CURRENCIES", default=PAYMENTS_SUPPORTED_CURRENCIES)
+
 COMPLIANCE_HIGH_VALUE_THRESHOLD = env.str("COMPLIANCE_HIGH_VALUE_THRESHOLD", default="10000")
 
 # --- Email / webhooks (CONTRACT §2) -----------------------------------------------------------

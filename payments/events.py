@@ -61,3 +61,10 @@ class PaymentRequested(BaseModel):
     @property
     def method_token(self) -> str | None:
         return self.paymentMethod.token if isinstance(self.paymentMethod, PaymentMethod) else None
+
+
+class PaymentProcessed(PaymentRequested):
+    """payments.payment-processed: the request's fields plus the outcome."""
+
+    status: str = Field(min_length=1)
+    processedAt: str  # noqa: N815 - the wire name
