@@ -8,11 +8,19 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from bridge import topics
 from ledger import services
 from ledger.events import TransactionRequested
 from ledger.models import Balance
 from ledger.postings import Posting, from_request
 from ledger.services import PostResult
+from tests.conftest import Stack
+from tests.support.builders import structured
+from tests.support.kafka import Collector, Record, produce, subject_is
+
+REQUESTED = topics.LEDGER_TRANSACTION_REQUESTED.name
+UPDATED = topics.LEDGER_BALANCE_UPDATED.name
+FAILED = topics.LEDGER_TRANSACTION_FAILED.name
 
 
 def new_id(prefix: str = "txn") -> str:
@@ -58,3 +66,24 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, interval_
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+def request_posting(stack: Stack, data: dict[str, Any], *, event_id: str | None = None) -> None:
+    produce(
+        stack.bootstrap, REQUESTED, structured(REQUESTED, data, event_id=event_id), key=data["transactionId"]
+    )
+
+
+def for_transaction(transaction_id: str) -> Callable[[Record], bool]:
+    return lambda r: r.json()["data"].get("transactionId") == transaction_id
+
+
+def updates(collector: Collector, transaction_id: str, count: int) -> dict[str, dict[str, Any]]:
+    """The balance-updated data of a transaction, by account id."""
+    records = collector.wait_for(UPDATED, for_transaction(transaction_id), count=count)
+    return {r.json()["data"]["accountId"]: r.json()["data"] for r in records}
+
+
+def failure(collector: Collector, transaction_id: str) -> dict[str, Any]:
+    [record] = collector.wait_for(FAILED, subject_is(transaction_id))
+    return record.json()["data"]
