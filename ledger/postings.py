@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from ledger.events import FailureReason, TransactionRequested
-from ledger.kinds import AccountKind, Direction, TransactionKind
+from ledger.kinds import TRANSACTION_ID_MAX_LENGTH, AccountKind, Direction, TransactionKind
 from payments.events import PaymentProcessed
 
 # CONTRACT §4: the prefix decides the kind.
@@ -105,6 +105,8 @@ class Posting:
 
 def checked(posting: Posting) -> Posting:
     """The posting with its legs in lock order, or LedgerRefused saying which rule it breaks."""
+    if not 0 < len(posting.transaction_id) <= TRANSACTION_ID_MAX_LENGTH:
+        raise InvalidPosting(f"a transactionId has 1 to {TRANSACTION_ID_MAX_LENGTH} characters")
     if not posting.legs:
         raise Unbalanced("a transaction needs entries")
     supported = set(settings.LEDGER_SUPPORTED_CURRENCIES)
