@@ -18,6 +18,8 @@ import pytest
 from django.db.models import Count, Max, Min
 from kafka import KafkaProducer
 
+from audit.models import AuditEvent
+from bridge import outbox
 from ledger.models import Balance, Entry, Transaction
 from tests.conftest import Stack
 from tests.ledger.support import REQUESTED, post, topup_request, transfer_request, wait_until
@@ -112,3 +114,9 @@ def test_concurrent_transfers_keep_every_balance_exact_and_versions_gap_free(
             "low": 1,
             "high": touches[account],
         }
+    # Every posting's audit record reached the audit log (and the stack is drained for the next test).
+    audited = AuditEvent.objects.filter(action="transaction.posted", subject_id__startswith=f"conc-{run}-")
+    assert wait_until(lambda: audited.count() == len(transfers), timeout_s=600, interval_s=1.0), (
+        f"{audited.count()} of {len(transfers)} postings audited"
+    )
+    assert wait_until(lambda: outbox.pending_count() == 0, timeout_s=120, interval_s=1.0)
