@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
+from ledger.events import TransactionRequested
 from notifications.events import NotificationRequested
 from payments.events import LedgerPostingRefused, PaymentFailed, PaymentProcessed, PaymentRequested
 
@@ -22,11 +23,17 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+    # A captured payment is posted by the ledger and announced to the customer.
+    topics.PAYMENT_PROCESSED.name: Route(
+        PaymentProcessed, ("ledger.post_captured_payment", "notifications.notify_payment_outcome")
+    ),
+    topics.PAYMENT_FAILED.name: Route(PaymentFailed, ("notifications.notify_payment_outcome",)),
+    topics.LEDGER_TRANSACTION_REQUESTED.name: Route(
+        TransactionRequested, ("ledger.post_transaction_requested",)
+    ),
     topics.LEDGER_TRANSACTION_FAILED.name: Route(
         LedgerPostingRefused, ("payments.compensate_refused_posting",)
     ),
-    topics.PAYMENT_PROCESSED.name: Route(PaymentProcessed, ("notifications.notify_payment_outcome",)),
-    topics.PAYMENT_FAILED.name: Route(PaymentFailed, ("notifications.notify_payment_outcome",)),
     topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, ("notifications.request_notification",)),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))

@@ -164,6 +164,9 @@ PAYMENTS_FRAUD_AMOUNT_THRESHOLD = env.str("PAYMENTS_FRAUD_AMOUNT_THRESHOLD", def
 PAYMENTS_FRAUD_BLOCKED_COUNTRIES = env.list("PAYMENTS_FRAUD_BLOCKED_COUNTRIES", default=[])
 PAYMENTS_FRAUD_BLOCKED_BINS = env.list("PAYMENTS_FRAUD_BLOCKED_BINS", default=[])
 
+# Currencies the ledger posts in; a posting in another fails with validation_error.
+LEDGER_SUPPORTED_CURRENCIES = env.list("LEDGER_SUPPORTED_CURRENCIES", default=PAYMENTS_SUPPORTED_CURRENCIES)
+
 COMPLIANCE_HIGH_VALUE_THRESHOLD = env.str("COMPLIANCE_HIGH_VALUE_THRESHOLD", default="10000")
 
 # --- Email / webhooks (CONTRACT §2) -----------------------------------------------------------
@@ -243,6 +246,12 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
 }
 SPECTACULAR_SETTINGS = {
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.PaymentStatus",
+        "RefundStatusEnum": "payments.models.RefundStatus",
+        "NotificationStatusEnum": "notifications.models.NotificationStatus",
+        "DeliveryAttemptStatusEnum": "notifications.models.AttemptStatus",
+    },
     "TITLE": "kafka-platform API",
     "DESCRIPTION": "Payments, ledger, notifications and audit.",
     "VERSION": "1.0.0",

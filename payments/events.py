@@ -76,8 +76,8 @@ class LedgerPostingRefused(BaseModel):
 class PaymentProcessed(PaymentRequested):
     """payments.payment-processed: the request's fields plus status and processedAt."""
 
-    status: str
-    processedAt: str  # noqa: N815
+    status: str = Field(min_length=1)
+    processedAt: str  # noqa: N815 - the wire name
 
 
 class PaymentFailed(PaymentRequested):

@@ -8,6 +8,7 @@ Parallel test sessions on one machine: give each its own DATABASE_URL (the test 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,34 @@ def collector(stack: Stack) -> Iterator[Collector]:
     c = Collector(stack.bootstrap, [t.name for t in CATALOG])
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_survives_deadlocks() -> Iterator[None]:
+    """Retry a test's teardown flush that PostgreSQL aborted as a deadlock victim.
+
+    The flush TRUNCATEs every table while the stack may still be working on the test's events
+    (say the ledger posting a payment the test no longer waits for); a task's transaction and the
+    TRUNCATE can then lock two tables in opposite orders, and PostgreSQL aborts one of them. When
+    that is the flush, it simply runs again.
+    """
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self: TransactionTestCase) -> None:
+        for attempt in range(5):
+            try:
+                return original(self)
+            except CommandError as exc:
+                if "deadlock detected" not in str(exc.__cause__) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TransactionTestCase, "_fixture_teardown", teardown)
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,135 @@
+"""Ledger admin: accounts with their balances, transactions with their entries, reconciliations.
+
+Everything is read-only; the only writes are actions that call services: freeze/unfreeze accounts
+and post the reversal of a transaction (the way a posted transaction is corrected).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from ledger import services
+from ledger.events import money_string
+from ledger.models import Account, Balance, Entry, Reconciliation, Transaction
+from ledger.postings import LedgerRefused
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class BalanceInline(ReadOnlyInline):
+    model = Balance
+    fields = readonly_fields = ("currency", "balance", "version", "updated_at")
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ("id", "kind", "balances_shown", "frozen", "allow_negative", "created_at")
+    list_filter = ("kind", "frozen", "allow_negative")
+    search_fields = ("id",)
+    readonly_fields = ("id", "kind", "allow_negative", "frozen", "created_at", "updated_at")
+    inlines = [BalanceInline]
+    actions = ["freeze", "unfreeze"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
+        return super().get_queryset(request).prefetch_related("balances")
+
+    @admin.display(description="balances")
+    def balances_shown(self, account: Account) -> str:
+        return ", ".join(
+            f"{money_string(b.balance, b.currency)} {b.currency}"
+            for b in sorted(account.balances.all(), key=lambda b: b.currency)
+        )
+
+    def has_freeze_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ledger.freeze_account")
+
+    @admin.action(description="Freeze selected accounts (refuse every posting)", permissions=["freeze"])
+    def freeze(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            services.account_freeze(account_id=account.pk, actor=_actor(request))
+        self.message_user(request, f"Froze {queryset.count()} accounts.", messages.SUCCESS)
+
+    @admin.action(description="Unfreeze selected accounts", permissions=["freeze"])
+    def unfreeze(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            services.account_unfreeze(account_id=account.pk, actor=_actor(request))
+        self.message_user(request, f"Unfroze {queryset.count()} accounts.", messages.SUCCESS)
+
+
+class EntryInline(ReadOnlyInline):
+    model = Entry
+    fields = readonly_fields = ("account", "direction", "amount", "currency", "balance_after", "version")
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyAdmin):
+    list_display = ("transaction_id", "kind", "description", "posted_at", "actor", "reverses")
+    list_filter = ("kind",)
+    search_fields = ("transaction_id", "description", "correlation_id", "entries__account__id")
+    date_hierarchy = "posted_at"
+    readonly_fields = (
+        "transaction_id",
+        "kind",
+        "description",
+        "metadata",
+        "reverses",
+        "actor",
+        "correlation_id",
+        "posted_at",
+    )
+    inlines = [EntryInline]
+    actions = ["reverse_transactions"]
+
+    def has_reverse_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ledger.reverse_transaction")
+
+    @admin.action(
+        description="Reverse selected transactions (post the reversing transactions)", permissions=["reverse"]
+    )
+    def reverse_transactions(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> None:
+        for txn in queryset:
+            try:
+                result = services.transaction_reverse(transaction_id=txn.pk, actor=_actor(request))
+            except LedgerRefused as refused:
+                self.message_user(request, f"{txn.pk} not reversed: {refused}", messages.ERROR)
+                continue
+            if result.created:
+                self.message_user(request, f"{txn.pk} reversed by {result.transaction}.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{txn.pk} was already reversed.", messages.WARNING)
+
+
+@admin.register(Reconciliation)
+class ReconciliationAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "ok", "balances_checked", "alert_id")
+    readonly_fields = [f.name for f in Reconciliation._meta.fields]
+
+    @admin.display(boolean=True)
+    def ok(self, run: Reconciliation) -> bool:
+        return run.ok

@@ -1,0 +1,65 @@
+"""Ledger reads: balances, an account's statement, transactions with their entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Prefetch, QuerySet
+
+from ledger.models import Account, Balance, Entry, Transaction
+
+
+def account_balances(*, account_id: str) -> dict[str, Decimal] | None:
+    """The account's balance per currency; None for an account never used."""
+    rows = list(Balance.objects.filter(account_id=account_id).values_list("currency", "balance"))
+    if not rows and not Account.objects.filter(pk=account_id).exists():
+        return None
+    return dict(sorted(rows))
+
+
+def account_statement(
+    *,
+    account_id: str,
+    currency: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Entry]:
+    """The account's entries in posting order, each with the balance it left (running balance)."""
+    entries = Entry.objects.filter(account_id=account_id).select_related("transaction").order_by("id")
+    if currency:
+        entries = entries.filter(currency=currency)
+    if since:
+        entries = entries.filter(transaction__posted_at__gte=since)
+    if until:
+        entries = entries.filter(transaction__posted_at__lt=until)
+    return entries
+
+
+def transaction_list(
+    *,
+    kind: str | None = None,
+    account_id: str | None = None,
+    currency: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Transaction]:
+    """Transactions newest first with their entries (one query for the page, one for the entries)."""
+    transactions = Transaction.objects.select_related("reversed_by").prefetch_related(
+        Prefetch("entries", queryset=Entry.objects.order_by("id"))
+    )
+    if kind:
+        transactions = transactions.filter(kind=kind)
+    # One filter() call: account and currency must match the same entry.
+    entry_filter = {
+        name: value
+        for name, value in (("entries__account_id", account_id), ("entries__currency", currency))
+        if value
+    }
+    if entry_filter:
+        transactions = transactions.filter(**entry_filter).distinct()
+    if since:
+        transactions = transactions.filter(posted_at__gte=since)
+    if until:
+        transactions = transactions.filter(posted_at__lt=until)
+    return transactions.order_by("-posted_at", "transaction_id")

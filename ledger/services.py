@@ -1,0 +1,468 @@
+"""Ledger use cases: post a transaction once, refuse one, reverse one, freeze accounts, reconcile.
+
+Posting a transaction is one database transaction of a few statements: claim the event, look for
+the transactionId, lock the touched balance rows in one stable order (`SELECT ... FOR UPDATE ORDER
+BY account, currency`), check accounts and funds, insert the transaction and its entries (the entry
+trigger moves each balance and bumps its version), and record the outgoing events. Concurrent
+postings to the same accounts queue on those row locks instead of losing updates; a deadlock or
+serialization failure (possible with locks taken outside this code) is retried with jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, connection
+from django.db import transaction as db_transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from bridge import inbox, outbox, topics
+from bridge.codec import Envelope
+from kafka_platform import metrics
+from ledger import postings
+from ledger.events import TransactionRequested, balance_updated, money_string, transaction_failed
+from ledger.kinds import AccountKind
+from ledger.models import Account, Balance, Entry, Reconciliation, Transaction
+from ledger.postings import InsufficientFunds, InvalidAccount, LedgerRefused, Leg, Posting
+
+logger = logging.getLogger(__name__)
+
+INBOX_CONSUMER = "ledger"
+WORKER_ACTOR = "system:ledger-worker"
+RECONCILIATION_ACTOR = "system:ledger-reconciliation"
+IMBALANCE_RULE = "ledger_imbalance"
+IMBALANCE_SEVERITY = "critical"
+POST_ATTEMPTS = 6
+# serialization_failure, deadlock_detected: the transaction lost a race and can simply run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+TRANSACTION_PK_CONSTRAINT = "ledger_transaction_pkey"
+BALANCE_CHECK_CONSTRAINT = "ledger_balance_non_negative_unless_allowed"
+
+
+class LedgerBusy(Exception):
+    """A posting kept losing lock races through every attempt; the task retries it later."""
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """What posting did: `created` False means the transactionId or the event was seen before."""
+
+    transaction: Transaction | None
+    created: bool
+
+
+def _audit(
+    *,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    actor: str,
+    details: dict[str, Any],
+    correlation_id: str | None,
+) -> None:
+    outbox.record_event(
+        topic=topics.AUDIT_LEDGER_EVENTS,
+        subject=subject_id,
+        correlation_id=correlation_id,
+        data={
+            "action": action,
+            "subjectType": subject_type,
+            "subjectId": subject_id,
+            "actor": actor,
+            "details": details,
+        },
+    )
+
+
+def _sqlstate(exc: DatabaseError) -> tuple[str | None, str | None]:
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    return getattr(cause, "sqlstate", None), getattr(diag, "constraint_name", None)
+
+
+def _lock_balances(posting: Posting) -> dict[tuple[str, str], Balance]:
+    """The posting's existing balance rows, locked in (account, currency) order."""
+    wanted = Q()
+    for leg in posting.legs:
+        wanted |= Q(account_id=leg.account_id, currency=leg.currency)
+    rows = (
+        Balance.objects.select_for_update(of=("self",))
+        .select_related("account")
+        .filter(wanted)
+        .order_by("account_id", "currency")
+    )
+    return {(row.account_id, row.currency): row for row in rows}
+
+
+def _accounts(posting: Posting, balances: dict[tuple[str, str], Balance]) -> dict[str, Account]:
+    """Every account of the posting; an account is created on first use with its prefix's kind."""
+    accounts = {row.account_id: row.account for row in balances.values()}
+    missing = [account_id for account_id in posting.account_ids if account_id not in accounts]
+    if missing:
+        accounts.update(Account.objects.in_bulk(missing))
+        new = [account_id for account_id in missing if account_id not in accounts]
+        if new:
+            Account.objects.bulk_create(
+                [_new_account(account_id) for account_id in new], ignore_conflicts=True
+            )
+            accounts.update(Account.objects.in_bulk(new))
+    return accounts
+
+
+def _new_account(account_id: str) -> Account:
+    kind = postings.account_kind(account_id)
+    return Account(id=account_id, kind=kind, allow_negative=kind == AccountKind.ASSET)
+
+
+def _check_accounts(posting: Posting, accounts: dict[str, Account]) -> None:
+    for account_id in posting.account_ids:
+        if accounts[account_id].frozen:
+            raise InvalidAccount(f"account {account_id} is frozen")
+
+
+def _check_funds(
+    posting: Posting, accounts: dict[str, Account], balances: dict[tuple[str, str], Balance]
+) -> None:
+    for leg in posting.legs:
+        account = accounts[leg.account_id]
+        if account.allow_negative:
+            continue
+        row = balances.get((leg.account_id, leg.currency))
+        current = row.balance if row is not None else Decimal(0)
+        if current + leg.change_for(account.kind) < 0:
+            raise InsufficientFunds(
+                f"{leg.account_id} holds {money_string(current, leg.currency)} {leg.currency}; "
+                f"the posting takes {money_string(leg.amount, leg.currency)}"
+            )
+
+
+def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: Envelope | None) -> PostResult:
+    with db_transaction.atomic():
+        if event is not None and not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+            return PostResult(None, created=False)
+        existing = Transaction.objects.filter(pk=posting.transaction_id).first()
+        if existing is not None:
+            return PostResult(existing, created=False)
+        posting = postings.checked(posting)
+        balances = _lock_balances(posting)
+        accounts = _accounts(posting, balances)
+        _check_accounts(posting, accounts)
+        _check_funds(posting, accounts, balances)
+        txn = Transaction.objects.create(
+            transaction_id=posting.transaction_id,
+            kind=posting.kind,
+            description=posting.description,
+            metadata=posting.metadata,
+            reverses_id=posting.reverses,
+            actor=actor,
+            correlation_id=correlation_id or "",
+        )
+        entries = Entry.objects.bulk_create(
+            [
+                Entry(
+                    transaction_id=txn.pk,
+                    account_id=leg.account_id,
+                    currency=leg.currency,
+                    direction=leg.direction,
+                    amount=leg.amount,
+                )
+                for leg in posting.legs
+            ]
+        )
+        for entry in entries:  # one per (account, currency): checked() refuses repeats
+            outbox.record_event(
+                topic=topics.LEDGER_BALANCE_UPDATED,
+                subject=entry.account_id,
+                correlation_id=correlation_id,
+                data=balance_updated(
+                    account_id=entry.account_id,
+                    currency=entry.currency,
+                    balance=entry.balance_after,
+                    transaction_id=txn.pk,
+                    version=entry.version,
+                ),
+            )
+        _audit(
+            action="transaction.posted",
+            subject_type="transaction",
+            subject_id=txn.pk,
+            actor=actor,
+            correlation_id=correlation_id,
+            details={
+                "kind": posting.kind,
+                "description": posting.description,
+                "entries": [
+                    {
+                        "account": leg.account_id,
+                        "direction": leg.direction,
+                        "amount": money_string(leg.amount, leg.currency),
+                        "currency": leg.currency,
+                    }
+                    for leg in posting.legs
+                ],
+                "metadata": posting.metadata,
+                "reverses": posting.reverses,
+            },
+        )
+        count = len(entries)
+        db_transaction.on_commit(lambda: metrics.LEDGER_ENTRIES.inc(count))
+        return PostResult(txn, created=True)
+
+
+def transaction_post(
+    *, posting: Posting, actor: str, correlation_id: str | None = None, event: Envelope | None = None
+) -> PostResult:
+    """Post `posting` once per transactionId (and once per `event`); raises LedgerRefused.
+
+    Runs its own database transaction and retries it after a deadlock or serialization failure;
+    LedgerBusy when those persist. Inside an outer transaction it cannot retry and tries once.
+    """
+    attempts = 1 if connection.in_atomic_block else POST_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            return _post(posting, actor=actor, correlation_id=correlation_id, event=event)
+        except IntegrityError as exc:
+            _, constraint = _sqlstate(exc)
+            if constraint == BALANCE_CHECK_CONSTRAINT:
+                raise InsufficientFunds(f"the database refused the overdraft: {exc}") from exc
+            if constraint != TRANSACTION_PK_CONSTRAINT or attempt == attempts:
+                raise
+            # A concurrent posting of the same transactionId committed first: the retry sees it.
+        except DatabaseError as exc:
+            state, _ = _sqlstate(exc)
+            if state not in RETRYABLE_SQLSTATES:
+                raise
+            if attempt == attempts:
+                raise LedgerBusy(f"{posting.transaction_id}: {exc}") from exc
+            logger.info("ledger posting %s retried after %s", posting.transaction_id, state)
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter
+    raise AssertionError("unreachable")
+
+
+@db_transaction.atomic
+def transaction_refuse(
+    *,
+    transaction_id: str,
+    refused: LedgerRefused,
+    actor: str,
+    correlation_id: str | None = None,
+    event: Envelope | None = None,
+) -> bool:
+    """Announce a refused posting (ledger.transaction-failed + audit) once; False if it was not.
+
+    Not announced: a redelivered event, or a transactionId that is already posted (the request
+    is then a duplicate of the posted one, whatever it says).
+    """
+    if event is not None and not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+        return False
+    if Transaction.objects.filter(pk=transaction_id).exists():
+        return False
+    outbox.record_event(
+        topic=topics.LEDGER_TRANSACTION_FAILED,
+        subject=transaction_id,
+        correlation_id=correlation_id,
+        data=transaction_failed(transaction_id=transaction_id, reason=refused.reason, message=str(refused)),
+    )
+    _audit(
+        action="transaction.refused",
+        subject_type="transaction",
+        subject_id=transaction_id,
+        actor=actor,
+        correlation_id=correlation_id,
+        details={"reason": refused.reason, "message": str(refused)},
+    )
+    return True
+
+
+def transaction_reverse(*, transaction_id: str, actor: str, reason: str = "") -> PostResult:
+    """Post the reversal of a posted transaction (`reversal:<id>`, so at most once); LedgerRefused."""
+    original = Transaction.objects.prefetch_related("entries").get(pk=transaction_id)
+    legs = [Leg(e.account_id, e.currency, e.direction, e.amount) for e in original.entries.all()]
+    posting = postings.reversal_of(transaction_id=original.pk, legs=legs, reason=reason)
+    return transaction_post(posting=posting, actor=actor, correlation_id=original.correlation_id or None)
+
+
+@db_transaction.atomic
+def transaction_request(*, request: TransactionRequested, correlation_id: str | None = None) -> None:
+    """Publish a ledger.transaction-requested (through the outbox) for the ledger worker to post."""
+    outbox.record_event(
+        topic=topics.LEDGER_TRANSACTION_REQUESTED,
+        subject=request.transactionId,
+        correlation_id=correlation_id,
+        data=request.model_dump(exclude_none=True),
+    )
+
+
+def _set_frozen(*, account_id: str, frozen: bool, actor: str, reason: str) -> Account:
+    with db_transaction.atomic():
+        Account.objects.bulk_create([_new_account(account_id)], ignore_conflicts=True)
+        account = Account.objects.select_for_update().get(pk=account_id)
+        if account.frozen == frozen:
+            return account
+        account.frozen = frozen
+        account.save(update_fields=["frozen", "updated_at"])
+        _audit(
+            action="account.frozen" if frozen else "account.unfrozen",
+            subject_type="account",
+            subject_id=account_id,
+            actor=actor,
+            correlation_id=None,
+            details={"reason": reason or None},
+        )
+        return account
+
+
+def account_freeze(*, account_id: str, actor: str, reason: str = "") -> Account:
+    """Freeze an account (creating it if unused): every posting touching it is refused."""
+    return _set_frozen(account_id=account_id, frozen=True, actor=actor, reason=reason)
+
+
+def account_unfreeze(*, account_id: str, actor: str, reason: str = "") -> Account:
+    return _set_frozen(account_id=account_id, frozen=False, actor=actor, reason=reason)
+
+
+# --- reconciliation ---------------------------------------------------------------------------
+
+_MISMATCHES_SQL = """
+WITH computed AS (
+    SELECT e.account_id, e.currency, COUNT(*) AS version,
+           SUM(CASE WHEN (a.kind = 'liability') = (e.direction = 'credit') THEN e.amount ELSE -e.amount END)
+               AS balance
+    FROM ledger_entry e JOIN ledger_account a ON a.id = e.account_id
+    GROUP BY e.account_id, e.currency
+)
+SELECT COALESCE(b.account_id, c.account_id), COALESCE(b.currency, c.currency),
+       COALESCE(b.balance, 0), COALESCE(b.version, 0), COALESCE(c.balance, 0), COALESCE(c.version, 0)
+FROM ledger_balance b
+FULL OUTER JOIN computed c ON c.account_id = b.account_id AND c.currency = b.currency
+WHERE COALESCE(b.balance, 0) <> COALESCE(c.balance, 0) OR COALESCE(b.version, 0) <> COALESCE(c.version, 0)
+ORDER BY 1, 2
+"""
+# Per currency: what is owed (liabilities) must equal what is held (assets), and entries net to 0.
+_CURRENCY_TOTALS_SQL = """
+SELECT b.currency, COUNT(*),
+       COALESCE(SUM(b.balance) FILTER (WHERE a.kind = 'liability'), 0),
+       COALESCE(SUM(b.balance) FILTER (WHERE a.kind = 'asset'), 0)
+FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id
+GROUP BY b.currency ORDER BY b.currency
+"""
+_ENTRY_TOTALS_SQL = """
+SELECT currency, SUM(CASE WHEN direction = 'debit' THEN amount ELSE -amount END)
+FROM ledger_entry GROUP BY currency ORDER BY currency
+"""
+
+
+@dataclass(frozen=True)
+class _Findings:
+    balances_checked: int
+    mismatches: list[dict[str, Any]]
+    imbalances: list[dict[str, Any]]
+    liabilities: dict[str, Decimal]
+
+
+def _find_discrepancies() -> _Findings:
+    with db_transaction.atomic(), connection.cursor() as cursor:
+        # One snapshot for all three reads: postings committing meanwhile cannot look like drift.
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cursor.execute(_MISMATCHES_SQL)
+        mismatches = [
+            {
+                "accountId": account_id,
+                "currency": currency,
+                "balance": money_string(balance, currency),
+                "expected": money_string(expected, currency),
+                "version": int(version),
+                "expectedVersion": int(expected_version),
+            }
+            for account_id, currency, balance, version, expected, expected_version in cursor.fetchall()
+        ]
+        cursor.execute(_CURRENCY_TOTALS_SQL)
+        totals = cursor.fetchall()
+        cursor.execute(_ENTRY_TOTALS_SQL)
+        entry_totals = cursor.fetchall()
+    imbalances = [
+        {"currency": currency, "source": "balances", "imbalance": money_string(owed - held, currency)}
+        for currency, _, owed, held in totals
+        if owed != held
+    ] + [
+        {"currency": currency, "source": "entries", "imbalance": money_string(net, currency)}
+        for currency, net in entry_totals
+        if net != 0
+    ]
+    return _Findings(
+        balances_checked=sum(count for _, count, _, _ in totals),
+        mismatches=mismatches,
+        imbalances=imbalances,
+        liabilities={currency: owed for currency, _, owed, _ in totals},
+    )
+
+
+def balances_reconcile() -> Reconciliation:
+    """Recompute every balance from the entries and check each currency sums to zero.
+
+    A discrepancy raises a `ledger_imbalance` compliance alert (audit.compliance-alerts, plus an
+    audit record), once per distinct set of discrepancies: a run that finds the same ones again is
+    recorded without a new alert.
+    """
+    started_at = timezone.now()
+    findings = _find_discrepancies()
+    for currency, owed in findings.liabilities.items():
+        metrics.LEDGER_BALANCE.labels(currency=currency).set(float(owed))
+    with db_transaction.atomic():
+        previous = Reconciliation.objects.select_for_update().first()
+        run = Reconciliation(
+            started_at=started_at,
+            finished_at=timezone.now(),
+            balances_checked=findings.balances_checked,
+            mismatches=findings.mismatches,
+            imbalances=findings.imbalances,
+        )
+        already_alerted = (
+            previous is not None
+            and previous.mismatches == findings.mismatches
+            and previous.imbalances == findings.imbalances
+        )
+        if not run.ok and not already_alerted:
+            run.alert_id = str(uuid.uuid4())
+        run.save()
+        if run.alert_id:
+            _raise_imbalance_alert(run)
+    if not run.ok:
+        logger.error("ledger reconciliation found discrepancies: %s %s", run.mismatches, run.imbalances)
+    return run
+
+
+def _raise_imbalance_alert(run: Reconciliation) -> None:
+    details = {
+        "reconciliationId": run.pk,
+        "balancesChecked": run.balances_checked,
+        "mismatches": run.mismatches,
+        "imbalances": run.imbalances,
+    }
+    outbox.record_event(
+        topic=topics.AUDIT_COMPLIANCE_ALERTS,
+        subject=run.alert_id,
+        data={
+            "alertId": run.alert_id,
+            "rule": IMBALANCE_RULE,
+            "severity": IMBALANCE_SEVERITY,
+            "subject": "ledger",
+            "details": details,
+        },
+    )
+    _audit(
+        action="ledger.imbalance_detected",
+        subject_type="reconciliation",
+        subject_id=str(run.pk),
+        actor=RECONCILIATION_ACTOR,
+        correlation_id=run.alert_id,
+        details={"alertId": run.alert_id, **details},
+    )
+    db_transaction.on_commit(lambda: metrics.COMPLIANCE_VIOLATIONS.labels(rule=IMBALANCE_RULE).inc())
