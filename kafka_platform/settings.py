@@ -196,6 +196,10 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
 }
 SPECTACULAR_SETTINGS = {
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.PaymentStatus",
+        "RefundStatusEnum": "payments.models.RefundStatus",
+    },
     "TITLE": "kafka-platform API",
     "DESCRIPTION": "Payments, ledger, notifications and audit.",
     "VERSION": "1.0.0",

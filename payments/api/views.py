@@ -10,6 +10,7 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from pydantic import ValidationError
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -41,8 +42,13 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"]} for e in exc.errors()]
 
 
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH)]),
+    refund=extend_schema(parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH)]),
+)
 class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_field = "payment_id"
+    queryset = Payment.objects.none()  # for the schema; get_queryset decides what a user sees
 
     def get_serializer_class(self) -> type:
         return PaymentDetailSerializer if self.action == "retrieve" else PaymentSerializer
