@@ -1,6 +1,6 @@
 """Crash and outage tests over the whole stack: every request has exactly one effect.
 
-Each test sends CHAOS_N payments (default 2000), breaks something while they flow, lets the
+Each test sends CHAOS_N payments (default 500), breaks something while they flow, lets the
 stack recover by itself, then checks: every payment captured once, one processed event each,
 nothing missing.
 """
