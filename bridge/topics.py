@@ -46,13 +46,9 @@ PAYMENT_REQUESTED = Topic("payments.payment-requested", "paymentId", partitions=
 PAYMENT_PROCESSED = Topic("payments.payment-processed", "paymentId", partitions=12)
 PAYMENT_FAILED = Topic("payments.payment-failed", "paymentId", partitions=12)
 LEDGER_TRANSACTION_REQUESTED = Topic("ledger.transaction-requested", "transactionId", partitions=12)
-LEDGER_BALANCE_UPDATED = Topic(
-    "ledger.balance-updated",
-    "accountId",
-    partitions=12,
-    # A compacted topic keeps the latest balance of every account for consumers that start late.
-    extra_config={"cleanup.policy": "compact,delete"},
-)
+# Not compacted: the contract keys it by accountId, and an account has a balance per currency,
+# so compaction would keep only the currency updated last.
+LEDGER_BALANCE_UPDATED = Topic("ledger.balance-updated", "accountId", partitions=12)
 LEDGER_TRANSACTION_FAILED = Topic("ledger.transaction-failed", "transactionId")
 NOTIFICATION_REQUESTED = Topic("notifications.notification-requested", "notificationId")
 NOTIFICATION_SENT = Topic("notifications.notification-sent", "notificationId")
