@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,14 @@ class ChainBreak:
     message: str
     event_id: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "eventId": self.event_id,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
 
 @dataclass
 class ChainReport:
@@ -91,7 +99,7 @@ class ChainReport:
             "anchorSequence": self.anchor_sequence,
             "checkpoints": self.checkpoints,
             "archivedRecords": self.archived_records,
-            "firstBadRecord": asdict(self.broken) if self.broken else None,
+            "firstBadRecord": self.broken.as_dict() if self.broken else None,
         }
 
 
@@ -220,6 +228,17 @@ def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
         row = AuditEvent.objects.filter(sequence=latest.sequence).first()
         if row is not None:
             start_sequence, start_hash = latest.sequence - 1, row.prev_hash
+
+    below = AuditEvent.objects.filter(sequence__lte=report.anchor_sequence).order_by("sequence").first()
+    if below is not None:
+        report.broken = ChainBreak(
+            "below_anchor",
+            below.sequence,
+            f"record #{below.sequence} is at or before the retention anchor at #{report.anchor_sequence}, "
+            "whose records were archived and purged",
+            below.event_id,
+        )
+        return report
 
     rows = AuditEvent.objects.filter(sequence__gt=start_sequence).order_by("sequence")
     last_sequence, last_hash = _walk(

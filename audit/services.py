@@ -46,19 +46,27 @@ CHAIN_LOCK = 7_301_846_113_001
 RETENTION_LOCK = 7_301_846_113_002
 AUDIT_ACTOR = "system:audit"
 
+# Every append waits for the chain lock; the holder must not then wait long for another lock
+# (a migration, a TRUNCATE, a row an alert needs), stalling them all. It gives up instead, below
+# PostgreSQL's deadlock_timeout (1 s), and the task retries: a deadlock then costs a retry.
+CHAIN_LOCK_TIMEOUT = "500ms"
+_LOCK_CHAIN_SQL = (
+    f"SELECT pg_advisory_xact_lock({CHAIN_LOCK}); SET LOCAL lock_timeout = '{CHAIN_LOCK_TIMEOUT}'"
+)
+
+# The chain's head is always a row of the log (retention never purges the newest record), so an
+# append reads and writes this one table only: a transaction that locks one relation cannot take
+# part in a lock-order deadlock.
 _HEAD_SQL = f"""
 SELECT EXISTS (SELECT 1 FROM {AuditEvent._meta.db_table} WHERE event_id = %s), h.sequence, h.hash
 FROM (
     (SELECT sequence, hash FROM {AuditEvent._meta.db_table} ORDER BY sequence DESC LIMIT 1)
     UNION ALL
-    (SELECT sequence, record_hash FROM {ChainCheckpoint._meta.db_table}
-     WHERE kind = '{CheckpointKind.ANCHOR.value}' ORDER BY sequence DESC LIMIT 1)
-    UNION ALL
     (SELECT 0, %s)
 ) AS h (sequence, hash)
 ORDER BY h.sequence DESC
 LIMIT 1
-"""  # noqa: S608 - table names and a constant are ours
+"""  # noqa: S608 - the table name is ours
 
 
 class IllegalAlertTransition(Exception):
@@ -97,7 +105,7 @@ def audit_event_record(*, event: Envelope) -> bool:
     )
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+            cursor.execute(_LOCK_CHAIN_SQL)
             cursor.execute(_HEAD_SQL, [event.id, chain.GENESIS_HASH])
             duplicate, head_sequence, head_hash = cursor.fetchone()
         if duplicate:
@@ -382,16 +390,16 @@ def _latest_anchor() -> tuple[int, str]:
 
 def _expired_prefix_end(cutoff: datetime) -> int:
     """The last sequence of the longest prefix of the chain whose events all occurred before
-    `cutoff`; the chain is purged from its start only, so it stays one unbroken chain."""
+    `cutoff`, short of the newest record: the chain is purged from its start only, so it stays
+    one unbroken chain, and its head stays in the log for the next append to link to."""
     first_kept = (
         AuditEvent.objects.filter(occurred_at__gte=cutoff)
         .order_by("sequence")
         .values_list("sequence", flat=True)
         .first()
     )
-    if first_kept is not None:
-        return first_kept - 1
-    return AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    head = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    return min(first_kept if first_kept is not None else head, head) - 1
 
 
 def audit_retention_apply(

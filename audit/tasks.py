@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from audit import services
 from bridge.codec import Envelope
@@ -16,7 +17,15 @@ LONG_SOFT_LIMIT_S = 3 * 60 * 60
 LONG_LIMIT_S = LONG_SOFT_LIMIT_S + 300
 
 
-@shared_task(name="audit.record_event", base=EventTask)
+# A deadlock or a dropped connection succeeds on a retry; anything else is dead-lettered.
+@shared_task(
+    name="audit.record_event",
+    base=EventTask,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    max_retries=6,
+)
 def record_event(payload: dict[str, Any]) -> bool:
     return services.audit_event_record(event=Envelope.from_task_payload(payload))
 
