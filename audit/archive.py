@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,3 @@ def split_document(document: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
     """A document's canonical content, prevHash and hash."""
     content = {k: document.get(k) for k in chain.CONTENT_FIELDS}
     return content, str(document.get("prevHash")), str(document.get("hash"))
-
-
-def documents_of(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    return [row.document() for row in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,10 +120,11 @@ def _walk(
     *,
     after_sequence: int,
     after_hash: str,
-    vouched: dict[int, str],
+    vouched: Callable[[int], str | None] = lambda sequence: None,
 ) -> tuple[int, str]:
     """Follow the links of (content, prevHash, hash) triples; returns the last sequence and hash.
 
+    `vouched(sequence)` is the hash a signed checkpoint vouches for at that record, if any.
     Stops at the first bad record and sets `report.broken`.
     """
     expected, prev = after_sequence + 1, after_hash
@@ -157,12 +158,13 @@ def _walk(
                 event_id,
             )
             break
-        if vouched.get(sequence, stored_hash) != stored_hash:
+        vouched_hash = vouched(sequence)
+        if vouched_hash is not None and vouched_hash != stored_hash:
             report.broken = ChainBreak(
                 "checkpoint_mismatch",
                 sequence,
                 f"record #{sequence} hashes to {stored_hash}, but a signed checkpoint vouches for "
-                f"{vouched[sequence]}: the chain was rewritten",
+                f"{vouched_hash}: the chain was rewritten",
                 event_id,
             )
             break
@@ -185,7 +187,7 @@ def verify_segment(
     `after_hash`."""
     report = ChainReport()
     last_sequence, last_hash = _walk(
-        report, _row_triples(rows), after_sequence=after_sequence, after_hash=after_hash, vouched={}
+        report, _row_triples(rows), after_sequence=after_sequence, after_hash=after_hash
     )
     if report.broken is None and last_sequence != through_sequence:
         report.broken = ChainBreak(
@@ -197,48 +199,78 @@ def verify_segment(
     return report
 
 
-def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
-    """Check the whole chain in the database (or only what follows the latest checkpoint).
+class _Vouchers:
+    """The hashes checkpoints vouch for, as (sequence, hash) pairs in ascending sequence order,
+    looked up while streaming the records."""
 
-    Checks every checkpoint's signature, every record's sequence, link and hash from the retention
-    anchor on, that each checkpointed record still has the hash its checkpoint vouches for, and
-    that no checkpoint vouches for a record beyond the chain's end (a truncated tail).
-    """
-    report = ChainReport()
-    checkpoints = list(ChainCheckpoint.objects.order_by("sequence", "id"))
-    report.checkpoints = len(checkpoints)
+    def __init__(self, vouchers: Iterable[tuple[int, str]]) -> None:
+        self._vouchers = iter(vouchers)
+        self._next = next(self._vouchers, None)
+
+    def __call__(self, sequence: int) -> str | None:
+        while self._next is not None and self._next[0] < sequence:
+            self._next = next(self._vouchers, None)
+        return self._next[1] if self._next is not None and self._next[0] == sequence else None
+
+
+def _forged_checkpoint(checkpoints: Iterable[ChainCheckpoint]) -> ChainBreak | None:
     for checkpoint in checkpoints:
         if not _checkpoint_signature_valid(checkpoint):
-            report.broken = ChainBreak(
+            return ChainBreak(
                 "bad_signature",
                 checkpoint.sequence,
                 f"{checkpoint.kind} #{checkpoint.pk} at record #{checkpoint.sequence} has an invalid "
                 "signature: it was not made with AUDIT_CHECKPOINT_KEY",
             )
-            return report
-    anchors = [c for c in checkpoints if c.kind == CheckpointKind.ANCHOR]
-    start_sequence, start_hash = (anchors[-1].sequence, anchors[-1].record_hash) if anchors else (0, "")
-    start_hash = start_hash or chain.GENESIS_HASH
+    return None
+
+
+def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
+    """Check the whole chain in the database, or only what follows the latest checkpoint.
+
+    Checks the checkpoints' signatures (all of them, or the anchor's and the latest one's), every
+    record's sequence, link and hash from the retention anchor on, that each checkpointed record
+    still has the hash its checkpoint vouches for, and that no checkpoint vouches for a record
+    beyond the chain's end (a truncated tail). Streams records and checkpoints: memory stays flat
+    however long the log.
+    """
+    report = ChainReport()
+    checkpoints = ChainCheckpoint.objects.all()
+    anchor = checkpoints.filter(kind=CheckpointKind.ANCHOR).order_by("-sequence", "-id").first()
+    heads = checkpoints.filter(kind=CheckpointKind.CHECKPOINT, sequence__gt=anchor.sequence if anchor else 0)
+    latest = heads.order_by("-sequence", "-id").first()
+    report.checkpoints = checkpoints.count()
+    report.broken = _forged_checkpoint(
+        [c for c in (anchor, latest) if c is not None]
+        if since_last_checkpoint
+        else checkpoints.order_by("sequence", "id").iterator(chunk_size=VERIFY_CHUNK)
+    )
+    if report.broken is not None:
+        return report
+
+    start_sequence, start_hash = (anchor.sequence, anchor.record_hash) if anchor else (0, chain.GENESIS_HASH)
     report.anchor_sequence = start_sequence
-    heads = [c for c in checkpoints if c.kind == CheckpointKind.CHECKPOINT and c.sequence > start_sequence]
-    vouched = {c.sequence: c.record_hash for c in heads}
-
-    if since_last_checkpoint and heads:
-        latest = heads[-1]
-        row = AuditEvent.objects.filter(sequence=latest.sequence).first()
-        if row is not None:
-            start_sequence, start_hash = latest.sequence - 1, row.prev_hash
-
-    below = AuditEvent.objects.filter(sequence__lte=report.anchor_sequence).order_by("sequence").first()
+    below = AuditEvent.objects.filter(sequence__lte=start_sequence).order_by("sequence").first()
     if below is not None:
         report.broken = ChainBreak(
             "below_anchor",
             below.sequence,
-            f"record #{below.sequence} is at or before the retention anchor at #{report.anchor_sequence}, "
+            f"record #{below.sequence} is at or before the retention anchor at #{start_sequence}, "
             "whose records were archived and purged",
             below.event_id,
         )
         return report
+
+    vouched = _Vouchers(
+        heads.order_by("sequence", "id")
+        .values_list("sequence", "record_hash")
+        .iterator(chunk_size=VERIFY_CHUNK)
+    )
+    if since_last_checkpoint and latest is not None:
+        row = AuditEvent.objects.filter(sequence=latest.sequence).first()
+        if row is not None:
+            start_sequence, start_hash = latest.sequence - 1, row.prev_hash
+            vouched = _Vouchers([(latest.sequence, latest.record_hash)])
 
     rows = AuditEvent.objects.filter(sequence__gt=start_sequence).order_by("sequence")
     last_sequence, last_hash = _walk(
@@ -248,8 +280,7 @@ def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
         after_hash=start_hash,
         vouched=vouched,
     )
-    if report.broken is None and heads and heads[-1].sequence > last_sequence:
-        latest = heads[-1]
+    if report.broken is None and latest is not None and latest.sequence > last_sequence:
         report.broken = ChainBreak(
             "truncated",
             last_sequence + 1,
@@ -286,7 +317,11 @@ def verify_archive(directory: Path) -> ChainReport:
             (archive.split_document(d) for d in archive.read_documents(segment.file)),
             after_sequence=after_sequence,
             after_hash=after_hash,
-            vouched={segment.last_sequence: segment.last_hash},
+            vouched=lambda sequence, segment=segment: (
+                segment.last_hash  # type: ignore[misc]
+                if sequence == segment.last_sequence
+                else None
+            ),
         )
         if report.broken is None and (
             after_sequence != segment.last_sequence or report.records - before != segment.records

@@ -135,7 +135,7 @@ def audit_event_record(*, event: Envelope) -> bool:
 
 def _audit(
     *,
-    topic: Any,
+    topic: topics.Topic,
     action: str,
     subject_type: str,
     subject_id: str,
@@ -182,6 +182,7 @@ def compliance_alert_raise(
     if severity not in Severity.values:
         raise ValueError(f"severity must be one of {Severity.values}, not {severity!r}")
     observed_at = observed_at or timezone.now()
+    subject = subject[:255]
     with transaction.atomic():
         if (
             quiet_period is not None
@@ -193,7 +194,7 @@ def compliance_alert_raise(
         values = {
             "rule": rule,
             "severity": severity,
-            "subject": subject[:255],
+            "subject": subject,
             "details": chain.normalize_json(details),
             "observed_at": observed_at,
             "source_event_id": source_event_id,

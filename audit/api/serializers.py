@@ -124,3 +124,24 @@ class AlertAcknowledgeSerializer(AlertNoteSerializer):
         if user is None or not user.has_perm(ALERT_WORKER_PERMISSION):
             raise serializers.ValidationError(f"{value!r} is not an active user who works alerts")
         return user
+
+
+class ChainBreakSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField(allow_null=True)
+    eventId = serializers.CharField(allow_null=True)  # noqa: N815 - the wire name
+    reason = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ChainReportSerializer(serializers.Serializer):
+    """The result of a verification (audit.selectors.ChainReport.as_dict)."""
+
+    intact = serializers.BooleanField()
+    records = serializers.IntegerField()
+    firstSequence = serializers.IntegerField(allow_null=True)  # noqa: N815
+    lastSequence = serializers.IntegerField(allow_null=True)  # noqa: N815
+    headHash = serializers.CharField()  # noqa: N815
+    anchorSequence = serializers.IntegerField()  # noqa: N815
+    checkpoints = serializers.IntegerField()
+    archivedRecords = serializers.IntegerField()  # noqa: N815
+    firstBadRecord = ChainBreakSerializer(allow_null=True)  # noqa: N815

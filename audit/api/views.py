@@ -29,6 +29,7 @@ from audit.api.serializers import (
     AlertNoteSerializer,
     AuditEventFilterSerializer,
     AuditEventSerializer,
+    ChainReportSerializer,
     ComplianceAlertFilterSerializer,
     ComplianceAlertSerializer,
 )
@@ -98,6 +99,7 @@ class AuditVerifyView(APIView):
     permission_classes = [IsAuthenticated, CanReadAuditLog]
     renderer_classes = [EventJSONRenderer]
 
+    @extend_schema(responses=ChainReportSerializer)
     def get(self, request: Request) -> Response:
         return Response(selectors.verify_chain().as_dict())
 

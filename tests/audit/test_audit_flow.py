@@ -4,12 +4,18 @@ the worker into one intact chain; `audit_verify` and the verification job catch 
 from __future__ import annotations
 
 import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.db import connection
+from kafka.admin import NewTopic
 
+from audit import services
 from audit.models import AuditEvent, ChainCheckpoint, CheckpointKind
 from bridge import topics
+from bridge.clients import new_admin
 from tests.audit.support import audit_verify, wait_until
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
@@ -113,4 +119,43 @@ def test_the_verification_job_raises_audit_chain_broken(live: Stack, collector: 
             subject_id=data["alertId"], action="compliance_alert.raised"
         ).exists(),
         what="the alert's audit record",
+    )
+
+
+def test_after_retention_audit_verify_checks_the_archive_and_the_chain_that_continues_it(
+    live: Stack, collector: Collector, tmp_path: Path
+) -> None:
+    rows = pay(live, collector)
+    result = services.audit_retention_apply(now=datetime(2100, 1, 1, tzinfo=UTC), archive_dir=tmp_path)
+    assert result.archived >= 2 and not AuditEvent.objects.filter(pk=rows[0].pk).exists()
+    pay(live, collector)  # the chain goes on from the retention anchor
+
+    verified = audit_verify(live.env, "--archive-dir", str(tmp_path))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "database: intact" in verified.stdout and f"archive {tmp_path}: intact" in verified.stdout
+    assert f"continues from the retention anchor at #{result.anchor_sequence}" in verified.stdout
+    wait_until(
+        lambda: AuditEvent.objects.filter(action="audit_log.archived").count() == len(result.segments),
+        what="the archiving's own audit records",
+    )
+
+
+def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack) -> None:
+    name = f"audit.fx-{uuid.uuid4().hex[:8]}-events"
+    admin = new_admin()
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+    data = {"action": "fx.rate_published", "subjectType": "rate", "subjectId": "EURUSD", "actor": "system:fx"}
+    # The bridge joins the topic at its next metadata refresh and reads it from the start.
+    produce(live.bootstrap, name, structured(name, data), key="EURUSD")
+    stored = wait_until(
+        lambda: AuditEvent.objects.filter(topic=name).first(), timeout_s=60, what="the record"
+    )
+    assert (stored.action, stored.source, stored.partition, stored.offset) == (
+        "fx.rate_published",
+        "/tests/client",
+        0,
+        0,
     )
