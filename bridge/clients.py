@@ -53,8 +53,6 @@ def new_consumer(**overrides: Any) -> KafkaConsumer:
         "heartbeat_interval_ms": max(settings.KAFKA_SESSION_TIMEOUT_MS // 3, 500),
         "max_partition_fetch_bytes": TOPIC_MAX_MESSAGE_BYTES,
         "fetch_max_bytes": 4 * TOPIC_MAX_MESSAGE_BYTES,
-        # How soon a new topic matching a subscribed pattern (a new audit.* topic) is consumed.
-        "metadata_max_age_ms": settings.KAFKA_METADATA_MAX_AGE_MS,
     }
     options.update(overrides)
     return KafkaConsumer(**options)

@@ -118,8 +118,6 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="kafka-platform-b
 # to a live one within this time.
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
-# The bridge refreshes topic metadata this often, so a new audit.* topic is consumed within it.
-KAFKA_METADATA_MAX_AGE_MS = env.int("KAFKA_METADATA_MAX_AGE_MS", default=30000)
 
 # --- Domain settings --------------------------------------------------------------------------
 PAYMENTS_SUPPORTED_CURRENCIES = env.list(
