@@ -7,3 +7,12 @@ from django.apps import AppConfig
 
 class AuditConfig(AppConfig):
     name = "audit"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_login_failed
+        from django.db.models.signals import post_migrate
+
+        from audit import receivers
+
+        user_login_failed.connect(receivers.record_login_failure, dispatch_uid="audit.login_failed")
+        post_migrate.connect(receivers.sync_roles, sender=self, dispatch_uid="audit.sync_roles")

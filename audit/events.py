@@ -1,4 +1,4 @@
-"""The audit domain's event schemas: the records every domain publishes to `audit.*`."""
+"""The audit domain's event schemas: the records every domain publishes to `audit.*`, and alerts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,38 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditRecord(BaseModel):
-    """The data of an audit.<domain>-events CloudEvent; fields beyond these are kept."""
+    """The data of an audit.<domain>-events CloudEvent; fields beyond these are kept.
+
+    Lengths match the audit log's columns, so an over-long record is dead-lettered by the bridge
+    rather than failing in the worker.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     action: str = Field(min_length=1, max_length=100)
-    subjectType: str | None = None  # noqa: N815 - the wire name
-    subjectId: str | None = None  # noqa: N815
-    actor: str = "system"
+    subjectType: str | None = Field(default=None, max_length=64)  # noqa: N815 - the wire name
+    subjectId: str | None = Field(default=None, max_length=255)  # noqa: N815
+    actor: str = Field(default="system", max_length=255)
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ComplianceAlertRaised(BaseModel):
+    """The data of an audit.compliance-alerts event (CONTRACT §4)."""
+
+    alertId: str  # noqa: N815 - the wire name
+    rule: str
+    severity: str
+    subject: str
+    details: dict[str, Any]
+    status: str
+    raisedAt: str  # noqa: N815
+
+
+class AuditAction:
+    """Actions the audit domain records about itself and about authentication."""
+
+    AUTH_FAILED = "auth.failed"
+    ALERT_RAISED = "compliance_alert.raised"
+    ALERT_ACKNOWLEDGED = "compliance_alert.acknowledged"
+    ALERT_RESOLVED = "compliance_alert.resolved"
+    LOG_ARCHIVED = "audit_log.archived"

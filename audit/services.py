@@ -1,46 +1,509 @@
-"""Audit use cases: store an audit event once."""
+"""Audit use cases: append events to the hash chain, raise and work compliance alerts, sign
+checkpoints, archive and purge expired records, record failed authentications.
+
+Appends are serialized by a transaction-level advisory lock: under it a record reads the chain's
+head, takes the next sequence number and links to the head's hash, and the compliance rules that
+watch its action run; the lock is released when the transaction commits, so the next append
+always sees this one. UPDATE and DELETE on the log are refused by a trigger; the retention service
+alone may delete, by setting `audit.retention` for its own transaction.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.events import AuditRecord
-from audit.models import AuditEvent
+from audit import archive, chain, rules
+from audit.events import AuditAction, AuditRecord, ComplianceAlertRaised
+from audit.models import (
+    ALERT_TRANSITIONS,
+    AlertStatus,
+    AuditEvent,
+    ChainCheckpoint,
+    CheckpointKind,
+    ComplianceAlert,
+    ComplianceRuleName,
+    Severity,
+)
+from audit.selectors import ChainReport, verify_chain, verify_segment
+from bridge import outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
+
+logger = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock keys (arbitrary, fixed): one for chain appends, one for retention runs.
+CHAIN_LOCK = 7_301_846_113_001
+RETENTION_LOCK = 7_301_846_113_002
+AUDIT_ACTOR = "system:audit"
+
+# Every append waits for the chain lock; the holder must not then wait long for another lock
+# (a migration, a TRUNCATE, a row an alert needs), stalling them all. It gives up instead, below
+# PostgreSQL's deadlock_timeout (1 s), and the task retries: a deadlock then costs a retry.
+CHAIN_LOCK_TIMEOUT = "500ms"
+_LOCK_CHAIN_SQL = (
+    f"SELECT pg_advisory_xact_lock({CHAIN_LOCK}); SET LOCAL lock_timeout = '{CHAIN_LOCK_TIMEOUT}'"
+)
+
+# The chain's head is always a row of the log (retention never purges the newest record), so an
+# append reads and writes this one table only: a transaction that locks one relation cannot take
+# part in a lock-order deadlock.
+_HEAD_SQL = f"""
+SELECT EXISTS (SELECT 1 FROM {AuditEvent._meta.db_table} WHERE event_id = %s), h.sequence, h.hash
+FROM (
+    (SELECT sequence, hash FROM {AuditEvent._meta.db_table} ORDER BY sequence DESC LIMIT 1)
+    UNION ALL
+    (SELECT 0, %s)
+) AS h (sequence, hash)
+ORDER BY h.sequence DESC
+LIMIT 1
+"""  # noqa: S608 - the table name is ours
+
+
+class IllegalAlertTransition(Exception):
+    def __init__(self, alert: ComplianceAlert, to_status: str) -> None:
+        super().__init__(f"alert {alert.alert_id}: {alert.status} -> {to_status} is not allowed")
+
+
+# --- the record path -------------------------------------------------------------------------------
 
 
 def _occurred_at(event: Envelope) -> datetime:
     try:
-        return datetime.fromisoformat(event.time)
+        occurred = datetime.fromisoformat(event.time)
     except ValueError:
         return timezone.now()
+    return occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC)
+
+
+def audit_event_record(*, event: Envelope) -> bool:
+    """Append `event` to the audit log; False when its id is already there (a redelivery)."""
+    record = AuditRecord.model_validate(event.data)
+    row = AuditEvent(
+        event_id=event.id,
+        event_type=event.type,
+        source=event.source,
+        action=record.action,
+        actor=record.actor,
+        subject_type=record.subjectType or "",
+        subject_id=record.subjectId or event.subject or "",
+        correlation_id=event.correlation_id or "",
+        data=chain.normalize_json(event.data),
+        occurred_at=_occurred_at(event),
+        topic=event.topic or event.type,
+        partition=event.partition,
+        offset=event.offset,
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_CHAIN_SQL)
+            cursor.execute(_HEAD_SQL, [event.id, chain.GENESIS_HASH])
+            duplicate, head_sequence, head_hash = cursor.fetchone()
+        if duplicate:
+            return False
+        row.sequence = head_sequence + 1
+        row.prev_hash = head_hash
+        row.recorded_at = timezone.now()
+        row.hash = chain.link_hash(head_hash, row.content())
+        row.save(force_insert=True)
+        for rule in rules.rules_for(row.action):
+            finding = rule.evaluate(row)
+            if finding is not None:
+                compliance_alert_raise(
+                    rule=finding.rule,
+                    severity=finding.severity,
+                    subject=finding.subject,
+                    details={**finding.details, "eventId": row.event_id, "sequence": row.sequence},
+                    dedupe_key=finding.dedupe_key,
+                    quiet_period=finding.quiet_period,
+                    observed_at=row.occurred_at,
+                    source_event_id=row.event_id,
+                    correlation_id=row.correlation_id,
+                )
+        transaction.on_commit(metrics.AUDIT_EVENTS.inc)
+    return True
+
+
+def _audit(
+    *,
+    topic: topics.Topic,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    actor: str,
+    details: Mapping[str, Any],
+    correlation_id: str | None = None,
+) -> None:
+    """Publish an audit record of the audit domain's own (it comes back into the log via Kafka)."""
+    outbox.record_event(
+        topic=topic,
+        subject=subject_id,
+        correlation_id=correlation_id or None,
+        data={
+            "action": action,
+            "subjectType": subject_type,
+            "subjectId": subject_id,
+            "actor": actor,
+            "details": dict(details),
+        },
+    )
+
+
+# --- compliance alerts -----------------------------------------------------------------------------
+
+
+def compliance_alert_raise(
+    *,
+    rule: str,
+    severity: str,
+    subject: str,
+    details: Mapping[str, Any],
+    dedupe_key: str | None = None,
+    quiet_period: timedelta | None = None,
+    observed_at: datetime | None = None,
+    source_event_id: str = "",
+    correlation_id: str = "",
+) -> ComplianceAlert | None:
+    """Raise a compliance alert: stored open, published to audit.compliance-alerts, counted.
+
+    The entry point for every domain (e.g. the ledger's reconciliation raises `ledger_imbalance`).
+    Returns None, raising nothing, when `dedupe_key` was used before or an alert of `rule` for
+    `subject` was observed within `quiet_period` of `observed_at` (default: now).
+    """
+    if severity not in Severity.values:
+        raise ValueError(f"severity must be one of {Severity.values}, not {severity!r}")
+    observed_at = observed_at or timezone.now()
+    subject = subject[:255]
+    with transaction.atomic():
+        if (
+            quiet_period is not None
+            and ComplianceAlert.objects.filter(
+                rule=rule, subject=subject, observed_at__gt=observed_at - quiet_period
+            ).exists()
+        ):
+            return None
+        values = {
+            "rule": rule,
+            "severity": severity,
+            "subject": subject,
+            "details": chain.normalize_json(details),
+            "observed_at": observed_at,
+            "source_event_id": source_event_id,
+            "correlation_id": correlation_id,
+        }
+        if dedupe_key is None:
+            alert = ComplianceAlert.objects.create(**values)
+        else:
+            alert, created = ComplianceAlert.objects.get_or_create(dedupe_key=dedupe_key, defaults=values)
+            if not created:
+                return None
+        data = ComplianceAlertRaised(
+            alertId=str(alert.alert_id),
+            rule=alert.rule,
+            severity=alert.severity,
+            subject=alert.subject,
+            details=alert.details,
+            status=alert.status,
+            raisedAt=chain.format_time(alert.raised_at),
+        )
+        outbox.record_event(
+            topic=topics.AUDIT_COMPLIANCE_ALERTS,
+            subject=str(alert.alert_id),
+            data=data.model_dump(),
+            correlation_id=correlation_id or None,
+        )
+        _audit(
+            topic=topics.AUDIT_COMPLIANCE_EVENTS,
+            action=AuditAction.ALERT_RAISED,
+            subject_type="compliance_alert",
+            subject_id=str(alert.alert_id),
+            actor=AUDIT_ACTOR,
+            details={"rule": alert.rule, "severity": alert.severity, "subject": alert.subject},
+            correlation_id=correlation_id,
+        )
+        transaction.on_commit(metrics.COMPLIANCE_VIOLATIONS.labels(rule=alert.rule).inc)
+    logger.warning("compliance alert %s raised: %s %s", alert.alert_id, alert.rule, alert.subject)
+    return alert
+
+
+def _actor(user: AbstractBaseUser) -> str:
+    return f"user:{user.get_username()}"
+
+
+def _append_note(alert: ComplianceAlert, *, by: AbstractBaseUser, note: str) -> None:
+    if note.strip():
+        stamp = chain.format_time(timezone.now())
+        alert.notes += f"[{stamp}] {by.get_username()}: {note.strip()}\n"
+
+
+def _transition(alert: ComplianceAlert, to_status: str, *, by: AbstractBaseUser, note: str) -> bool:
+    """Move a locked alert to `to_status`; False when it is there already (a repeated request)."""
+    if alert.status == to_status:
+        return False
+    if to_status not in ALERT_TRANSITIONS[alert.status]:
+        raise IllegalAlertTransition(alert, to_status)
+    alert.status = to_status
+    action = AuditAction.ALERT_ACKNOWLEDGED
+    if to_status == AlertStatus.ACKNOWLEDGED:
+        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), _actor(by)
+    else:
+        alert.resolved_at, alert.resolved_by = timezone.now(), _actor(by)
+        action = AuditAction.ALERT_RESOLVED
+    _audit(
+        topic=topics.AUDIT_COMPLIANCE_EVENTS,
+        action=action,
+        subject_type="compliance_alert",
+        subject_id=str(alert.alert_id),
+        actor=_actor(by),
+        details={"rule": alert.rule, "subject": alert.subject, "status": to_status, "note": note or None},
+        correlation_id=alert.correlation_id,
+    )
+    return True
 
 
 @transaction.atomic
-def audit_event_record(*, event: Envelope) -> bool:
-    """Store `event` in the audit log; False when its id is already there (a redelivery)."""
-    record = AuditRecord.model_validate(event.data)
-    _, created = AuditEvent.objects.get_or_create(
-        event_id=event.id,
-        defaults={
-            "event_type": event.type,
-            "source": event.source,
-            "action": record.action,
-            "actor": record.actor,
-            "subject_type": record.subjectType or "",
-            "subject_id": record.subjectId or event.subject or "",
-            "correlation_id": event.correlation_id or "",
-            "data": event.data,
-            "occurred_at": _occurred_at(event),
-            "topic": event.topic or event.type,
-            "partition": event.partition,
-            "offset": event.offset,
+def compliance_alert_acknowledge(
+    *, alert_id: str, by: AbstractBaseUser, assignee: AbstractBaseUser | None = None, note: str = ""
+) -> ComplianceAlert:
+    """Acknowledge an open alert and assign it (to `assignee`, else to the acknowledging user)."""
+    alert = ComplianceAlert.objects.select_for_update().get(alert_id=alert_id)
+    if _transition(alert, AlertStatus.ACKNOWLEDGED, by=by, note=note):
+        alert.assignee = assignee or alert.assignee or by
+        _append_note(alert, by=by, note=note)
+        alert.save()
+    return alert
+
+
+@transaction.atomic
+def compliance_alert_resolve(*, alert_id: str, by: AbstractBaseUser, note: str = "") -> ComplianceAlert:
+    alert = ComplianceAlert.objects.select_for_update().get(alert_id=alert_id)
+    if _transition(alert, AlertStatus.RESOLVED, by=by, note=note):
+        _append_note(alert, by=by, note=note)
+        alert.save()
+    return alert
+
+
+@transaction.atomic
+def compliance_alert_update(
+    *, alert_id: str, by: AbstractBaseUser, assignee: AbstractBaseUser | None, note: str = ""
+) -> ComplianceAlert:
+    """Reassign an alert and/or add a note to it (notes are appended, never rewritten)."""
+    alert = ComplianceAlert.objects.select_for_update().get(alert_id=alert_id)
+    if alert.assignee_id != (assignee.pk if assignee else None):
+        alert.assignee = assignee  # type: ignore[assignment]
+    _append_note(alert, by=by, note=note)
+    alert.save()
+    return alert
+
+
+# --- checkpoints and verification ------------------------------------------------------------------
+
+
+def _signed_checkpoint(
+    *, kind: str, sequence: int, record_hash: str, archive_name: str = ""
+) -> ChainCheckpoint:
+    signed_at = timezone.now()
+    return ChainCheckpoint.objects.create(
+        kind=kind,
+        sequence=sequence,
+        record_hash=record_hash,
+        signed_at=signed_at,
+        archive=archive_name,
+        signature=chain.sign(
+            settings.AUDIT_CHECKPOINT_KEY,
+            sequence=sequence,
+            record_hash=record_hash,
+            signed_at=signed_at,
+            kind=kind,
+        ),
+    )
+
+
+def audit_chain_broken_alert(*, report: ChainReport) -> ComplianceAlert | None:
+    """Raise `audit_chain_broken` for a failed verification (once per break found)."""
+    broken = report.broken
+    assert broken is not None
+    return compliance_alert_raise(
+        rule=ComplianceRuleName.AUDIT_CHAIN_BROKEN,
+        severity=Severity.CRITICAL,
+        subject=f"audit_event:{broken.sequence}",
+        details={
+            "reason": broken.reason,
+            "sequence": broken.sequence,
+            "eventId": broken.event_id,
+            "message": broken.message,
+        },
+        dedupe_key=f"{ComplianceRuleName.AUDIT_CHAIN_BROKEN}:{broken.reason}:{broken.sequence}",
+    )
+
+
+def audit_chain_check() -> ChainReport:
+    """Verify the whole chain; a break raises an `audit_chain_broken` alert."""
+    report = verify_chain()
+    if not report.intact:
+        logger.error("audit chain broken: %s", report.broken)
+        audit_chain_broken_alert(report=report)
+    return report
+
+
+def audit_checkpoint_create() -> ChainCheckpoint | None:
+    """Sign the chain's head, after verifying what was appended since the last checkpoint.
+
+    Nothing new: no checkpoint. A break: no signature, an `audit_chain_broken` alert instead.
+    """
+    report = verify_chain(since_last_checkpoint=True)
+    if not report.intact:
+        logger.error("audit chain broken, not signing a checkpoint: %s", report.broken)
+        audit_chain_broken_alert(report=report)
+        return None
+    latest = ChainCheckpoint.objects.filter(kind=CheckpointKind.CHECKPOINT).order_by("-sequence").first()
+    if report.last_sequence is None or (latest is not None and latest.sequence >= report.last_sequence):
+        return None
+    return _signed_checkpoint(
+        kind=CheckpointKind.CHECKPOINT, sequence=report.last_sequence, record_hash=report.head_hash
+    )
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RetentionResult:
+    archived: int = 0
+    segments: list[str] = field(default_factory=list)
+    anchor_sequence: int | None = None
+    stopped: str | None = None
+
+
+def _latest_anchor() -> tuple[int, str]:
+    anchor = ChainCheckpoint.objects.filter(kind=CheckpointKind.ANCHOR).order_by("-sequence").first()
+    return (anchor.sequence, anchor.record_hash) if anchor else (0, chain.GENESIS_HASH)
+
+
+def _expired_prefix_end(cutoff: datetime) -> int:
+    """The last sequence of the longest prefix of the chain whose events all occurred before
+    `cutoff`, short of the newest record: the chain is purged from its start only, so it stays
+    one unbroken chain, and its head stays in the log for the next append to link to."""
+    first_kept = (
+        AuditEvent.objects.filter(occurred_at__gte=cutoff)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)
+        .first()
+    )
+    head = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    return min(first_kept if first_kept is not None else head, head) - 1
+
+
+def audit_retention_apply(
+    *, now: datetime | None = None, archive_dir: Path | None = None, batch_size: int | None = None
+) -> RetentionResult:
+    """Archive, then purge, records that occurred more than AUDIT_RETENTION_DAYS ago.
+
+    Segment by segment: verify the segment's links from the current anchor, write it to a gzip
+    JSONL file with a signed manifest, then in one transaction sign a new anchor at its last
+    record and delete it. The anchor's hash is where the chain in the database now starts, so the
+    chain stays verifiable across the purge, and the archive with it. A crash between writing
+    and purging leaves a file that the next run writes again, identically.
+    """
+    now = now or timezone.now()
+    directory = Path(archive_dir or settings.AUDIT_ARCHIVE_DIR)
+    batch = batch_size or settings.AUDIT_RETENTION_BATCH_SIZE
+    cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    result = RetentionResult()
+    end = _expired_prefix_end(cutoff)
+    while True:
+        anchor_sequence, anchor_hash = _latest_anchor()
+        last = min(end, anchor_sequence + batch)
+        if last <= anchor_sequence:
+            return result
+        rows = list(
+            AuditEvent.objects.filter(sequence__gt=anchor_sequence, sequence__lte=last).order_by("sequence")
+        )
+        check = verify_segment(
+            rows, after_sequence=anchor_sequence, after_hash=anchor_hash, through_sequence=last
+        )
+        if not check.intact:
+            audit_chain_broken_alert(report=check)
+            result.stopped = check.broken.message if check.broken else ""
+            return result
+        segment = archive.write_segment(
+            directory, [row.document() for row in rows], key=settings.AUDIT_CHECKPOINT_KEY
+        )
+        if not _purge_segment(
+            segment, anchor_sequence=anchor_sequence, last_hash=rows[-1].hash, cutoff=cutoff
+        ):
+            continue  # another run purged this segment meanwhile
+        logger.info("audit retention: archived and purged #%s..#%s", anchor_sequence + 1, last)
+        result.archived += len(rows)
+        result.segments.append(segment.file.name)
+        result.anchor_sequence = last
+
+
+@transaction.atomic
+def _purge_segment(
+    segment: archive.Segment, *, anchor_sequence: int, last_hash: str, cutoff: datetime
+) -> bool:
+    """Anchor the chain at the archived segment's last record and delete the segment's records."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RETENTION_LOCK])
+        if _latest_anchor()[0] != anchor_sequence:
+            return False
+        # The append-only trigger lets this transaction, and only it, delete.
+        cursor.execute("SET LOCAL audit.retention = 'on'")
+    _signed_checkpoint(
+        kind=CheckpointKind.ANCHOR,
+        sequence=segment.last_sequence,
+        record_hash=last_hash,
+        archive_name=segment.file.name,
+    )
+    AuditEvent.objects.filter(sequence__gt=anchor_sequence, sequence__lte=segment.last_sequence).delete()
+    with connection.cursor() as cursor:
+        # Called inside an outer transaction, SET LOCAL would outlive this function: end it here.
+        cursor.execute("SET LOCAL audit.retention = 'off'")
+    _audit(
+        topic=topics.AUDIT_COMPLIANCE_EVENTS,
+        action=AuditAction.LOG_ARCHIVED,
+        subject_type="audit_archive",
+        subject_id=segment.file.name,
+        actor=AUDIT_ACTOR,
+        details={
+            "firstSequence": segment.first_sequence,
+            "lastSequence": segment.last_sequence,
+            "records": segment.records,
+            "sha256": segment.sha256,
+            "cutoff": chain.format_time(cutoff),
         },
     )
-    if created:
-        metrics.AUDIT_EVENTS.inc()
-    return created
+    return True
+
+
+# --- failed authentication -------------------------------------------------------------------------
+
+
+def auth_failure_record(
+    *, channel: str, username: str | None, remote_addr: str | None, path: str, reason: str
+) -> None:
+    """Publish a failed authentication as an audit record (topic audit.auth-events).
+
+    The subject is the username tried, else the client's address, so the repeated_auth_failure
+    rule counts attempts against one account, or from one client that gave no username.
+    """
+    subject_type, subject_id = ("user", username[:150]) if username else ("client", remote_addr or "unknown")
+    with transaction.atomic():
+        _audit(
+            topic=topics.AUDIT_AUTH_EVENTS,
+            action=AuditAction.AUTH_FAILED,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor="anonymous",
+            details={"channel": channel, "remoteAddr": remote_addr, "path": path[:500], "reason": reason},
+        )

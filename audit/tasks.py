@@ -1,15 +1,47 @@
-"""Celery tasks of the audit domain."""
+"""Celery tasks of the audit domain: record an event, and the beat jobs (checkpoint, verify,
+retention). Thin: each calls one service."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from audit import services
 from bridge.codec import Envelope
+from bridge.tasks import EventTask
+
+# Verification and retention walk the whole log: they get more time than the global limits.
+LONG_SOFT_LIMIT_S = 3 * 60 * 60
+LONG_LIMIT_S = LONG_SOFT_LIMIT_S + 300
 
 
-@shared_task(name="audit.record_event")
+# A deadlock or a dropped connection succeeds on a retry; anything else is dead-lettered.
+@shared_task(
+    name="audit.record_event",
+    base=EventTask,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    max_retries=6,
+)
 def record_event(payload: dict[str, Any]) -> bool:
     return services.audit_event_record(event=Envelope.from_task_payload(payload))
+
+
+@shared_task(name="audit.checkpoint_chain")
+def checkpoint_chain() -> int | None:
+    checkpoint = services.audit_checkpoint_create()
+    return checkpoint.sequence if checkpoint else None
+
+
+@shared_task(name="audit.verify_chain", soft_time_limit=LONG_SOFT_LIMIT_S, time_limit=LONG_LIMIT_S)
+def verify_chain() -> dict[str, Any]:
+    return services.audit_chain_check().as_dict()
+
+
+@shared_task(name="audit.apply_retention", soft_time_limit=LONG_SOFT_LIMIT_S, time_limit=LONG_LIMIT_S)
+def apply_retention() -> dict[str, Any]:
+    result = services.audit_retention_apply()
+    return {"archived": result.archived, "segments": result.segments, "stopped": result.stopped}

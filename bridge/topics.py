@@ -57,6 +57,9 @@ NOTIFICATION_FAILED = Topic("notifications.notification-failed", "notificationId
 AUDIT_PAYMENT_EVENTS = Topic("audit.payment-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_LEDGER_EVENTS = Topic("audit.ledger-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_NOTIFICATION_EVENTS = Topic("audit.notification-events", "subject", retention_ms=30 * DAY_MS)
+# Failed logins and API authentications, and the audit domain's own actions (alert work, archiving).
+AUDIT_AUTH_EVENTS = Topic("audit.auth-events", "subject", retention_ms=30 * DAY_MS)
+AUDIT_COMPLIANCE_EVENTS = Topic("audit.compliance-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_COMPLIANCE_ALERTS = Topic("audit.compliance-alerts", "alertId", retention_ms=30 * DAY_MS)
 PAYMENTS_DLQ = Topic("payments.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 LEDGER_DLQ = Topic("ledger.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
@@ -76,6 +79,8 @@ CATALOG: tuple[Topic, ...] = (
     AUDIT_PAYMENT_EVENTS,
     AUDIT_LEDGER_EVENTS,
     AUDIT_NOTIFICATION_EVENTS,
+    AUDIT_AUTH_EVENTS,
+    AUDIT_COMPLIANCE_EVENTS,
     AUDIT_COMPLIANCE_ALERTS,
     PAYMENTS_DLQ,
     LEDGER_DLQ,

@@ -1,6 +1,60 @@
-"""The names of the Django groups the platform's permissions are built on."""
+"""The platform's roles: the Django groups `operators` and `auditors` and what each may do.
+
+Other apps import the group names from here. The grants are additive and keyed by app label, so a
+model another app adds later is covered by the next `migrate` (audit re-syncs after every migrate).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import Q
+
 OPERATORS = "operators"
 AUDITORS = "auditors"
+
+ALL_MODELS = "*"
+
+# role -> (app label, model name or ALL_MODELS, permission actions)
+ROLE_PERMISSIONS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    # Operators run the platform: payments, notifications, dead letters, periodic tasks.
+    # They do not read the audit log.
+    OPERATORS: (
+        ("payments", ALL_MODELS, ("view", "change")),
+        ("notifications", ALL_MODELS, ("view", "change")),
+        ("ledger", ALL_MODELS, ("view",)),
+        ("bridge", ALL_MODELS, ("view", "change")),
+        ("django_celery_beat", ALL_MODELS, ("view", "add", "change", "delete")),
+    ),
+    # Auditors read everything the domains record and work compliance alerts; nobody may change
+    # the audit log itself.
+    AUDITORS: (
+        ("audit", "auditevent", ("view",)),
+        ("audit", "chaincheckpoint", ("view",)),
+        ("audit", "compliancealert", ("view", "change")),
+        ("payments", ALL_MODELS, ("view",)),
+        ("ledger", ALL_MODELS, ("view",)),
+        ("notifications", ALL_MODELS, ("view",)),
+    ),
+}
+
+
+def _grant_filter(grants: tuple[tuple[str, str, tuple[str, ...]], ...]) -> Q:
+    condition = Q(pk__in=[])
+    for app_label, model, actions in grants:
+        for action in actions:
+            if model == ALL_MODELS:
+                condition |= Q(content_type__app_label=app_label, codename__startswith=f"{action}_")
+            else:
+                condition |= Q(content_type__app_label=app_label, codename=f"{action}_{model}")
+    return condition
+
+
+def sync_role_groups(*, group_model: Any, permission_model: Any) -> None:
+    """Create the groups and grant them their permissions (never revokes a manual grant).
+
+    Takes the models so that a data migration can pass its historical ones.
+    """
+    for role, grants in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        group.permissions.add(*permission_model.objects.filter(_grant_filter(grants)))

@@ -167,7 +167,33 @@ PAYMENTS_FRAUD_BLOCKED_BINS = env.list("PAYMENTS_FRAUD_BLOCKED_BINS", default=[]
 # Currencies the ledger posts in; a posting in another fails with validation_error.
 LEDGER_SUPPORTED_CURRENCIES = env.list("LEDGER_SUPPORTED_CURRENCIES", default=PAYMENTS_SUPPORTED_CURRENCIES)
 
+# --- Audit and compliance ---------------------------------------------------------------------
+# A payment request of at least this amount (in its own currency) raises high_value_transaction.
 COMPLIANCE_HIGH_VALUE_THRESHOLD = env.str("COMPLIANCE_HIGH_VALUE_THRESHOLD", default="10000")
+# More than N payment requests of one user within the window raise velocity.
+COMPLIANCE_VELOCITY_MAX_PAYMENTS = env.int("COMPLIANCE_VELOCITY_MAX_PAYMENTS", default=10)
+COMPLIANCE_VELOCITY_WINDOW_SECONDS = env.int("COMPLIANCE_VELOCITY_WINDOW_SECONDS", default=3600)
+# N failed authentications of one username (or client address) within the window raise
+# repeated_auth_failure.
+COMPLIANCE_AUTH_FAILURE_THRESHOLD = env.int("COMPLIANCE_AUTH_FAILURE_THRESHOLD", default=5)
+COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS = env.int("COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS", default=900)
+# The rules each audit record is offered to (dotted paths of classes, see audit/rules.py).
+COMPLIANCE_RULES = env.list(
+    "COMPLIANCE_RULES",
+    default=[
+        "audit.rules.HighValueTransaction",
+        "audit.rules.Velocity",
+        "audit.rules.RepeatedAuthFailure",
+    ],
+)
+# Signs the chain's checkpoints and the archive manifests (HMAC-SHA256). Changing it makes the
+# existing signatures unverifiable, so set it once, apart from DJANGO_SECRET_KEY, in production.
+AUDIT_CHECKPOINT_KEY = env.str("AUDIT_CHECKPOINT_KEY", default=SECRET_KEY)
+# Records whose events occurred longer ago are archived, then purged (2557 days: 7 years).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=2557)
+AUDIT_RETENTION_BATCH_SIZE = env.int("AUDIT_RETENTION_BATCH_SIZE", default=10000)
+# Where archive segments and their manifests are written (a durable volume shared by workers).
+AUDIT_ARCHIVE_DIR = env.path("AUDIT_ARCHIVE_DIR", default=BASE_DIR / "var" / "audit-archive")
 
 # --- Email / webhooks (CONTRACT §2) -----------------------------------------------------------
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
@@ -244,6 +270,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
+    # Failed API authentications become audit records (repeated_auth_failure).
+    "EXCEPTION_HANDLER": "audit.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {

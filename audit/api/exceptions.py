@@ -1,0 +1,29 @@
+"""The API's exception handler: DRF's, plus an audit record for every failed authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from audit import services
+
+# Set on a request whose failure Django's user_login_failed signal already recorded.
+RECORDED_FLAG = "_audit_auth_failure_recorded"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    request = context.get("request")
+    if isinstance(exc, exceptions.AuthenticationFailed) and request is not None:
+        django_request = getattr(request, "_request", request)
+        if not getattr(request, RECORDED_FLAG, False) and not getattr(django_request, RECORDED_FLAG, False):
+            services.auth_failure_record(
+                channel="api",
+                username=None,
+                remote_addr=django_request.META.get("REMOTE_ADDR"),
+                path=django_request.path,
+                reason=str(exc.detail),
+            )
+    return drf_exception_handler(exc, context)

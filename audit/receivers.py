@@ -1,0 +1,40 @@
+"""Signal receivers of the audit app: failed logins become audit records; roles stay granted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps as global_apps
+from django.contrib.auth import get_user_model
+from django.contrib.auth.management import create_permissions
+from django.db import DEFAULT_DB_ALIAS
+
+from audit import services
+from audit.api.exceptions import RECORDED_FLAG
+from kafka_platform import roles
+
+
+def record_login_failure(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
+    """Django's `user_login_failed` (the admin's login form, and any authenticate() call)."""
+    username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
+    services.auth_failure_record(
+        channel="login",
+        username=str(username) if username else None,
+        remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
+        path=request.path if request is not None else "",
+        reason="invalid_credentials",
+    )
+    if request is not None:
+        setattr(request, RECORDED_FLAG, True)
+
+
+def sync_roles(sender: Any, using: str = DEFAULT_DB_ALIAS, apps: Any = global_apps, **kwargs: Any) -> None:
+    """After every migrate (and test flush): the groups exist with their permissions, including
+    permissions of models added since the data migration ran."""
+    for app_config in global_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using, apps=apps)
+    roles.sync_role_groups(
+        group_model=apps.get_model("auth", "Group"), permission_model=apps.get_model("auth", "Permission")
+    )

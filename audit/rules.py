@@ -1,0 +1,162 @@
+"""Compliance rules: plug-ins that look at each new audit record and may report a finding.
+
+A rule is a class named by its dotted path in COMPLIANCE_RULES. It declares the audit `actions`
+it watches (other records never reach it, which keeps the record path fast) and returns a Finding
+or None from `evaluate`. Rules run in the transaction that stores the record, under the chain
+lock, so they see every earlier record and a redelivered event never raises a second alert.
+Thresholds are read from settings at evaluation time.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Protocol
+
+from django.conf import settings
+from django.db.models.fields.json import KT
+from django.utils.module_loading import import_string
+
+from audit.events import AuditAction
+from audit.models import PAYMENT_REQUESTED_ACTION, AuditEvent, ComplianceRuleName, Severity
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    subject: str
+    details: dict[str, Any] = field(default_factory=dict)
+    # At most one alert ever per key.
+    dedupe_key: str | None = None
+    # No second alert of this rule for this subject observed within this period.
+    quiet_period: timedelta | None = None
+
+
+class Rule(Protocol):
+    name: ClassVar[str]
+    actions: ClassVar[frozenset[str]]
+
+    def evaluate(self, event: AuditEvent) -> Finding | None: ...
+
+
+def _amount(details: dict[str, Any]) -> Decimal | None:
+    try:
+        amount = Decimal(str(details.get("amount")))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+class HighValueTransaction:
+    """A payment request of at least COMPLIANCE_HIGH_VALUE_THRESHOLD in its own currency."""
+
+    name = ComplianceRuleName.HIGH_VALUE_TRANSACTION.value
+    actions = frozenset({PAYMENT_REQUESTED_ACTION})
+
+    def evaluate(self, event: AuditEvent) -> Finding | None:
+        details = event.data.get("details") or {}
+        amount = _amount(details)
+        threshold = Decimal(settings.COMPLIANCE_HIGH_VALUE_THRESHOLD)
+        if amount is None or amount < threshold:
+            return None
+        subject = f"{event.subject_type or 'payment'}:{event.subject_id}"
+        return Finding(
+            rule=self.name,
+            severity=Severity.MEDIUM,
+            subject=subject,
+            details={
+                "amount": f"{amount:f}",
+                "currency": details.get("currency"),
+                "threshold": f"{threshold:f}",
+                "userId": details.get("userId"),
+                "merchantId": details.get("merchantId"),
+            },
+            dedupe_key=f"{self.name}:{subject}",
+        )
+
+
+class Velocity:
+    """More than COMPLIANCE_VELOCITY_MAX_PAYMENTS payment requests of one user within
+    COMPLIANCE_VELOCITY_WINDOW_SECONDS (by the events' own times)."""
+
+    name = ComplianceRuleName.VELOCITY.value
+    actions = frozenset({PAYMENT_REQUESTED_ACTION})
+
+    def evaluate(self, event: AuditEvent) -> Finding | None:
+        user_id = (event.data.get("details") or {}).get("userId")
+        if not isinstance(user_id, str) or not user_id:
+            return None
+        window = timedelta(seconds=settings.COMPLIANCE_VELOCITY_WINDOW_SECONDS)
+        limit = settings.COMPLIANCE_VELOCITY_MAX_PAYMENTS
+        # The same expression as the partial index audit_payment_user_time_idx.
+        count = (
+            AuditEvent.objects.filter(
+                action=PAYMENT_REQUESTED_ACTION,
+                occurred_at__gt=event.occurred_at - window,
+                occurred_at__lte=event.occurred_at,
+            )
+            .annotate(user_id=KT("data__details__userId"))
+            .filter(user_id=user_id)
+            .count()
+        )
+        if count <= limit:
+            return None
+        return Finding(
+            rule=self.name,
+            severity=Severity.MEDIUM,
+            subject=f"user:{user_id}",
+            details={"payments": count, "limit": limit, "windowSeconds": int(window.total_seconds())},
+            quiet_period=window,
+        )
+
+
+class RepeatedAuthFailure:
+    """COMPLIANCE_AUTH_FAILURE_THRESHOLD failed authentications of one subject (a username, or the
+    client address when no username was given) within COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS."""
+
+    name = ComplianceRuleName.REPEATED_AUTH_FAILURE.value
+    actions = frozenset({AuditAction.AUTH_FAILED})
+
+    def evaluate(self, event: AuditEvent) -> Finding | None:
+        window = timedelta(seconds=settings.COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS)
+        threshold = settings.COMPLIANCE_AUTH_FAILURE_THRESHOLD
+        count = AuditEvent.objects.filter(
+            action=AuditAction.AUTH_FAILED,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            occurred_at__gt=event.occurred_at - window,
+            occurred_at__lte=event.occurred_at,
+        ).count()
+        if count < threshold:
+            return None
+        return Finding(
+            rule=self.name,
+            severity=Severity.HIGH,
+            subject=f"{event.subject_type}:{event.subject_id}",
+            details={
+                "failures": count,
+                "threshold": threshold,
+                "windowSeconds": int(window.total_seconds()),
+                "lastChannel": (event.data.get("details") or {}).get("channel"),
+                "lastRemoteAddr": (event.data.get("details") or {}).get("remoteAddr"),
+            },
+            quiet_period=window,
+        )
+
+
+@functools.cache
+def _rules_by_action(paths: tuple[str, ...]) -> dict[str, tuple[Rule, ...]]:
+    by_action: dict[str, list[Rule]] = {}
+    for path in paths:
+        rule: Rule = import_string(path)()
+        for action in rule.actions:
+            by_action.setdefault(action, []).append(rule)
+    return {action: tuple(rules) for action, rules in by_action.items()}
+
+
+def rules_for(action: str) -> tuple[Rule, ...]:
+    """The configured rules that watch `action`."""
+    return _rules_by_action(tuple(settings.COMPLIANCE_RULES)).get(action, ())

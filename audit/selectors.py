@@ -1,0 +1,349 @@
+"""Reading the audit log: filtered queries for auditors, and verification of the hash chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from audit import archive, chain
+from audit.models import AuditEvent, ChainCheckpoint, CheckpointKind
+
+VERIFY_CHUNK = 2000
+
+
+# --- queries ---------------------------------------------------------------------------------------
+
+
+def audit_event_list(
+    *,
+    event_type: str | None = None,
+    action: str | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    actor: str | None = None,
+    source: str | None = None,
+    topic: str | None = None,
+    correlation_id: str | None = None,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.all()
+    exact = {
+        "event_type": event_type,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "actor": actor,
+        "source": source,
+        "topic": topic,
+        "correlation_id": correlation_id,
+    }
+    events = events.filter(**{name: value for name, value in exact.items() if value})
+    if occurred_after is not None:
+        events = events.filter(occurred_at__gte=occurred_after)
+    if occurred_before is not None:
+        events = events.filter(occurred_at__lt=occurred_before)
+    return events
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first place the chain does not hold; `sequence` names the first bad record."""
+
+    reason: str
+    sequence: int | None
+    message: str
+    event_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "eventId": self.event_id,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ChainReport:
+    records: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    head_hash: str = chain.GENESIS_HASH
+    anchor_sequence: int = 0
+    checkpoints: int = 0
+    archived_records: int = 0
+    broken: ChainBreak | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intact": self.intact,
+            "records": self.records,
+            "firstSequence": self.first_sequence,
+            "lastSequence": self.last_sequence,
+            "headHash": self.head_hash,
+            "anchorSequence": self.anchor_sequence,
+            "checkpoints": self.checkpoints,
+            "archivedRecords": self.archived_records,
+            "firstBadRecord": self.broken.as_dict() if self.broken else None,
+        }
+
+
+def _checkpoint_signature_valid(checkpoint: ChainCheckpoint) -> bool:
+    return chain.signature_valid(
+        settings.AUDIT_CHECKPOINT_KEY,
+        checkpoint.signature,
+        sequence=checkpoint.sequence,
+        record_hash=checkpoint.record_hash,
+        signed_at=checkpoint.signed_at,
+        kind=checkpoint.kind,
+    )
+
+
+def _walk(
+    report: ChainReport,
+    documents: Iterable[tuple[dict[str, Any], str, str]],
+    *,
+    after_sequence: int,
+    after_hash: str,
+    vouched: Callable[[int], str | None] = lambda sequence: None,
+) -> tuple[int, str]:
+    """Follow the links of (content, prevHash, hash) triples; returns the last sequence and hash.
+
+    `vouched(sequence)` is the hash a signed checkpoint vouches for at that record, if any.
+    Stops at the first bad record and sets `report.broken`.
+    """
+    expected, prev = after_sequence + 1, after_hash
+    for content, prev_hash, stored_hash in documents:
+        sequence = content["sequence"]
+        event_id = content.get("eventId")
+        if sequence != expected:
+            report.broken = ChainBreak(
+                "missing_records",
+                sequence,
+                f"record #{sequence} follows #{expected - 1}: records #{expected}..#{sequence - 1} "
+                "are missing",
+                event_id,
+            )
+            break
+        if prev_hash != prev:
+            report.broken = ChainBreak(
+                "broken_link",
+                sequence,
+                f"record #{sequence} links to {prev_hash}, but the record before it hashes to {prev}",
+                event_id,
+            )
+            break
+        computed = chain.link_hash(prev, content)
+        if computed != stored_hash:
+            report.broken = ChainBreak(
+                "content_altered",
+                sequence,
+                f"record #{sequence} hashes to {computed}, not its stored {stored_hash}: "
+                "its content was altered",
+                event_id,
+            )
+            break
+        vouched_hash = vouched(sequence)
+        if vouched_hash is not None and vouched_hash != stored_hash:
+            report.broken = ChainBreak(
+                "checkpoint_mismatch",
+                sequence,
+                f"record #{sequence} hashes to {stored_hash}, but a signed checkpoint vouches for "
+                f"{vouched_hash}: the chain was rewritten",
+                event_id,
+            )
+            break
+        report.records += 1
+        if report.first_sequence is None:
+            report.first_sequence = sequence
+        expected, prev = sequence + 1, stored_hash
+    return expected - 1, prev
+
+
+def _row_triples(rows: Iterable[AuditEvent]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    for row in rows:
+        yield row.content(), row.prev_hash, row.hash
+
+
+def verify_segment(
+    rows: Iterable[AuditEvent], *, after_sequence: int, after_hash: str, through_sequence: int
+) -> ChainReport:
+    """Check that `rows` are exactly records #after_sequence+1..#through_sequence, linked from
+    `after_hash`."""
+    report = ChainReport()
+    last_sequence, last_hash = _walk(
+        report, _row_triples(rows), after_sequence=after_sequence, after_hash=after_hash
+    )
+    if report.broken is None and last_sequence != through_sequence:
+        report.broken = ChainBreak(
+            "missing_records",
+            last_sequence + 1,
+            f"records #{last_sequence + 1}..#{through_sequence} are missing",
+        )
+    report.last_sequence, report.head_hash = last_sequence, last_hash
+    return report
+
+
+class _Vouchers:
+    """The hashes checkpoints vouch for, as (sequence, hash) pairs in ascending sequence order,
+    looked up while streaming the records."""
+
+    def __init__(self, vouchers: Iterable[tuple[int, str]]) -> None:
+        self._vouchers = iter(vouchers)
+        self._next = next(self._vouchers, None)
+
+    def __call__(self, sequence: int) -> str | None:
+        while self._next is not None and self._next[0] < sequence:
+            self._next = next(self._vouchers, None)
+        return self._next[1] if self._next is not None and self._next[0] == sequence else None
+
+
+def _forged_checkpoint(checkpoints: Iterable[ChainCheckpoint]) -> ChainBreak | None:
+    for checkpoint in checkpoints:
+        if not _checkpoint_signature_valid(checkpoint):
+            return ChainBreak(
+                "bad_signature",
+                checkpoint.sequence,
+                f"{checkpoint.kind} #{checkpoint.pk} at record #{checkpoint.sequence} has an invalid "
+                "signature: it was not made with AUDIT_CHECKPOINT_KEY",
+            )
+    return None
+
+
+def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
+    """Check the whole chain in the database, or only what follows the latest checkpoint.
+
+    Checks the checkpoints' signatures (all of them, or the anchor's and the latest one's), every
+    record's sequence, link and hash from the retention anchor on, that each checkpointed record
+    still has the hash its checkpoint vouches for, and that no checkpoint vouches for a record
+    beyond the chain's end (a truncated tail). Streams records and checkpoints: memory stays flat
+    however long the log.
+    """
+    report = ChainReport()
+    checkpoints = ChainCheckpoint.objects.all()
+    anchor = checkpoints.filter(kind=CheckpointKind.ANCHOR).order_by("-sequence", "-id").first()
+    heads = checkpoints.filter(kind=CheckpointKind.CHECKPOINT, sequence__gt=anchor.sequence if anchor else 0)
+    latest = heads.order_by("-sequence", "-id").first()
+    report.checkpoints = checkpoints.count()
+    report.broken = _forged_checkpoint(
+        [c for c in (anchor, latest) if c is not None]
+        if since_last_checkpoint
+        else checkpoints.order_by("sequence", "id").iterator(chunk_size=VERIFY_CHUNK)
+    )
+    if report.broken is not None:
+        return report
+
+    start_sequence, start_hash = (anchor.sequence, anchor.record_hash) if anchor else (0, chain.GENESIS_HASH)
+    report.anchor_sequence = start_sequence
+    below = AuditEvent.objects.filter(sequence__lte=start_sequence).order_by("sequence").first()
+    if below is not None:
+        report.broken = ChainBreak(
+            "below_anchor",
+            below.sequence,
+            f"record #{below.sequence} is at or before the retention anchor at #{start_sequence}, "
+            "whose records were archived and purged",
+            below.event_id,
+        )
+        return report
+
+    vouched = _Vouchers(
+        heads.order_by("sequence", "id")
+        .values_list("sequence", "record_hash")
+        .iterator(chunk_size=VERIFY_CHUNK)
+    )
+    if since_last_checkpoint and latest is not None:
+        row = AuditEvent.objects.filter(sequence=latest.sequence).first()
+        if row is not None:
+            start_sequence, start_hash = latest.sequence - 1, row.prev_hash
+            vouched = _Vouchers([(latest.sequence, latest.record_hash)])
+
+    rows = AuditEvent.objects.filter(sequence__gt=start_sequence).order_by("sequence")
+    last_sequence, last_hash = _walk(
+        report,
+        _row_triples(rows.iterator(chunk_size=VERIFY_CHUNK)),
+        after_sequence=start_sequence,
+        after_hash=start_hash,
+        vouched=vouched,
+    )
+    if report.broken is None and latest is not None and latest.sequence > last_sequence:
+        report.broken = ChainBreak(
+            "truncated",
+            last_sequence + 1,
+            f"the chain ends at #{last_sequence}, but a checkpoint signed at "
+            f"{chain.format_time(latest.signed_at)} vouches for #{latest.sequence}: records "
+            f"#{last_sequence + 1}..#{latest.sequence} were removed",
+        )
+    if report.broken is None:
+        report.last_sequence = last_sequence if last_sequence > report.anchor_sequence else None
+        report.head_hash = last_hash
+    return report
+
+
+def verify_archive(directory: Path) -> ChainReport:
+    """Check the archive segments in `directory` and that the database's chain continues them."""
+    report = ChainReport()
+    key = settings.AUDIT_CHECKPOINT_KEY
+    after_sequence, after_hash = 0, chain.GENESIS_HASH
+    for segment in archive.segments(directory):
+        where = segment.manifest.name
+        if not archive.manifest_signature_valid(segment.manifest, key=key):
+            report.broken = ChainBreak("bad_signature", segment.first_sequence, f"{where}: invalid signature")
+            return report
+        if not segment.file.exists() or archive.file_sha256(segment.file) != segment.sha256:
+            report.broken = ChainBreak(
+                "archive_altered",
+                segment.first_sequence,
+                f"{segment.file.name}: missing or not the file its manifest hashes",
+            )
+            return report
+        before = report.records
+        after_sequence, after_hash = _walk(
+            report,
+            (archive.split_document(d) for d in archive.read_documents(segment.file)),
+            after_sequence=after_sequence,
+            after_hash=after_hash,
+            vouched=lambda sequence, segment=segment: (
+                segment.last_hash  # type: ignore[misc]
+                if sequence == segment.last_sequence
+                else None
+            ),
+        )
+        if report.broken is None and (
+            after_sequence != segment.last_sequence or report.records - before != segment.records
+        ):
+            report.broken = ChainBreak(
+                "archive_altered",
+                after_sequence + 1,
+                f"{segment.file.name}: ends at #{after_sequence}, its manifest says #{segment.last_sequence}",
+            )
+        if report.broken is not None:
+            return report
+    report.archived_records = report.records
+    anchor = ChainCheckpoint.objects.filter(kind=CheckpointKind.ANCHOR).order_by("-sequence").first()
+    anchor_state = (anchor.sequence, anchor.record_hash) if anchor else (0, chain.GENESIS_HASH)
+    if anchor_state != (after_sequence, after_hash):
+        report.broken = ChainBreak(
+            "archive_gap",
+            after_sequence + 1,
+            f"the archive ends at #{after_sequence} ({after_hash}) but the database's chain continues "
+            f"from #{anchor_state[0]} ({anchor_state[1]})",
+        )
+        return report
+    report.last_sequence = after_sequence or None
+    report.head_hash = after_hash
+    return report
