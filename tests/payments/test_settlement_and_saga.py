@@ -112,3 +112,34 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         )
         == 2
     )
+
+
+def test_frozen_merchant_saga_end_to_end(live: Stack, collector: Collector) -> None:
+    """The real ledger refuses the capture of a frozen merchant; payments compensates."""
+    from ledger import services as ledger_services
+
+    merchant = f"frozen_{uuid.uuid4().hex[:6]}"
+    ledger_services.account_freeze(account_id=f"merchant:{merchant}", actor="test", reason="review")
+    data = capture(live, collector, merchantId=merchant)
+
+    [refused] = collector.wait_for(
+        topics.LEDGER_TRANSACTION_FAILED.name, subject_is(f"payment:{data['paymentId']}")
+    )
+    assert refused.json()["data"]["reason"] == "invalid_account"
+    wait_for(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
+    payment = Payment.objects.get(payment_id=data["paymentId"])
+    assert [s.step for s in payment.saga_steps.all()] == [
+        "ledger_refused",
+        "gateway_refund",
+        "reversed",
+        "customer_notified",
+    ]
+    assert SimulatedCharge.objects.get(idempotency_key=data["paymentId"]).refunded_amount == payment.amount
+    [notice] = collector.wait_for(
+        topics.NOTIFICATION_REQUESTED.name,
+        lambda r: (
+            r.json()["data"].get("context", {}).get("paymentId") == data["paymentId"]
+            and r.json()["data"].get("template") == "payment_reversed"
+        ),
+    )
+    assert notice.json()["data"]["channel"] == "email"
