@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from django.db import connection
 from kafka.admin import NewTopic
 
@@ -20,6 +21,8 @@ from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.processes import celery
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
@@ -17,6 +18,8 @@ from tests.audit.support import wait_until
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, Record, produce, subject_is
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ALERTS = topics.AUDIT_COMPLIANCE_ALERTS.name
 REQUESTED = topics.PAYMENT_REQUESTED.name
