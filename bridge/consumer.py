@@ -123,9 +123,6 @@ class Bridge:
         self.consumer = new_consumer(
             group_id=self.options.group_id,
             max_poll_records=self.options.max_poll_records,
-            # Topic metadata is what a pattern subscription is matched against: refreshing it
-            # every 10 s (kafka-python's default is 5 min) joins a new audit.* topic soon.
-            metadata_max_age_ms=10_000,
         )
         self.consumer.subscribe(pattern=routing.subscription_pattern(), listener=_CommitOnRevoke(self))
         logger.info("bridge consuming %s as group %s", routing.subscription_pattern(), self.options.group_id)
