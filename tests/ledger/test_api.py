@@ -18,6 +18,9 @@ from tests.conftest import Stack
 from tests.ledger.support import post, topup_request, transaction_request, transfer_request, updates
 from tests.support.kafka import Collector
 
+# Tests here reset the books between them (reconciliation corrupts rows on purpose).
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def client() -> APIClient:

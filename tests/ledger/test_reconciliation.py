@@ -20,6 +20,9 @@ from tests.ledger.support import post, topup_request, transfer_request, wait_unt
 from tests.support.kafka import Collector
 from tests.support.processes import celery
 
+# Tests here reset the books between them (reconciliation corrupts rows on purpose).
+pytestmark = pytest.mark.django_db(transaction=True)
+
 ALERTS = topics.AUDIT_COMPLIANCE_ALERTS.name
 
 
