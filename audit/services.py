@@ -11,7 +11,7 @@ alone may delete, by setting `audit.retention` for its own transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,15 +58,15 @@ _LOCK_CHAIN_SQL = (
 # append reads and writes this one table only: a transaction that locks one relation cannot take
 # part in a lock-order deadlock.
 _HEAD_SQL = f"""
-SELECT EXISTS (SELECT 1 FROM {AuditEvent._meta.db_table} WHERE event_id = %s), h.sequence, h.hash
+SELECT h.sequence, h.hash
 FROM (
     (SELECT sequence, hash FROM {AuditEvent._meta.db_table} ORDER BY sequence DESC LIMIT 1)
     UNION ALL
-    (SELECT 0, %s)
+    (SELECT 0, '{chain.GENESIS_HASH}')
 ) AS h (sequence, hash)
 ORDER BY h.sequence DESC
 LIMIT 1
-"""  # noqa: S608 - the table name is ours
+"""  # noqa: S608 - the table name and the genesis hash are ours
 
 
 class IllegalAlertTransition(Exception):
@@ -87,8 +87,12 @@ def _occurred_at(event: Envelope) -> datetime:
 
 def audit_event_record(*, event: Envelope) -> bool:
     """Append `event` to the audit log; False when its id is already there (a redelivery)."""
+    return audit_events_record(events=[event]) == 1
+
+
+def _new_row(event: Envelope) -> AuditEvent:
     record = AuditRecord.model_validate(event.data)
-    row = AuditEvent(
+    return AuditEvent(
         event_id=event.id,
         event_type=event.type,
         source=event.source,
@@ -103,34 +107,60 @@ def audit_event_record(*, event: Envelope) -> bool:
         partition=event.partition,
         offset=event.offset,
     )
+
+
+def audit_events_record(*, events: Sequence[Envelope]) -> int:
+    """Append `events` in order, in one transaction under one hold of the chain lock; returns how
+    many were new. An id already in the log (a redelivery) or repeated in `events` is skipped.
+
+    The chain is the same as appending them one by one; the compliance rules then see each new
+    record, with the batch's other records already in the log (they count by event time).
+    """
+    rows = [_new_row(event) for event in events]  # a malformed record fails the batch before the lock
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_LOCK_CHAIN_SQL)
-            cursor.execute(_HEAD_SQL, [event.id, chain.GENESIS_HASH])
-            duplicate, head_sequence, head_hash = cursor.fetchone()
-        if duplicate:
-            return False
-        row.sequence = head_sequence + 1
-        row.prev_hash = head_hash
-        row.recorded_at = timezone.now()
-        row.hash = chain.link_hash(head_hash, row.content())
-        row.save(force_insert=True)
-        for rule in rules.rules_for(row.action):
-            finding = rule.evaluate(row)
-            if finding is not None:
-                compliance_alert_raise(
-                    rule=finding.rule,
-                    severity=finding.severity,
-                    subject=finding.subject,
-                    details={**finding.details, "eventId": row.event_id, "sequence": row.sequence},
-                    dedupe_key=finding.dedupe_key,
-                    quiet_period=finding.quiet_period,
-                    observed_at=row.occurred_at,
-                    source_event_id=row.event_id,
-                    correlation_id=row.correlation_id,
-                )
-        transaction.on_commit(metrics.AUDIT_EVENTS.inc)
-    return True
+            cursor.execute(_HEAD_SQL)
+            head_sequence, head_hash = cursor.fetchone()
+        seen = set(
+            AuditEvent.objects.filter(event_id__in=[row.event_id for row in rows]).values_list(
+                "event_id", flat=True
+            )
+        )
+        recorded_at = timezone.now()
+        new = []
+        for row in rows:
+            if row.event_id in seen:
+                continue
+            seen.add(row.event_id)
+            row.sequence = head_sequence = head_sequence + 1
+            row.prev_hash = head_hash
+            row.recorded_at = recorded_at
+            row.hash = head_hash = chain.link_hash(head_hash, row.content())
+            new.append(row)
+        AuditEvent.objects.bulk_create(new)
+        for row in new:
+            _apply_rules(row)
+        count = len(new)
+        transaction.on_commit(lambda: metrics.AUDIT_EVENTS.inc(count))
+    return count
+
+
+def _apply_rules(row: AuditEvent) -> None:
+    for rule in rules.rules_for(row.action):
+        finding = rule.evaluate(row)
+        if finding is not None:
+            compliance_alert_raise(
+                rule=finding.rule,
+                severity=finding.severity,
+                subject=finding.subject,
+                details={**finding.details, "eventId": row.event_id, "sequence": row.sequence},
+                dedupe_key=finding.dedupe_key,
+                quiet_period=finding.quiet_period,
+                observed_at=row.occurred_at,
+                source_event_id=row.event_id,
+                correlation_id=row.correlation_id,
+            )
 
 
 def _audit(

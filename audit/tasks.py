@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 
 from audit import services
 from bridge.codec import Envelope
-from bridge.tasks import EventTask
+from bridge.tasks import EventTask, batch_handler
 
 # Verification and retention walk the whole log: they get more time than the global limits.
 LONG_SOFT_LIMIT_S = 3 * 60 * 60
@@ -28,6 +28,12 @@ LONG_LIMIT_S = LONG_SOFT_LIMIT_S + 300
 )
 def record_event(payload: dict[str, Any]) -> bool:
     return services.audit_event_record(event=Envelope.from_task_payload(payload))
+
+
+@batch_handler("audit.record_event")
+def record_events(events: list[Envelope]) -> int:
+    """A batch the bridge packed: appended under one hold of the chain lock, in one transaction."""
+    return services.audit_events_record(events=events)
 
 
 @shared_task(name="audit.checkpoint_chain")

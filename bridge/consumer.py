@@ -26,6 +26,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from bridge import codec, routing
 from bridge.clients import new_consumer
+from bridge.codec import Envelope
 from bridge.deadletters import dead_letter
 from bridge.relay import OutboxRelay
 from kafka_platform import correlation, metrics
@@ -34,6 +35,8 @@ from kafka_platform.celery import queue_for_task
 from kafka_platform.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
+
+BATCH_TASK = "bridge.process_batch"
 
 # Failures that pass: a broker, Redis or the database away for a while. Anything else is a bug
 # and stops the bridge (uncommitted messages are redelivered to its successor).
@@ -59,6 +62,10 @@ class BridgeOptions:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     relay: bool = True
+    # Consecutive events of one route from one partition go out as one task of up to this many.
+    batch_max: int = 100
+    # After a poll that found a backlog, wait this long for more records to fill the batches.
+    batch_linger_ms: int = 5
     # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
     max_silence_s: float = 60.0
 
@@ -73,6 +80,15 @@ class _Offsets:
     def pending(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         keys = self.done.keys() if partitions is None else [p for p in partitions if p in self.done]
         return {tp: self.done[tp] for tp in keys if self.committed.get(tp) != self.done[tp]}
+
+
+class _NotDispatched(Exception):
+    """Redis or Kafka failed us at `offset`: the partition resumes there after a backoff."""
+
+    def __init__(self, offset: int, cause: BaseException) -> None:
+        super().__init__(offset, cause)
+        self.offset = offset
+        self.cause = cause
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):
@@ -160,30 +176,27 @@ class Bridge:
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
             self._apply_backpressure()
-        records = self.consumer.poll(timeout_ms=self.options.poll_timeout_ms)
+        records = self._poll()
         failed = False
         for tp, messages in records.items():
             if failed or tp not in self.consumer.assignment():
                 if messages:
                     self.consumer.seek(tp, messages[0].offset)
                 continue
-            for i, message in enumerate(messages):
-                try:
-                    self._handle(message)
-                except TRANSIENT_ERRORS as exc:
-                    failed = True
-                    self._failures += 1
-                    logger.warning(
-                        "bridge: %s@%s:%s not dispatched (%s: %s); retrying",
-                        tp.topic,
-                        tp.partition,
-                        message.offset,
-                        type(exc).__name__,
-                        exc,
-                    )
-                    self.consumer.seek(tp, messages[i].offset)
-                    break
-                self.offsets.done[tp] = message.offset + 1
+            try:
+                self._dispatch_partition(tp, messages)
+            except _NotDispatched as stop:
+                failed = True
+                self._failures += 1
+                logger.warning(
+                    "bridge: %s@%s:%s not dispatched (%s: %s); retrying",
+                    tp.topic,
+                    tp.partition,
+                    stop.offset,
+                    type(stop.cause).__name__,
+                    stop.cause,
+                )
+                self.consumer.seek(tp, stop.offset)
         if failed:
             close_old_connections()
             time.sleep(
@@ -201,37 +214,100 @@ class Bridge:
             self._last_lag_check = now
             self._record_lag()
 
-    def _handle(self, record: Any) -> None:
-        message = codec.IncomingMessage(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or []),
-        )
-        try:
-            envelope, route = routing.validate(codec.decode(message))
-        except codec.PoisonMessage as poison:
-            dead_letter(message, reason=poison.reason, error=str(poison))
-            metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
-            return
-        payload = envelope.to_task_payload()
-        # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
-        with correlation.bound(
-            envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
-        ):
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """A poll's records; when a backlog shows (more than one record came), wait a few
+        milliseconds for more so batches fill, while a lone event is dispatched at once."""
+        assert self.consumer is not None
+        records = self.consumer.poll(timeout_ms=self.options.poll_timeout_ms)
+        count = sum(len(messages) for messages in records.values())
+        if 1 < count < self.options.batch_max and self.options.batch_linger_ms > 0:
+            more = self.consumer.poll(
+                timeout_ms=self.options.batch_linger_ms, max_records=self.options.batch_max - count
+            )
+            for tp, messages in more.items():
+                records.setdefault(tp, []).extend(messages)
+        return records
+
+    def _dispatch_partition(self, tp: TopicPartition, messages: list[Any]) -> None:
+        """Dispatch one partition's records in order, consecutive events of one route packed into
+        batches of up to `batch_max`; each dispatched record's offset becomes committable.
+
+        Raises _NotDispatched with the offset to resume from when Redis or Kafka is away.
+        """
+        run: list[tuple[Any, Envelope]] = []
+        run_route: routing.Route | None = None
+
+        def flush() -> None:
+            if not run:
+                return
+            try:
+                self._dispatch(run_route, run)
+            except TRANSIENT_ERRORS as exc:
+                raise _NotDispatched(run[0][0].offset, exc) from exc
+            self.offsets.done[tp] = run[-1][0].offset + 1
+            run.clear()
+
+        for record in messages:
+            message = codec.IncomingMessage(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                headers=list(record.headers or []),
+            )
+            try:
+                envelope, route = routing.validate(codec.decode(message))
+            except codec.PoisonMessage as poison:
+                flush()
+                try:
+                    dead_letter(message, reason=poison.reason, error=str(poison))
+                except TRANSIENT_ERRORS as exc:
+                    raise _NotDispatched(record.offset, exc) from exc
+                metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
+                self.offsets.done[tp] = record.offset + 1
+                continue
+            if route != run_route or len(run) >= self.options.batch_max:
+                flush()
+                run_route = route
+            run.append((record, envelope))
+        flush()
+
+    def _dispatch(self, route: routing.Route | None, run: list[tuple[Any, Envelope]]) -> None:
+        """One event: its route's tasks, as they are. Several: one `bridge.process_batch` task per
+        route task, carrying all of them (see bridge.tasks.process_batch)."""
+        assert route is not None
+        first, envelope = run[0]
+        if len(run) == 1:
+            payload = envelope.to_task_payload()
+            # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
+            with correlation.bound(
+                envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
+            ):
+                for task_name in route.tasks:
+                    celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
+                logger.info(
+                    "dispatched %s@%s:%s to %s",
+                    first.topic,
+                    first.partition,
+                    first.offset,
+                    ", ".join(route.tasks),
+                )
+        else:
+            payloads = [envelope.to_task_payload() for _, envelope in run]
             for task_name in route.tasks:
-                celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
-                metrics.BRIDGE_DISPATCH.inc()
+                celery_app.send_task(BATCH_TASK, args=[task_name, payloads], queue=queue_for_task(task_name))
             logger.info(
-                "dispatched %s@%s:%s to %s",
-                record.topic,
-                record.partition,
-                record.offset,
+                "dispatched %s@%s:%s-%s (%d events) to %s",
+                first.topic,
+                first.partition,
+                first.offset,
+                run[-1][0].offset,
+                len(run),
                 ", ".join(route.tasks),
             )
-        metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dispatched").inc()
+        metrics.BRIDGE_DISPATCH.inc(len(run) * len(route.tasks))
+        metrics.KAFKA_MESSAGES.labels(topic=first.topic, outcome="dispatched").inc(len(run))
 
     def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Commit what is done; a failed commit is retried later (at worst, redelivery)."""

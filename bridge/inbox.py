@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import connection
 
 from bridge.codec import Envelope
@@ -24,3 +26,11 @@ def claim(*, consumer: str, event: Envelope) -> bool:
 
 def seen(*, consumer: str, event: Envelope) -> bool:
     return InboxEvent.objects.filter(consumer=consumer, event_id=event.id).exists()
+
+
+def seen_many(*, consumer: str, events: Sequence[Envelope]) -> set[str]:
+    """The ids among `events` that `consumer` already had its effect for."""
+    ids = [event.id for event in events]
+    return set(
+        InboxEvent.objects.filter(consumer=consumer, event_id__in=ids).values_list("event_id", flat=True)
+    )

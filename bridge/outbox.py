@@ -21,7 +21,7 @@ from bridge import codec
 from bridge.clients import shared_producer
 from bridge.models import OutboxEvent
 from bridge.topics import Topic
-from kafka_platform import correlation, metrics
+from kafka_platform import bulk, correlation, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ def record_event(
         event_id=event_id,
     )
     value, headers = codec.encode_event(event)
-    return OutboxEvent.objects.create(
-        event_id=event["id"],
-        topic=topic.name,
-        key=subject,
-        event_type=topic.name,
-        value=value,
-        headers=[[k, v.decode()] for k, v in headers],
+    return bulk.insert(
+        OutboxEvent(
+            event_id=event["id"],
+            topic=topic.name,
+            key=subject,
+            event_type=topic.name,
+            value=value,
+            headers=[[k, v.decode()] for k, v in headers],
+        )
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -14,6 +15,7 @@ from django.db import InterfaceError, OperationalError, connections
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
+from kafka_platform import correlation
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,78 @@ class EventTask(DjangoTask):
             headers=headers,
         )
         dead_letter(message, reason="task_failed", error=f"{self.name}: {type(exc).__name__}: {exc}")
+
+
+BatchHandler = Callable[[list[Envelope]], object]
+_BATCH_HANDLERS: dict[str, BatchHandler] = {}
+
+
+def batch_handler(task_name: str) -> Callable[[BatchHandler], BatchHandler]:
+    """Register `fn` to take a whole batch of `task_name`'s events in one go (all or nothing)."""
+
+    def register(fn: BatchHandler) -> BatchHandler:
+        _BATCH_HANDLERS[task_name] = fn
+        return fn
+
+    return register
+
+
+class BatchTask(EventTask):
+    """`bridge.process_batch`: when it fails for good, each of its events is dead-lettered."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
+        task_name, payloads = (list(args) + [None, None])[:2]
+        inner = self.app.tasks.get(task_name) if isinstance(task_name, str) else None
+        for payload in payloads or []:
+            if isinstance(inner, EventTask) and isinstance(payload, dict):
+                inner._dead_letter(Envelope.from_task_payload(payload), exc)
+
+
+@shared_task(name="bridge.process_batch", bind=True, base=BatchTask)
+def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]]) -> dict[str, int]:
+    """Run the events the bridge packed into one message through the task `task_name`.
+
+    A task with a registered `batch_handler` (say, the audit log's, which appends a whole batch under one
+    chain lock in one transaction) gets them all at once; without one, or when it raises, each
+    event runs through the task's own body here, in this process. An event whose body raises is
+    sent on as a task of its own, so Celery's retries, countdowns and dead-lettering apply to it
+    exactly as if the bridge had never batched. Every body is idempotent (inbox, natural keys),
+    so running an event again after a crash or a failed batch has its effect once.
+    """
+    from kafka_platform.celery import queue_for_task
+
+    task = self.app.tasks[task_name]
+    batch = _BATCH_HANDLERS.get(task_name)
+    if batch is not None:
+        try:
+            batch([Envelope.from_task_payload(p) for p in payloads])
+        except Exception as exc:  # noqa: BLE001 - fall back to one event at a time, which isolates it
+            logger.warning(
+                "%s: batch of %d failed (%s: %s); one by one",
+                task_name,
+                len(payloads),
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            return {"events": len(payloads), "batched": len(payloads), "resent": 0}
+    resend = []
+    for payload in payloads:
+        with correlation.bound(
+            payload.get("correlationid") or payload.get("id"),
+            event_id=payload.get("id"),
+            event_type=payload.get("type"),
+        ):
+            try:
+                task(payload)
+            except Exception as exc:  # noqa: BLE001 - the event's own task retries or dead-letters it
+                logger.warning("%s: %s; sent on as its own task", task_name, f"{type(exc).__name__}: {exc}")
+                resend.append(payload)
+    for payload in resend:
+        self.app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
+    return {"events": len(payloads), "batched": 0, "resent": len(resend)}
 
 
 @shared_task(name="bridge.sweep_outbox")

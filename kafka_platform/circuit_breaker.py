@@ -49,13 +49,18 @@ class CircuitBreaker:
         return _redis(settings.CELERY_BROKER_URL)
 
     def state(self) -> str:
-        open_until = self.client.get(self._open_until_key)
+        return self._state(self.client.get(self._open_until_key))
+
+    @staticmethod
+    def _state(open_until: bytes | None) -> str:
         if open_until is None:
             return "closed"
         return "open" if float(open_until) > time.time() else "half_open"
 
     def call(self, fn: Callable[[], T]) -> T:
-        state = self.state()
+        # One round trip on the common path: the circuit's state and whether failures are counting.
+        open_until, failures = self.client.mget(self._open_until_key, self._failures_key)
+        state = self._state(open_until)
         if state == "open":
             raise CircuitOpen(f"circuit {self.name} is open")
         if state == "half_open" and not self.client.set(
@@ -67,7 +72,8 @@ class CircuitBreaker:
         except self.counted:
             self._record_failure(probing=state == "half_open")
             raise
-        self._record_success(probing=state == "half_open")
+        if state == "half_open" or failures is not None:
+            self.reset()  # a success ends the run of consecutive failures
         return result
 
     def _record_failure(self, *, probing: bool) -> None:
@@ -76,10 +82,6 @@ class CircuitBreaker:
             self.client.set(self._open_until_key, str(time.time() + self.reset_timeout_s))
         if probing:
             self.client.delete(self._probe_key)
-
-    def _record_success(self, *, probing: bool) -> None:
-        if probing or self.client.get(self._failures_key) is not None:
-            self.client.delete(self._failures_key, self._open_until_key, self._probe_key)
 
     def reset(self) -> None:
         self.client.delete(self._failures_key, self._open_until_key, self._probe_key)

@@ -109,6 +109,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
+# Micro-batching: when a backlog builds, consecutive events of one type from one partition go to
+# the worker as one task of up to BRIDGE_BATCH_MAX events; the bridge waits up to
+# BRIDGE_BATCH_LINGER_MS for a batch to fill. An event that arrives alone is dispatched at once.
+# BRIDGE_BATCH_MAX=1 turns batching off.
+BRIDGE_BATCH_MAX = env.int("BRIDGE_BATCH_MAX", default=100)
+BRIDGE_BATCH_LINGER_MS = env.int("BRIDGE_BATCH_LINGER_MS", default=5)
 
 # --- Operations: probes, Flower ---------------------------------------------------------------
 # /metrics and /healthz of the bridge and of each worker's main process (0 disables).

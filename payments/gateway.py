@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
 from kafka_platform.circuit_breaker import CircuitBreaker
@@ -78,29 +78,36 @@ class SimulatedGateway:
         from payments.models import SimulatedCharge
 
         token = method.get("token") if isinstance(method, dict) else None
-        with transaction.atomic():
-            charge, _ = SimulatedCharge.objects.select_for_update().get_or_create(
-                idempotency_key=idempotency_key,
-                defaults={
-                    "reference": "sim_ch_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24],
-                    "amount": amount,
-                    "currency": currency,
-                },
+        decided = self.DECLINES.get(token or "", "captured")
+        first_outcome = "" if token in (self.ALWAYS_TIMEOUT, self.TIMEOUT_ONCE) else decided
+        later_outcome = "" if token == self.ALWAYS_TIMEOUT else decided
+        # One statement, atomic on its own: the first attempt creates the charge, a later one
+        # counts itself and decides the outcome if no attempt has yet; a decided outcome stays.
+        table = SimulatedCharge._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (idempotency_key, reference, amount, currency, outcome, attempts,
+                                     refunded_amount)
+                VALUES (%s, %s, %s, %s, %s, 1, 0)
+                ON CONFLICT (idempotency_key) DO UPDATE SET
+                    attempts = {table}.attempts + 1,
+                    outcome = CASE WHEN {table}.outcome = '' THEN %s ELSE {table}.outcome END
+                RETURNING reference, outcome, attempts
+                """,  # noqa: S608 - the table name is ours
+                [
+                    idempotency_key,
+                    "sim_ch_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24],
+                    amount,
+                    currency,
+                    first_outcome,
+                    later_outcome,
+                ],
             )
-            charge.attempts += 1
-            lost_answer = False
-            if not charge.outcome:
-                if token == self.ALWAYS_TIMEOUT or (token == self.TIMEOUT_ONCE and charge.attempts == 1):
-                    charge.save(update_fields=["attempts"])
-                    timed_out = True
-                else:
-                    timed_out = False
-                    charge.outcome = self.DECLINES.get(token or "", "captured")
-                    lost_answer = token == self.TIMEOUT_AFTER_CAPTURE and charge.attempts == 1
-                    charge.save(update_fields=["attempts", "outcome"])
-            else:
-                timed_out = False
-                charge.save(update_fields=["attempts"])
+            reference, outcome, attempts = cursor.fetchone()
+        charge = SimulatedCharge(reference=reference, outcome=outcome, attempts=attempts)
+        timed_out = not outcome
+        lost_answer = token == self.TIMEOUT_AFTER_CAPTURE and attempts == 1
         if timed_out or lost_answer:
             raise GatewayTimeout(f"gateway timed out charging {idempotency_key}")
         if charge.outcome == "captured":

@@ -189,3 +189,18 @@ def test_chain_check_raises_one_alert_per_break_however_often_it_runs() -> None:
     assert not services.audit_chain_check().intact
     assert not services.audit_chain_check().intact
     assert ComplianceAlert.objects.filter(rule="audit_chain_broken").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_is_appended_as_one_by_one_appends_would_be() -> None:
+    """The bridge's batches: one lock, one INSERT; redeliveries inside and outside the batch skipped."""
+    [logged] = record(1, action="payment.captured")
+    fresh = [audit_envelope(action="payment.captured") for _ in range(3)]
+    batch = [fresh[0], audit_envelope(event_id=logged.event_id), fresh[1], fresh[0], fresh[2]]
+    assert services.audit_events_record(events=batch) == 3
+    rows = list(AuditEvent.objects.filter(event_id__in=[e.id for e in fresh]).order_by("sequence"))
+    assert [r.event_id for r in rows] == [e.id for e in fresh]
+    assert [r.sequence for r in rows] == [logged.sequence + 1, logged.sequence + 2, logged.sequence + 3]
+    assert rows[0].prev_hash == logged.hash
+    assert verify_chain().intact
+    assert services.audit_events_record(events=fresh) == 0

@@ -36,6 +36,8 @@ class Command(BaseCommand):
             BridgeOptions(
                 group_id=options["group"],
                 max_queue_depth=settings.BRIDGE_MAX_QUEUE_DEPTH,
+                batch_max=max(settings.BRIDGE_BATCH_MAX, 1),
+                batch_linger_ms=settings.BRIDGE_BATCH_LINGER_MS,
                 relay=not options["no_relay"],
                 max_silence_s=settings.HEALTH_MAX_SILENCE_S,
             )

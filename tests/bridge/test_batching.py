@@ -1,0 +1,178 @@
+"""Micro-batching: a backlog goes to the workers in batches and has exactly the effects that the
+same events one at a time would have; a batch that fails falls back to one event per task."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from audit import tasks as audit_tasks
+from audit.models import AuditEvent
+from audit.selectors import verify_chain
+from bridge import tasks as bridge_tasks
+from bridge import topics
+from bridge.codec import Envelope
+from ledger.models import Transaction
+from payments.models import Payment, PaymentStatus, SimulatedCharge
+from tests.conftest import Stack
+from tests.support.builders import payment_request, structured
+from tests.support.kafka import Collector
+from tests.support.waiting import wait_until
+
+REQUESTED = topics.PAYMENT_REQUESTED.name
+PROCESSED = topics.PAYMENT_PROCESSED.name
+FAILED = topics.PAYMENT_FAILED.name
+
+
+def card(token: str) -> dict[str, str]:
+    return {"type": "card", "token": token}
+
+
+def test_a_backlog_is_dispatched_in_batches_with_one_effect_per_request(
+    live: Stack, collector: Collector
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    tokens = ["tok_visa"] * 40 + ["tok_chargeDeclined"] * 4 + ["tok_gatewayTimeoutOnce"] * 3
+    requests = [
+        payment_request(paymentId=f"batch-{run}-{i}", paymentMethod=card(token))
+        for i, token in enumerate(tokens)
+    ]
+    # The bridge is stopped while the requests arrive, so it finds a backlog when it starts.
+    assert live.bridge.stop(signal.SIGTERM) == 0
+    producer = KafkaProducer(bootstrap_servers=live.bootstrap)
+    for i, data in enumerate(requests):
+        value = structured(REQUESTED, data, event_id=f"evt-{run}-{i}")
+        # Every fifth request is delivered twice (the same event), inside the same batch.
+        for _ in range(2 if i % 5 == 0 else 1):
+            producer.send(REQUESTED, key=data["paymentId"].encode(), value=value)
+    producer.flush()
+    producer.close()
+    since = live.bridge.log_size() if live.bridge.log_path.exists() else 0
+    live.bridge.start()
+
+    ours = lambda r: r.key is not None and r.key.decode().startswith(f"batch-{run}-")  # noqa: E731
+    collector.wait_for(PROCESSED, ours, count=43, timeout_s=120)
+    collector.wait_for(FAILED, ours, count=4, timeout_s=60)
+    collector.settle(3.0)
+    live.bridge.wait_for_log("events) to payments.process_payment_requested", since=since, timeout_s=5)
+
+    outcomes = Counter(
+        r.key.decode() for t in (PROCESSED, FAILED) for r in collector.matching(t, ours) if r.key
+    )
+    assert set(outcomes) == {d["paymentId"] for d in requests}
+    assert max(outcomes.values()) == 1, "a payment announced twice"
+    payments = Payment.objects.filter(payment_id__startswith=f"batch-{run}-")
+    assert payments.filter(status=PaymentStatus.CAPTURED).count() == 43
+    assert payments.filter(status=PaymentStatus.FAILED, failure_reason="card_declined").count() == 4
+    transitions = Counter(payments.values_list("transitions__to_status", flat=True))
+    assert transitions == {"requested": 47, "processing": 47, "captured": 43, "failed": 4}
+    # A timeout inside a batch is retried on its own with the same key: two attempts, one capture.
+    retried = SimulatedCharge.objects.filter(idempotency_key__in=[d["paymentId"] for d in requests[44:]])
+    assert sorted(retried.values_list("attempts", "outcome")) == [(2, "captured")] * 3
+
+    # Downstream, in batches too: one posting per capture, one audit record per transition.
+    captured = [d["paymentId"] for d, t in zip(requests, tokens, strict=True) if t != "tok_chargeDeclined"]
+    wait_until(
+        lambda: (
+            Transaction.objects.filter(transaction_id__in=[f"payment:{p}" for p in captured]).count() == 43
+        ),
+        what="the ledger postings",
+    )
+    wait_until(
+        lambda: AuditEvent.objects.filter(subject_id__startswith=f"batch-{run}-").count() == 47 * 3,
+        what="the audit records",
+    )
+    actions = Counter(
+        AuditEvent.objects.filter(subject_id__startswith=f"batch-{run}-").values_list("action", flat=True)
+    )
+    assert actions == {
+        "payment.requested": 47,
+        "payment.processing": 47,
+        "payment.captured": 43,
+        "payment.failed": 4,
+    }
+    assert verify_chain().intact
+
+
+# --- the worker's side, as a unit: the fallback when a batch fails ----------------------------------
+
+
+class FakeTask:
+    """Stands in for an event task: records the payloads it ran, raising for the ones marked bad."""
+
+    name = "payments.fake_task"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        self.ran.append(payload["id"])
+        if payload["data"].get("bad"):
+            raise ValueError("refused")
+
+
+def payload(event_id: str, **data: Any) -> dict[str, Any]:
+    return Envelope(
+        id=event_id, type="payments.fake", source="/t", time="2026-11-23T00:00:00Z", data=data
+    ).to_task_payload()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeTask, list[tuple[str, Any, str]]]:
+    task = FakeTask()
+    sent: list[tuple[str, Any, str]] = []
+    app = bridge_tasks.process_batch.app
+    monkeypatch.setitem(app.tasks, FakeTask.name, task)
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    return task, sent
+
+
+def test_a_failing_batch_handler_falls_back_to_one_event_at_a_time(
+    fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task, sent = fake
+    attempted: list[int] = []
+
+    def handler(events: list[Envelope]) -> None:
+        attempted.append(len(events))
+        raise RuntimeError("the whole batch failed")
+
+    monkeypatch.setitem(bridge_tasks._BATCH_HANDLERS, FakeTask.name, handler)
+    result = bridge_tasks.process_batch.run(
+        FakeTask.name, [payload("a"), payload("b", bad=True), payload("c")]
+    )
+    assert attempted == [3]
+    assert task.ran == ["a", "b", "c"]
+    # Only the event that failed again goes on as its own task, to its domain's queue, where
+    # Celery's retries and the dead-letter topic handle it as if it had never been batched.
+    assert [(name, args[0]["id"], queue) for name, args, queue in sent] == [(FakeTask.name, "b", "payments")]
+    assert result == {"events": 3, "batched": 0, "resent": 1}
+
+
+def test_a_batch_handler_that_succeeds_runs_no_event_alone(
+    fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task, sent = fake
+    seen: list[list[str]] = []
+    monkeypatch.setitem(
+        bridge_tasks._BATCH_HANDLERS, FakeTask.name, lambda events: seen.append([e.id for e in events])
+    )
+    assert bridge_tasks.process_batch.run(FakeTask.name, [payload("a"), payload("b")])["batched"] == 2
+    assert seen == [["a", "b"]] and task.ran == [] and sent == []
+
+
+def test_a_batch_that_fails_for_good_dead_letters_each_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert audit_tasks.record_event.name == "audit.record_event"  # registered in this process
+    dead: list[str] = []
+    monkeypatch.setattr(
+        bridge_tasks.EventTask, "_dead_letter", lambda self, event, exc: dead.append(event.id)
+    )
+    bridge_tasks.process_batch.on_failure(
+        RuntimeError("redis gone"), "task-id", ("audit.record_event", [payload("a"), payload("b")]), {}, None
+    )
+    assert dead == ["a", "b"]
