@@ -87,10 +87,10 @@ def _sqlstate(exc: DatabaseError) -> tuple[str | None, str | None]:
     return getattr(cause, "sqlstate", None), getattr(diag, "constraint_name", None)
 
 
-def _lock_balances(posting: Posting) -> dict[tuple[str, str], Balance]:
-    """The posting's existing balance rows, locked in (account, currency) order."""
+def _lock_balances(*postings: Posting) -> dict[tuple[str, str], Balance]:
+    """The postings' existing balance rows, locked in (account, currency) order."""
     wanted = Q()
-    for leg in posting.legs:
+    for leg in (leg for posting in postings for leg in posting.legs):
         wanted |= Q(account_id=leg.account_id, currency=leg.currency)
     rows = (
         Balance.objects.select_for_update(of=("self",))
@@ -244,6 +244,17 @@ def transaction_post(
             logger.info("ledger posting %s retried after %s", posting.transaction_id, state)
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter
     raise AssertionError("unreachable")
+
+
+def lock_for_batch(postings: list[Posting]) -> None:
+    """Lock every balance row a batch of postings touches, in one ordered sweep.
+
+    A batch posts in one transaction; taking each posting's rows as it comes would let two
+    batches lock the same rows in different orders and deadlock. Locked up front in (account,
+    currency) order, as a single posting locks its own, they queue instead.
+    """
+    if postings:
+        _lock_balances(*postings)
 
 
 @db_transaction.atomic

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction as db_transaction
 
 from bridge.codec import Envelope
-from bridge.tasks import EventTask
+from bridge.tasks import EventTask, batch_handler
 from ledger import postings, services
 from ledger.events import TransactionRequested
 from ledger.postings import LedgerRefused, Posting
@@ -42,26 +43,69 @@ def _post_or_refuse(*, event: Envelope, transaction_id: str, build: Callable[[],
     return "posted" if result.created else "duplicate"
 
 
+# What an event asks the ledger to post: (transactionId, build the posting), or None to ignore it.
+PostingOf = Callable[[Envelope], tuple[str, Callable[[], Posting]] | None]
+
+
+def _requested_posting(event: Envelope) -> tuple[str, Callable[[], Posting]]:
+    request = TransactionRequested.model_validate(event.data)
+    return request.transactionId, lambda: postings.from_request(request)
+
+
+def _payment_posting(event: Envelope) -> tuple[str, Callable[[], Posting]] | None:
+    payment = PaymentProcessed.model_validate(event.data)
+    if payment.status != CAPTURED:
+        return None
+    return postings.payment_transaction_id(payment.paymentId), lambda: postings.from_payment(payment)
+
+
+def _post_one(payload: dict[str, Any], posting_of: PostingOf) -> str:
+    event = Envelope.from_task_payload(payload)
+    wanted = posting_of(event)
+    if wanted is None:
+        return "ignored"
+    transaction_id, build = wanted
+    return _post_or_refuse(event=event, transaction_id=transaction_id, build=build)
+
+
+def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
+    """A batch the bridge packed, posted in one database transaction (one commit, not one each).
+
+    Each posting keeps its own savepoint, so a refusal is recorded as it would be alone. Any
+    other error fails the batch, whose events then run one at a time.
+    """
+    wanted = [(event, posting) for event in events if (posting := posting_of(event)) is not None]
+    built = []
+    for _, (_, build) in wanted:
+        try:
+            built.append(build())
+        except LedgerRefused:
+            pass  # refused again, and recorded, below
+    with db_transaction.atomic():
+        services.lock_for_batch(built)
+        return [
+            _post_or_refuse(event=event, transaction_id=tid, build=build) for event, (tid, build) in wanted
+        ]
+
+
 @shared_task(name="ledger.post_transaction_requested", base=EventTask, **CONTENTION_RETRY)
 def post_transaction_requested(payload: dict[str, Any]) -> str:
-    event = Envelope.from_task_payload(payload)
-    request = TransactionRequested.model_validate(event.data)
-    return _post_or_refuse(
-        event=event, transaction_id=request.transactionId, build=lambda: postings.from_request(request)
-    )
+    return _post_one(payload, _requested_posting)
 
 
 @shared_task(name="ledger.post_captured_payment", base=EventTask, **CONTENTION_RETRY)
 def post_captured_payment(payload: dict[str, Any]) -> str:
-    event = Envelope.from_task_payload(payload)
-    payment = PaymentProcessed.model_validate(event.data)
-    if payment.status != CAPTURED:
-        return "ignored"
-    return _post_or_refuse(
-        event=event,
-        transaction_id=postings.payment_transaction_id(payment.paymentId),
-        build=lambda: postings.from_payment(payment),
-    )
+    return _post_one(payload, _payment_posting)
+
+
+@batch_handler("ledger.post_transaction_requested")
+def post_transactions_requested(events: list[Envelope]) -> list[str]:
+    return _post_batch(events, _requested_posting)
+
+
+@batch_handler("ledger.post_captured_payment")
+def post_captured_payments(events: list[Envelope]) -> list[str]:
+    return _post_batch(events, _payment_posting)
 
 
 @shared_task(name="ledger.reconcile_balances")
