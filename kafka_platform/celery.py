@@ -10,9 +10,12 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from kafka_platform import correlation, worker_probe
+from kafka_platform import broker, correlation, worker_probe
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kafka_platform.settings")
+
+# Before any broker connection exists: redis:// URLs get the transport that survives a Redis restart.
+broker.use_for_redis_urls()
 
 
 class TaskQueue(StrEnum):

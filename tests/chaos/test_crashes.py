@@ -159,10 +159,6 @@ def test_bridge_killed_mid_stream(chaos: Chaos, collector: Collector) -> None:
     assert_exactly_once(collector, run)
 
 
-@pytest.mark.skip(
-    reason="known failure: the Celery worker (kombu 5.7, redis-py 8) exits with 'Unrecoverable error: "
-    "AttributeError' when Redis goes away mid-run, so without a supervisor the flow stalls (issue 8)"
-)
 def test_redis_restarted_while_events_flow(chaos: Chaos, collector: Collector) -> None:
     run = send(chaos.stack, N)
     collector.wait_for(PROCESSED, ours(run.ids), count=N // 5, timeout_s=300)

@@ -1,0 +1,60 @@
+"""Celery's broker transport: kombu's Redis transport, fixed so a worker outlives a Redis restart.
+
+When a worker loses Redis, Celery 5.7 calls `Connection.collect()` and then `Connection.close()` on
+the broken connection. `collect()` detaches the transport (`transport.client = None`), but it
+stops closing channels at the first error from the dead Redis, so the task channel can stay open.
+`close()` then closes that channel, and its QoS puts the prefetched, not yet acknowledged
+(`acks_late`) tasks back through a new connection pool. kombu reads that pool's address from
+`transport.client`, which is None now: "AttributeError: 'NoneType' object has no attribute
+'hostname'". Celery only tolerates connection errors there, so the worker exits with "Unrecoverable
+error". A task that was running through the outage acknowledges through the same pool, and fails
+the same way once the worker has reconnected. The same failure in older kombu: celery/kombu#582,
+celery/kombu#970. kombu 5.7.0 and Celery 5.7.0 are the latest releases and still have it.
+
+A channel's Redis address cannot change during its life, so `Channel` works it out once, while the
+transport is still attached. After that, a dead Redis shows up as a Redis `ConnectionError`, which
+Celery handles: the worker reconnects, and a task it could not put back or acknowledge stays in
+Redis's unacked set until `visibility_timeout` redelivers it (the consumers are idempotent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, get_transport_cls, redis
+
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+class Channel(redis.Channel):
+    """A Redis channel that keeps its pool parameters so it can still reach Redis after its transport
+    has been detached."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pool_params: dict[bool, dict[str, Any]] = {}
+        # The parent's constructor PINGs through the asynchronous pool, which records its
+        # parameters. The synchronous ones (used for acks and restores) are recorded here.
+        super().__init__(*args, **kwargs)
+        self._connparams(asynchronous=False)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if asynchronous not in self._pool_params:
+            self._pool_params[asynchronous] = super()._connparams(asynchronous=asynchronous)
+        return dict(self._pool_params[asynchronous])
+
+
+class Transport(redis.Transport):
+    Channel = Channel
+
+
+def use_for_redis_urls() -> None:
+    """Make kombu open redis:// and rediss:// URLs with `Transport`, in this process.
+
+    kombu picks the transport by looking up the URL scheme here. Replacing the entry (rather than
+    setting Celery's `broker_transport`) leaves the URLs as they are, so `rediss://` still means
+    TLS, and the logs and Flower still see a redis:// broker.
+    """
+    for scheme in REDIS_SCHEMES:
+        TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+        if get_transport_cls(scheme) is not Transport:  # kombu caches what it resolved earlier
+            raise RuntimeError(f"kombu resolved {scheme}:// before kafka_platform.broker was registered")
