@@ -62,10 +62,10 @@ class BridgeOptions:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     relay: bool = True
-    # Consecutive events of one route from one partition go out as one task of up to this many.
+    # Events of one route (across the polled partitions) go out as one task of up to this many.
     batch_max: int = 100
-    # After a poll that found a backlog, wait this long for more records to fill the batches.
-    batch_linger_ms: int = 5
+    # While a backlog shows, wait up to this long for more records to fill the batches.
+    batch_linger_ms: int = 10
     # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
     max_silence_s: float = 60.0
 
@@ -83,11 +83,11 @@ class _Offsets:
 
 
 class _NotDispatched(Exception):
-    """Redis or Kafka failed us at `offset`: the partition resumes there after a backoff."""
+    """Redis or Kafka failed us (at `where`): the partitions resume from what was not handled."""
 
-    def __init__(self, offset: int, cause: BaseException) -> None:
-        super().__init__(offset, cause)
-        self.offset = offset
+    def __init__(self, where: str, cause: BaseException) -> None:
+        super().__init__(where, cause)
+        self.where = where
         self.cause = cause
 
 
@@ -118,6 +118,7 @@ class Bridge:
         self.relay: OutboxRelay | None = None
         self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
         self._deep_queues: set[str] = set()
+        self._queue_depths: dict[str, int] = {}
         self._last_commit = self._last_pressure_check = self._last_lag_check = 0.0
         self._failures = 0
         self.heartbeat = Heartbeat(max_silence_s=options.max_silence_s)
@@ -177,26 +178,22 @@ class Bridge:
             self._last_pressure_check = now
             self._apply_backpressure()
         records = self._poll()
+        assignment = self.consumer.assignment()
+        for tp in [tp for tp in records if tp not in assignment]:  # revoked while we polled
+            del records[tp]
         failed = False
-        for tp, messages in records.items():
-            if failed or tp not in self.consumer.assignment():
-                if messages:
-                    self.consumer.seek(tp, messages[0].offset)
-                continue
+        if records:
             try:
-                self._dispatch_partition(tp, messages)
+                self._dispatch_records(records)
             except _NotDispatched as stop:
                 failed = True
                 self._failures += 1
                 logger.warning(
-                    "bridge: %s@%s:%s not dispatched (%s: %s); retrying",
-                    tp.topic,
-                    tp.partition,
-                    stop.offset,
+                    "bridge: %s not dispatched (%s: %s); retrying",
+                    stop.where,
                     type(stop.cause).__name__,
                     stop.cause,
                 )
-                self.consumer.seek(tp, stop.offset)
         if failed:
             close_old_connections()
             time.sleep(
@@ -215,63 +212,84 @@ class Bridge:
             self._record_lag()
 
     def _poll(self) -> dict[TopicPartition, list[Any]]:
-        """A poll's records; when a backlog shows (more than one record came), wait a few
-        milliseconds for more so batches fill, while a lone event is dispatched at once."""
+        """A poll's records. When a backlog shows (the poll brought more than one record, or a
+        worker queue is not empty), wait up to `batch_linger_ms` for more so batches fill; a lone
+        event with idle workers is dispatched at once."""
         assert self.consumer is not None
         records = self.consumer.poll(timeout_ms=self.options.poll_timeout_ms)
         count = sum(len(messages) for messages in records.values())
-        if 1 < count < self.options.batch_max and self.options.batch_linger_ms > 0:
-            more = self.consumer.poll(
-                timeout_ms=self.options.batch_linger_ms, max_records=self.options.batch_max - count
-            )
-            for tp, messages in more.items():
-                records.setdefault(tp, []).extend(messages)
+        busy = count > 1 or any(depth > 0 for depth in self._queue_depths.values())
+        if count and busy and count < self.options.batch_max and self.options.batch_linger_ms > 0:
+            deadline = time.monotonic() + self.options.batch_linger_ms / 1000
+            while count < self.options.batch_max and (left := deadline - time.monotonic()) > 0:
+                more = self.consumer.poll(
+                    timeout_ms=max(int(left * 1000), 1), max_records=self.options.batch_max - count
+                )
+                for tp, messages in more.items():
+                    records.setdefault(tp, []).extend(messages)
+                    count += len(messages)
         return records
 
-    def _dispatch_partition(self, tp: TopicPartition, messages: list[Any]) -> None:
-        """Dispatch one partition's records in order, consecutive events of one route packed into
-        batches of up to `batch_max`; each dispatched record's offset becomes committable.
+    def _dispatch_records(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Dead-letter the poison, pack the rest by route (across partitions, in each partition's
+        order) into batches of up to `batch_max`, and dispatch them. Each partition's offset moves
+        up to its first record not yet handled.
 
-        Raises _NotDispatched with the offset to resume from when Redis or Kafka is away.
+        Raises _NotDispatched when Redis or Kafka is away: every partition is sought back to its
+        first record not handled (a record after it that did go out goes out again, which the
+        consumers' idempotency absorbs).
         """
-        run: list[tuple[Any, Envelope]] = []
-        run_route: routing.Route | None = None
-
-        def flush() -> None:
-            if not run:
-                return
-            try:
-                self._dispatch(run_route, run)
-            except TRANSIENT_ERRORS as exc:
-                raise _NotDispatched(run[0][0].offset, exc) from exc
-            self.offsets.done[tp] = run[-1][0].offset + 1
-            run.clear()
-
-        for record in messages:
-            message = codec.IncomingMessage(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers or []),
-            )
-            try:
-                envelope, route = routing.validate(codec.decode(message))
-            except codec.PoisonMessage as poison:
-                flush()
+        assert self.consumer is not None
+        handled: dict[TopicPartition, set[int]] = {tp: set() for tp in records}
+        groups: dict[routing.Route, list[tuple[TopicPartition, Any, Envelope]]] = {}
+        failure: _NotDispatched | None = None
+        for tp, messages in records.items():
+            for record in messages:
+                message = codec.IncomingMessage(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers or []),
+                )
                 try:
-                    dead_letter(message, reason=poison.reason, error=str(poison))
-                except TRANSIENT_ERRORS as exc:
-                    raise _NotDispatched(record.offset, exc) from exc
-                metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
-                self.offsets.done[tp] = record.offset + 1
+                    envelope, route = routing.validate(codec.decode(message))
+                except codec.PoisonMessage as poison:
+                    if failure is None:
+                        try:
+                            dead_letter(message, reason=poison.reason, error=str(poison))
+                        except TRANSIENT_ERRORS as exc:
+                            failure = _NotDispatched(f"{tp.topic}@{tp.partition}:{record.offset}", exc)
+                            continue
+                        metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
+                        handled[tp].add(record.offset)
+                    continue
+                groups.setdefault(route, []).append((tp, record, envelope))
+        if failure is None:
+            for route, items in groups.items():
+                for start in range(0, len(items), self.options.batch_max):
+                    chunk = items[start : start + self.options.batch_max]
+                    try:
+                        self._dispatch(route, [(record, envelope) for _, record, envelope in chunk])
+                    except TRANSIENT_ERRORS as exc:
+                        first = chunk[0][1]
+                        failure = _NotDispatched(f"{first.topic}@{first.partition}:{first.offset}", exc)
+                        break
+                    for tp, record, _ in chunk:
+                        handled[tp].add(record.offset)
+                if failure is not None:
+                    break
+        for tp, messages in records.items():
+            resume = next((r.offset for r in messages if r.offset not in handled[tp]), None)
+            if resume is None:
+                self.offsets.done[tp] = messages[-1].offset + 1
                 continue
-            if route != run_route or len(run) >= self.options.batch_max:
-                flush()
-                run_route = route
-            run.append((record, envelope))
-        flush()
+            if resume > messages[0].offset:
+                self.offsets.done[tp] = resume
+            self.consumer.seek(tp, resume)
+        if failure is not None:
+            raise failure
 
     def _dispatch(self, route: routing.Route | None, run: list[tuple[Any, Envelope]]) -> None:
         """One event: its route's tasks, as they are. Several: one `bridge.process_batch` task per
@@ -340,6 +358,7 @@ class Bridge:
                 depths = dict(zip(sorted(queues), pipe.execute(), strict=True))
         except redis.exceptions.RedisError:
             return  # dispatch will notice and back off on its own
+        self._queue_depths = depths
         limit = self.options.max_queue_depth
         for queue, depth in depths.items():
             if depth > limit:

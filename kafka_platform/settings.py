@@ -109,12 +109,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
-# Micro-batching: when a backlog builds, consecutive events of one type from one partition go to
-# the worker as one task of up to BRIDGE_BATCH_MAX events; the bridge waits up to
-# BRIDGE_BATCH_LINGER_MS for a batch to fill. An event that arrives alone is dispatched at once.
+# Micro-batching: the events of one route in a poll (across partitions, each partition's order
+# kept) go to the worker as tasks of up to BRIDGE_BATCH_MAX events; while a backlog shows (a poll
+# brought several records, or a worker queue is not empty) the bridge waits up to
+# BRIDGE_BATCH_LINGER_MS for batches to fill. An event alone with idle workers goes at once.
 # BRIDGE_BATCH_MAX=1 turns batching off.
 BRIDGE_BATCH_MAX = env.int("BRIDGE_BATCH_MAX", default=100)
-BRIDGE_BATCH_LINGER_MS = env.int("BRIDGE_BATCH_LINGER_MS", default=5)
+BRIDGE_BATCH_LINGER_MS = env.int("BRIDGE_BATCH_LINGER_MS", default=10)
 
 # --- Operations: probes, Flower ---------------------------------------------------------------
 # /metrics and /healthz of the bridge and of each worker's main process (0 disables).
