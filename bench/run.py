@@ -67,6 +67,9 @@ def fresh_database() -> str:
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        if os.environ.get("BENCH_ASYNC_COMMIT"):
+            # An experiment, never a setting for money: how much of the time is commit (fsync) waits.
+            conn.execute(f"ALTER DATABASE {BENCH_DB} SET synchronous_commit = off")
     return f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
@@ -105,6 +105,24 @@ def batch_handler(task_name: str) -> Callable[[BatchHandler], BatchHandler]:
         return fn
 
     return register
+
+
+def in_one_transaction(body: Callable[[Envelope], object]) -> BatchHandler:
+    """A batch handler that runs `body` for each event inside one database transaction, so the
+    batch costs one commit (each body's own `atomic` becomes a savepoint). For bodies that only
+    write to the database and act on the outside world after commit (`on_commit`)."""
+
+    def handler(events: list[Envelope]) -> list[object]:
+        results = []
+        with transaction.atomic():
+            for event in events:
+                with correlation.bound(
+                    event.correlation_id or event.id, event_id=event.id, event_type=event.type
+                ):
+                    results.append(body(event))
+        return results
+
+    return handler
 
 
 class BatchTask(EventTask):

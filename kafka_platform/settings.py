@@ -153,6 +153,9 @@ PAYMENTS_GATEWAY_MAX_RETRIES = env.int("PAYMENTS_GATEWAY_MAX_RETRIES", default=3
 PAYMENTS_GATEWAY_RETRY_BACKOFF = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF", default=2.0)
 PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX = env.float("PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX", default=60.0)
 # The gateway's circuit opens after this many consecutive timeouts and half-opens after RESET_S.
+# A batch of payments charges this many at a time at the gateway (calls are I/O: a real PSP
+# answers in hundreds of milliseconds). Each thread keeps its own database connection.
+PAYMENTS_GATEWAY_CONCURRENCY = env.int("PAYMENTS_GATEWAY_CONCURRENCY", default=4)
 PAYMENTS_GATEWAY_BREAKER_THRESHOLD = env.int("PAYMENTS_GATEWAY_BREAKER_THRESHOLD", default=5)
 PAYMENTS_GATEWAY_BREAKER_RESET_S = env.float("PAYMENTS_GATEWAY_BREAKER_RESET_S", default=30.0)
 # Fraud rules run in this order; the first hit fails the payment with fraud_suspected.

@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from bridge.codec import Envelope
-from bridge.tasks import EventTask
+from bridge.tasks import EventTask, batch_handler, in_one_transaction
 from notifications import services
 from notifications.events import NotificationRequested
 
@@ -35,3 +35,16 @@ def deliver_notification(notification_pk: int, claim: str) -> str:
 @shared_task(name="notifications.dispatch_due")
 def dispatch_due() -> int:
     return services.notifications_dispatch_due()
+
+
+# Both only queue notifications (delivery tasks are sent after commit): a batch is one transaction.
+batch_handler("notifications.request_notification")(
+    in_one_transaction(
+        lambda event: services.notification_request(
+            event=event, request=NotificationRequested.model_validate(event.data)
+        )
+    )
+)
+batch_handler("notifications.notify_payment_outcome")(
+    in_one_transaction(lambda event: services.payment_outcome_notify(event=event))
+)

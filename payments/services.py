@@ -11,9 +11,11 @@ so every domain stays the owner of its own tables.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -326,6 +328,29 @@ def _record_charge(payment: Payment, result: ChargeResult, *, event: Envelope | 
     return payment
 
 
+_gateway_pool: ThreadPoolExecutor | None = None
+_gateway_pool_pid: int | None = None
+
+
+def _charge_all(payments: Iterable[Payment]) -> list[ChargeResult | GatewayTimeout | CircuitOpen]:
+    """Each payment's gateway answer, or the error that leaves it unknown, asking up to
+    PAYMENTS_GATEWAY_CONCURRENCY at a time (a pool per worker process, made after the fork)."""
+    global _gateway_pool, _gateway_pool_pid
+    if _gateway_pool is None or _gateway_pool_pid != os.getpid():
+        _gateway_pool = ThreadPoolExecutor(
+            max_workers=max(settings.PAYMENTS_GATEWAY_CONCURRENCY, 1), thread_name_prefix="gateway"
+        )
+        _gateway_pool_pid = os.getpid()
+
+    def ask(payment: Payment) -> ChargeResult | GatewayTimeout | CircuitOpen:
+        try:
+            return _charge_at_gateway(payment)
+        except (GatewayTimeout, CircuitOpen) as exc:
+            return exc
+
+    return list(_gateway_pool.map(ask, payments))
+
+
 @dataclass
 class BatchOutcome:
     """What `payments_process_batch` did; `unsure` events still wait for the gateway's answer."""
@@ -380,11 +405,11 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
             elif payment.is_decided:
                 outcome.decided.append(payment)
     answers: list[tuple[Payment, Envelope, ChargeResult]] = []
-    for payment, event in to_charge:
-        try:
-            answers.append((payment, event, _charge_at_gateway(payment)))
-        except (GatewayTimeout, CircuitOpen) as exc:
-            outcome.unsure.append((event, exc))
+    for (payment, event), answer in zip(to_charge, _charge_all(p for p, _ in to_charge), strict=True):
+        if isinstance(answer, ChargeResult):
+            answers.append((payment, event, answer))
+        else:
+            outcome.unsure.append((event, answer))
     with transaction.atomic(), bulk.deferred_inserts():
         locked = Payment.objects.select_for_update().in_bulk([payment.pk for payment, _, _ in answers])
         for payment, event, result in answers:
