@@ -10,6 +10,7 @@ from django.db import transaction as db_transaction
 
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
+from kafka_platform import bulk
 from ledger import postings, services
 from ledger.events import TransactionRequested
 from ledger.postings import LedgerRefused, Posting
@@ -81,7 +82,9 @@ def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
             built.append(build())
         except LedgerRefused:
             pass  # refused again, and recorded, below
-    with db_transaction.atomic():
+    # Outbox rows are the last writes of a posting or refusal, so none is collected inside a
+    # savepoint that then rolls back (the condition kafka_platform.bulk sets).
+    with db_transaction.atomic(), bulk.deferred_inserts():
         services.lock_for_batch(built)
         return [
             _post_or_refuse(event=event, transaction_id=tid, build=build) for event, (tid, build) in wanted
