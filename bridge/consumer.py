@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -75,21 +75,45 @@ class _Offsets:
         return {tp: self.done[tp] for tp in keys if self.committed.get(tp) != self.done[tp]}
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
+class _CommitOnRevoke(AsyncConsumerRebalanceListener):
+    """Commits what was dispatched from partitions before they move to another owner.
+
+    kafka-python 3 calls rebalance listeners on its IO loop, where the blocking `commit()` raises
+    RuntimeError (the loop cannot wait on itself); the listener is async and awaits the commit.
+    """
+
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
 
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.bridge.commit(revoked)
-        for tp in revoked:
-            self.bridge.offsets.done.pop(tp, None)
-            self.bridge.offsets.committed.pop(tp, None)
-            self.bridge.paused.discard(tp)
-            # The partition's new owner reports its lag; a stale value here would hide recovery.
-            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pending = self.bridge.offsets.pending(revoked)
+        if pending and self.bridge.consumer is not None:
+            offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()}
+            try:
+                await self.bridge.consumer.commit_async(offsets)
+            except KafkaError as exc:
+                # The new owner starts from the last commit: redelivery, never a skip.
+                logger.warning("bridge: offset commit before revocation failed (%s)", exc)
+            else:
+                logger.info("bridge committed %d partitions before revocation", len(pending))
+        _forget(self.bridge, revoked)
 
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Evicted from the group: a commit would be refused, and the new owner redelivers.
+        _forget(self.bridge, lost)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("bridge assigned %d partitions", len(assigned))
+
+
+def _forget(bridge: Bridge, partitions: Iterable[TopicPartition]) -> None:
+    """Drop the bridge's state of partitions it no longer owns."""
+    for tp in partitions:
+        bridge.offsets.done.pop(tp, None)
+        bridge.offsets.committed.pop(tp, None)
+        bridge.paused.discard(tp)
+        # The partition's new owner reports its lag; a stale value here would hide recovery.
+        metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
 
 class Bridge:
