@@ -28,6 +28,7 @@ from bridge import codec, routing
 from bridge.clients import new_consumer
 from bridge.deadletters import dead_letter
 from bridge.relay import OutboxRelay
+from bridge.subscription import PatternSubscription
 from kafka_platform import correlation, metrics
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
@@ -54,8 +55,14 @@ class BridgeOptions:
     poll_timeout_ms: int = 500
     max_poll_records: int = 500
     commit_interval_s: float = 1.0
+    # kafka-python retries a commit until its request timeout (30 s), e.g. one for a partition
+    # of a topic deleted meanwhile; the loop moves on sooner and tries again.
+    commit_timeout_ms: int = 5000
     backpressure_check_s: float = 0.5
     lag_check_s: float = 10.0
+    # How often the topics matching the subscription are listed: a new audit topic is joined
+    # within about this long (see bridge.subscription).
+    topic_refresh_s: float = 10.0
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     relay: bool = True
@@ -123,6 +130,7 @@ class Bridge:
         self.paused: set[TopicPartition] = set()
         self.stopping = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        self.subscription: PatternSubscription | None = None
         self.relay: OutboxRelay | None = None
         self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
         self._deep_queues: set[str] = set()
@@ -148,7 +156,14 @@ class Bridge:
             group_id=self.options.group_id,
             max_poll_records=self.options.max_poll_records,
         )
-        self.consumer.subscribe(pattern=routing.subscription_pattern(), listener=_CommitOnRevoke(self))
+        self.subscription = PatternSubscription(
+            self.consumer,
+            _CommitOnRevoke(self),
+            pattern=routing.subscription_pattern(),
+            refresh_s=self.options.topic_refresh_s,
+            release=self._release_assignment,
+        )
+        self.subscription.start()
         logger.info("bridge consuming %s as group %s", routing.subscription_pattern(), self.options.group_id)
         try:
             while not self.stopping.is_set():
@@ -159,6 +174,19 @@ class Bridge:
             if self.relay:
                 self.relay.join(timeout=30)
             logger.info("bridge stopped")
+
+    def _release_assignment(self, gone: set[str]) -> bool:
+        """Before the subscription is renewed: commit what was dispatched, forget the partitions.
+
+        Offsets in topics that are `gone` cannot be committed, and nothing is left to redeliver.
+        """
+        assert self.consumer is not None
+        _forget(self, [tp for tp in self.offsets.done if tp.topic in gone])
+        self.commit()
+        if self.offsets.pending():
+            return False
+        _forget(self, self.consumer.assignment())
+        return True
 
     def health(self) -> dict[str, Any]:
         """The consume loop's liveness for /healthz (read from the probe's thread)."""
@@ -180,6 +208,8 @@ class Bridge:
     def _step(self) -> None:
         assert self.consumer is not None
         self.heartbeat.beat()
+        if self.subscription is not None:
+            self.subscription.follow()
         now = time.monotonic()
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
@@ -264,7 +294,10 @@ class Bridge:
         if not pending or self.consumer is None:
             return
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()})
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()},
+                timeout_ms=self.options.commit_timeout_ms,
+            )
         except KafkaError as exc:
             logger.warning("bridge: offset commit failed (%s); will retry", exc)
             return

@@ -109,6 +109,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # The bridge pauses Kafka partitions while a Celery queue holds more than this many tasks.
 BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
+# Seconds between the bridge's listings of the topics it consumes: a new audit.* topic is joined
+# within about this long, without a restart (bridge/subscription.py).
+BRIDGE_TOPIC_REFRESH_S = env.float("BRIDGE_TOPIC_REFRESH_S", default=10.0)
 
 # --- Operations: probes, Flower ---------------------------------------------------------------
 # /metrics and /healthz of the bridge and of each worker's main process (0 disables).

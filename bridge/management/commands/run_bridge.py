@@ -36,6 +36,7 @@ class Command(BaseCommand):
             BridgeOptions(
                 group_id=options["group"],
                 max_queue_depth=settings.BRIDGE_MAX_QUEUE_DEPTH,
+                topic_refresh_s=settings.BRIDGE_TOPIC_REFRESH_S,
                 relay=not options["no_relay"],
                 max_silence_s=settings.HEALTH_MAX_SILENCE_S,
             )
