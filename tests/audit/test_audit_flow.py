@@ -152,7 +152,7 @@ def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack
     # reads it from the start.
     produce(live.bootstrap, name, structured(name, data), key="EURUSD")
     stored = wait_until(
-        lambda: AuditEvent.objects.filter(topic=name).first(), timeout_s=30, what="the record"
+        lambda: AuditEvent.objects.filter(topic=name).first(), timeout_s=60, what="the record"
     )
     assert (stored.action, stored.source, stored.partition, stored.offset) == (
         "fx.rate_published",
