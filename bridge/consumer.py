@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -29,6 +29,7 @@ from bridge.clients import new_consumer
 from bridge.codec import Envelope
 from bridge.deadletters import dead_letter
 from bridge.relay import OutboxRelay
+from bridge.subscription import PatternSubscription
 from kafka_platform import correlation, metrics
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
@@ -57,8 +58,14 @@ class BridgeOptions:
     poll_timeout_ms: int = 500
     max_poll_records: int = 500
     commit_interval_s: float = 1.0
+    # kafka-python retries a commit until its request timeout (30 s), e.g. one for a partition
+    # of a topic deleted meanwhile; the loop moves on sooner and tries again.
+    commit_timeout_ms: int = 5000
     backpressure_check_s: float = 0.5
     lag_check_s: float = 10.0
+    # How often the topics matching the subscription are listed: a new audit topic is joined
+    # within about this long (see bridge.subscription).
+    topic_refresh_s: float = 10.0
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     relay: bool = True
@@ -91,21 +98,45 @@ class _NotDispatched(Exception):
         self.cause = cause
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
+class _CommitOnRevoke(AsyncConsumerRebalanceListener):
+    """Commits what was dispatched from partitions before they move to another owner.
+
+    kafka-python 3 calls rebalance listeners on its IO loop, where the blocking `commit()` raises
+    RuntimeError (the loop cannot wait on itself); the listener is async and awaits the commit.
+    """
+
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
 
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.bridge.commit(revoked)
-        for tp in revoked:
-            self.bridge.offsets.done.pop(tp, None)
-            self.bridge.offsets.committed.pop(tp, None)
-            self.bridge.paused.discard(tp)
-            # The partition's new owner reports its lag; a stale value here would hide recovery.
-            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pending = self.bridge.offsets.pending(revoked)
+        if pending and self.bridge.consumer is not None:
+            offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()}
+            try:
+                await self.bridge.consumer.commit_async(offsets)
+            except KafkaError as exc:
+                # The new owner starts from the last commit: redelivery, never a skip.
+                logger.warning("bridge: offset commit before revocation failed (%s)", exc)
+            else:
+                logger.info("bridge committed %d partitions before revocation", len(pending))
+        _forget(self.bridge, revoked)
 
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Evicted from the group: a commit would be refused, and the new owner redelivers.
+        _forget(self.bridge, lost)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("bridge assigned %d partitions", len(assigned))
+
+
+def _forget(bridge: Bridge, partitions: Iterable[TopicPartition]) -> None:
+    """Drop the bridge's state of partitions it no longer owns."""
+    for tp in partitions:
+        bridge.offsets.done.pop(tp, None)
+        bridge.offsets.committed.pop(tp, None)
+        bridge.paused.discard(tp)
+        # The partition's new owner reports its lag; a stale value here would hide recovery.
+        metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
 
 class Bridge:
@@ -115,6 +146,7 @@ class Bridge:
         self.paused: set[TopicPartition] = set()
         self.stopping = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        self.subscription: PatternSubscription | None = None
         self.relay: OutboxRelay | None = None
         self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
         self._deep_queues: set[str] = set()
@@ -141,7 +173,14 @@ class Bridge:
             group_id=self.options.group_id,
             max_poll_records=self.options.max_poll_records,
         )
-        self.consumer.subscribe(pattern=routing.subscription_pattern(), listener=_CommitOnRevoke(self))
+        self.subscription = PatternSubscription(
+            self.consumer,
+            _CommitOnRevoke(self),
+            pattern=routing.subscription_pattern(),
+            refresh_s=self.options.topic_refresh_s,
+            release=self._release_assignment,
+        )
+        self.subscription.start()
         logger.info("bridge consuming %s as group %s", routing.subscription_pattern(), self.options.group_id)
         try:
             while not self.stopping.is_set():
@@ -152,6 +191,19 @@ class Bridge:
             if self.relay:
                 self.relay.join(timeout=30)
             logger.info("bridge stopped")
+
+    def _release_assignment(self, gone: set[str]) -> bool:
+        """Before the subscription is renewed: commit what was dispatched, forget the partitions.
+
+        Offsets in topics that are `gone` cannot be committed, and nothing is left to redeliver.
+        """
+        assert self.consumer is not None
+        _forget(self, [tp for tp in self.offsets.done if tp.topic in gone])
+        self.commit()
+        if self.offsets.pending():
+            return False
+        _forget(self, self.consumer.assignment())
+        return True
 
     def health(self) -> dict[str, Any]:
         """The consume loop's liveness for /healthz (read from the probe's thread)."""
@@ -173,6 +225,8 @@ class Bridge:
     def _step(self) -> None:
         assert self.consumer is not None
         self.heartbeat.beat()
+        if self.subscription is not None:
+            self.subscription.follow()
         now = time.monotonic()
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
@@ -334,7 +388,10 @@ class Bridge:
         if not pending or self.consumer is None:
             return
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()})
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in pending.items()},
+                timeout_ms=self.options.commit_timeout_ms,
+            )
         except KafkaError as exc:
             logger.warning("bridge: offset commit failed (%s); will retry", exc)
             return

@@ -116,6 +116,9 @@ BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
 # BRIDGE_BATCH_MAX=1 turns batching off.
 BRIDGE_BATCH_MAX = env.int("BRIDGE_BATCH_MAX", default=100)
 BRIDGE_BATCH_LINGER_MS = env.int("BRIDGE_BATCH_LINGER_MS", default=10)
+# Seconds between the bridge's listings of the topics it consumes: a new audit.* topic is joined
+# within about this long, without a restart (bridge/subscription.py).
+BRIDGE_TOPIC_REFRESH_S = env.float("BRIDGE_TOPIC_REFRESH_S", default=10.0)
 
 # --- Operations: probes, Flower ---------------------------------------------------------------
 # /metrics and /healthz of the bridge and of each worker's main process (0 disables).

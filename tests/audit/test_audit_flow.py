@@ -140,10 +140,6 @@ def test_after_retention_audit_verify_checks_the_archive_and_the_chain_that_cont
     )
 
 
-@pytest.mark.skip(
-    reason="flaky after the merge with main's bridge: the new topic is not always joined within the "
-    "test's minute, and a 10 s metadata refresh stalled the bridge's group; open in issue 6's note"
-)
 def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack) -> None:
     name = f"audit.fx-{uuid.uuid4().hex[:8]}-events"
     admin = new_admin()
@@ -152,7 +148,8 @@ def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack
     finally:
         admin.close()
     data = {"action": "fx.rate_published", "subjectType": "rate", "subjectId": "EURUSD", "actor": "system:fx"}
-    # The bridge joins the topic at its next metadata refresh and reads it from the start.
+    # The bridge joins the topic at its next metadata refresh (BRIDGE_TOPIC_REFRESH_S, 10 s) and
+    # reads it from the start.
     produce(live.bootstrap, name, structured(name, data), key="EURUSD")
     stored = wait_until(
         lambda: AuditEvent.objects.filter(topic=name).first(), timeout_s=60, what="the record"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -118,6 +119,6 @@ def test_bridge_consumer_lag_is_exposed_per_assigned_partition(live: Stack) -> N
 def test_a_revoked_partition_drops_its_lag_sample() -> None:
     bridge = Bridge(BridgeOptions(group_id="g", max_queue_depth=10, relay=False))
     metrics.BRIDGE_CONSUMER_LAG.labels(topic="ops.revoked", partition="3").set(7)
-    _CommitOnRevoke(bridge).on_partitions_revoked({TopicPartition("ops.revoked", 3)})
+    asyncio.run(_CommitOnRevoke(bridge).on_partitions_revoked({TopicPartition("ops.revoked", 3)}))
     [family] = metrics.BRIDGE_CONSUMER_LAG.collect()
     assert not [s for s in family.samples if s.labels["topic"] == "ops.revoked"]

@@ -38,6 +38,7 @@ class Command(BaseCommand):
                 max_queue_depth=settings.BRIDGE_MAX_QUEUE_DEPTH,
                 batch_max=max(settings.BRIDGE_BATCH_MAX, 1),
                 batch_linger_ms=settings.BRIDGE_BATCH_LINGER_MS,
+                topic_refresh_s=settings.BRIDGE_TOPIC_REFRESH_S,
                 relay=not options["no_relay"],
                 max_silence_s=settings.HEALTH_MAX_SILENCE_S,
             )
