@@ -133,18 +133,20 @@ class BatchTask(EventTask):
     ) -> None:
         task_name, payloads = (list(args) + [None, None])[:2]
         inner = self.app.tasks.get(task_name) if isinstance(task_name, str) else None
+        owner = inner if isinstance(inner, EventTask) else self
         for payload in payloads or []:
-            if isinstance(inner, EventTask) and isinstance(payload, dict):
-                inner._dead_letter(Envelope.from_task_payload(payload), exc)
+            if isinstance(payload, dict):
+                owner._dead_letter(Envelope.from_task_payload(payload), exc)
 
 
 @shared_task(name="bridge.process_batch", bind=True, base=BatchTask)
 def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]]) -> dict[str, int]:
     """Run the events the bridge packed into one message through the task `task_name`.
 
-    A task with a registered `batch_handler` (say, the audit log's, which appends a whole batch under one
-    chain lock in one transaction) gets them all at once; without one, or when it raises, each
-    event runs through the task's own body here, in this process. An event whose body raises is
+    A task with a registered `batch_handler` (say, the audit log's, which appends a whole batch under
+    one chain lock in one transaction) gets them all at once. When the database or Redis is away,
+    the whole batch is run again (EventTask). Without a handler, or when it raises anything else,
+    each event runs through the task's own body here, in this process. An event whose body raises is
     sent on as a task of its own, so Celery's retries, countdowns and dead-lettering apply to it
     exactly as if the bridge had never batched. Every body is idempotent (inbox, natural keys),
     so running an event again after a crash or a failed batch has its effect once.
@@ -156,6 +158,8 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
     if batch is not None:
         try:
             batch([Envelope.from_task_payload(p) for p in payloads])
+        except TRANSIENT_ERRORS:
+            raise  # the database or Redis is away: EventTask runs the whole batch again
         except Exception as exc:  # noqa: BLE001 - fall back to one event at a time, which isolates it
             logger.warning(
                 "%s: batch of %d failed (%s: %s); one by one",

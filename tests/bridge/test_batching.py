@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from kafka import KafkaProducer
 
 from audit import tasks as audit_tasks
@@ -176,3 +177,33 @@ def test_a_batch_that_fails_for_good_dead_letters_each_event(monkeypatch: pytest
         RuntimeError("redis gone"), "task-id", ("audit.record_event", [payload("a"), payload("b")]), {}, None
     )
     assert dead == ["a", "b"]
+
+
+def test_a_database_outage_runs_the_whole_batch_again_rather_than_splitting_it(
+    fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task, sent = fake
+    calls: list[int] = []
+
+    def handler(events: list[Envelope]) -> None:
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise OperationalError("connection refused")
+
+    monkeypatch.setitem(bridge_tasks._BATCH_HANDLERS, FakeTask.name, handler)
+    monkeypatch.setattr(bridge_tasks.connections, "close_all", lambda: None)
+    monkeypatch.setattr(bridge_tasks.time, "sleep", lambda s: None)
+    # Through EventTask.__call__, as the worker runs it: the outage is ridden out as a batch.
+    assert bridge_tasks.process_batch(FakeTask.name, [payload("a"), payload("b")])["batched"] == 2
+    assert calls == [2, 2] and task.ran == [] and sent == []
+
+
+def test_a_batch_of_an_unknown_task_is_dead_lettered_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    dead: list[str] = []
+    monkeypatch.setattr(
+        bridge_tasks.EventTask, "_dead_letter", lambda self, event, exc: dead.append(event.id)
+    )
+    bridge_tasks.process_batch.on_failure(
+        KeyError("gone.task"), "task-id", ("gone.task", [payload("a")]), {}, None
+    )
+    assert dead == ["a"]
