@@ -75,6 +75,7 @@ class PatternSubscription:
         # Listed before subscribing: a topic created in between is a change at the next look.
         self.layout = self._look()
         self.consumer.subscribe(pattern=self.pattern, listener=self.listener)
+        self._next_look = time.monotonic() + self.refresh_s
 
     def follow(self) -> None:
         """Called from the consume loop: renew the subscription if the matching topics changed."""
