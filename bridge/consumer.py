@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -369,17 +370,22 @@ class Bridge:
             payloads = [envelope.to_task_payload() for _, envelope in run]
             for task_name in route.tasks:
                 celery_app.send_task(BATCH_TASK, args=[task_name, payloads], queue=queue_for_task(task_name))
-            logger.info(
-                "dispatched %s@%s:%s-%s (%d events) to %s",
-                first.topic,
-                first.partition,
-                first.offset,
-                run[-1][0].offset,
-                len(run),
-                ", ".join(route.tasks),
-            )
+            # One line per event, as for a lone one, so each event's correlation id is in the log.
+            for record, envelope in run:
+                with correlation.bound(
+                    envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
+                ):
+                    logger.info(
+                        "dispatched %s@%s:%s to %s (batch of %d)",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        ", ".join(route.tasks),
+                        len(run),
+                    )
         metrics.BRIDGE_DISPATCH.inc(len(run) * len(route.tasks))
-        metrics.KAFKA_MESSAGES.labels(topic=first.topic, outcome="dispatched").inc(len(run))
+        for topic, count in Counter(record.topic for record, _ in run).items():  # a batch may span topics
+            metrics.KAFKA_MESSAGES.labels(topic=topic, outcome="dispatched").inc(count)
 
     def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Commit what is done; a failed commit is retried later (at worst, redelivery)."""

@@ -7,6 +7,7 @@ Parallel test sessions on one machine: give each its own DATABASE_URL (the test 
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import uuid
@@ -203,6 +204,30 @@ def collector(stack: Stack) -> Iterator[Collector]:
     c.close()
 
 
+# Data migrations whose rows every later test (and the running stack) relies on: the beat
+# schedules of each domain and the seeded notification templates. Each is idempotent.
+SEED_MIGRATIONS = (
+    "audit.migrations.0005_beat_schedules",
+    "bridge.migrations.0003_outbox_sweep_schedule",
+    "ledger.migrations.0003_reconciliation_schedule",
+    "notifications.migrations.0002_seed_payment_templates",
+    "notifications.migrations.0003_dispatch_schedule",
+    "payments.migrations.0003_settlement_schedule",
+)
+
+
+def reseed() -> None:
+    """Put back the rows of SEED_MIGRATIONS, which a transactional test's closing flush removes.
+
+    Without them, later flow tests ran with no notification templates (every email failed
+    `template_not_found`) and no outbox sweep or notification dispatcher on beat.
+    """
+    from django.apps import apps
+
+    for name in SEED_MIGRATIONS:
+        importlib.import_module(name).Migration.operations[0].code(apps, None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def flush_survives_deadlocks() -> Iterator[None]:
     """Retry a test's teardown flush that PostgreSQL aborted as a deadlock victim.
@@ -220,11 +245,14 @@ def flush_survives_deadlocks() -> Iterator[None]:
     def teardown(self: TransactionTestCase) -> None:
         for attempt in range(5):
             try:
-                return original(self)
+                original(self)
             except CommandError as exc:
                 if "deadlock detected" not in str(exc.__cause__) or attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+            else:
+                reseed()
+                return
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TransactionTestCase, "_fixture_teardown", teardown)

@@ -60,7 +60,7 @@ def test_a_backlog_is_dispatched_in_batches_with_one_effect_per_request(
     collector.wait_for(PROCESSED, ours, count=43, timeout_s=120)
     collector.wait_for(FAILED, ours, count=4, timeout_s=60)
     collector.settle(3.0)
-    live.bridge.wait_for_log("events) to payments.process_payment_requested", since=since, timeout_s=5)
+    live.bridge.wait_for_log("to payments.process_payment_requested (batch of", since=since, timeout_s=5)
 
     outcomes = Counter(
         r.key.decode() for t in (PROCESSED, FAILED) for r in collector.matching(t, ours) if r.key

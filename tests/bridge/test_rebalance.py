@@ -31,7 +31,15 @@ from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
+# One line per event, alone or in a batch: "dispatched t@p:o to tasks[ (batch of n)]".
 DISPATCHED = re.compile(r'"event": "dispatched ([^ @]+@\d+:\d+) to ')
+
+
+def dispatched_messages(log: str) -> Counter[str]:
+    """How often the bridge's log says each `topic@partition:offset` was dispatched."""
+    return Counter(DISPATCHED.findall(log))
+
+
 ASSIGNED = re.compile(r'"event": "bridge assigned (\d+) partitions"')
 
 
@@ -290,7 +298,11 @@ def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, 
         create_topic(name)
         produce(live.bootstrap, name, fx_record(name), key="EURUSD")
         # Joining the topic rebalances the group while payments are being dispatched.
-        live.bridge.wait_for_log(f"dispatched {name}@0:0 to ", timeout_s=30, since=log_start)
+        wait_until(
+            lambda: dispatched_messages(bridge_log_since(live, log_start))[f"{name}@0:0"],
+            timeout_s=30,
+            what=f"the bridge dispatching {name}@0:0",
+        )
         time.sleep(2)
     finally:
         sent = stream.stop()
@@ -299,7 +311,7 @@ def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, 
     assert live.bridge.running and live.bridge.process and live.bridge.process.pid == bridge_pid, (
         "the bridge restarted:\n" + live.bridge.log_tail()
     )
-    dispatched = Counter(DISPATCHED.findall(bridge_log_since(live, log_start)))
+    dispatched = dispatched_messages(bridge_log_since(live, log_start))
     assert dispatched[f"{name}@0:0"] == 1
     twice = {message: n for message, n in dispatched.items() if n > 1}
     assert not twice, f"dispatched again after the rebalance, so not committed before it: {twice}"

@@ -4,7 +4,6 @@ restarted once with settings pointing at them and short schedules."""
 from __future__ import annotations
 
 import base64
-import importlib
 import os
 from collections.abc import Iterator
 
@@ -12,6 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL, Stack
+from tests.conftest import reseed as seed_rows
 from tests.support.receivers import HttpReceiver, SmtpReceiver
 
 PLATFORM_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -98,13 +98,9 @@ def restart_worker(stack: Stack) -> None:
 def reseed() -> None:
     """Put back the rows the notifications data migrations create (the seeded templates and the
     dispatcher's PeriodicTask), which the flush after every transactional test removes."""
-    from django.apps import apps
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-    for name in ("0002_seed_payment_templates", "0003_dispatch_schedule"):
-        migration = importlib.import_module(f"notifications.migrations.{name}")
-        forward = migration.Migration.operations[0].code
-        forward(apps, None)
+    seed_rows()
     # As an operator would in the admin: a short dispatcher interval, for second-long schedules.
     every, _ = IntervalSchedule.objects.get_or_create(
         every=DISPATCH_INTERVAL_US, period=IntervalSchedule.MICROSECONDS
