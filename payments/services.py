@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from bridge import inbox, outbox, topics
@@ -343,6 +343,9 @@ def _charge_all(payments: Iterable[Payment]) -> list[ChargeResult | GatewayTimeo
         _gateway_pool_pid = os.getpid()
 
     def ask(payment: Payment) -> ChargeResult | GatewayTimeout | CircuitOpen:
+        # This thread's own database connection (the simulator's): one broken by an outage is
+        # replaced here, as the task's own is by EventTask, or every later charge would fail.
+        close_old_connections()
         try:
             return _charge_at_gateway(payment)
         except (GatewayTimeout, CircuitOpen) as exc:
