@@ -11,6 +11,7 @@ import redis
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from django.db import InterfaceError, OperationalError, connections, transaction
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
@@ -30,6 +31,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     InterfaceError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # A publish that found Redis away (a batch sending an unsure payment on as its own task).
+    KombuOperationalError,
 )
 TRANSIENT_RETRY_FOR_S = 180.0
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db import OperationalError
 from kafka import KafkaProducer
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit import tasks as audit_tasks
 from audit.models import AuditEvent
@@ -179,16 +180,23 @@ def test_a_batch_that_fails_for_good_dead_letters_each_event(monkeypatch: pytest
     assert dead == ["a", "b"]
 
 
-def test_a_database_outage_runs_the_whole_batch_again_rather_than_splitting_it(
-    fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "outage",
+    [OperationalError("connection refused"), KombuOperationalError("Error 111 connecting to Redis")],
+    ids=["postgres", "redis-publish"],
+)
+def test_an_outage_runs_the_whole_batch_again_rather_than_splitting_it(
+    fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch, outage: Exception
 ) -> None:
+    """PostgreSQL away, or Redis away when the batch sends an event on: the batch runs again whole
+    (it is idempotent), rather than splitting or failing and dead-lettering what it processed."""
     task, sent = fake
     calls: list[int] = []
 
     def handler(events: list[Envelope]) -> None:
         calls.append(len(events))
         if len(calls) == 1:
-            raise OperationalError("connection refused")
+            raise outage
 
     monkeypatch.setitem(bridge_tasks._BATCH_HANDLERS, FakeTask.name, handler)
     monkeypatch.setattr(bridge_tasks.connections, "close_all", lambda: None)
