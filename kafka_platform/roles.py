@@ -17,14 +17,18 @@ ALL_MODELS = "*"
 
 # role -> (app label, model name or ALL_MODELS, permission actions)
 ROLE_PERMISSIONS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
-    # Operators run the platform: payments, notifications, dead letters, periodic tasks.
+    # Operators run the platform: payments and refunds, notifications (and requesting them),
+    # ledger postings other than a client's transfer, the assignment of ledger accounts to
+    # clients, dead letters, and the schedule of existing periodic tasks (creating one, or
+    # changing what it runs, is for superusers: django_celery_beat's admin enforces it).
     # They do not read the audit log.
     OPERATORS: (
-        ("payments", ALL_MODELS, ("view", "change")),
-        ("notifications", ALL_MODELS, ("view", "change")),
-        ("ledger", ALL_MODELS, ("view",)),
+        ("payments", ALL_MODELS, ("view", "change", "refund")),
+        ("notifications", ALL_MODELS, ("view", "change", "add")),
+        ("ledger", ALL_MODELS, ("view", "post")),
+        ("ledger", "clientaccount", ("add", "change", "delete")),
         ("bridge", ALL_MODELS, ("view", "change")),
-        ("django_celery_beat", ALL_MODELS, ("view", "add", "change", "delete")),
+        ("django_celery_beat", ALL_MODELS, ("view", "change")),
     ),
     # Auditors read everything the domains record and work compliance alerts; nobody may change
     # the audit log itself.

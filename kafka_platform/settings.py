@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "kafka_platform.correlation.CorrelationIdMiddleware",
+    "kafka_platform.problems.ProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -273,6 +274,19 @@ NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", def
 NOTIFICATIONS_SENDING_STUCK_AFTER_S = env.float("NOTIFICATIONS_SENDING_STUCK_AFTER_S", default=330.0)
 
 # --- HTTP API ---------------------------------------------------------------------------------
+# A request body over this many bytes is refused with 413 before any view reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+# The shared cache: API rate-limit counters, so that every web process counts the same requests.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=CELERY_BROKER_URL),
+        "KEY_PREFIX": "kp-cache",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -282,8 +296,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Numbers in JSON bodies become Decimals: money never passes through a float.
+    "DEFAULT_PARSER_CLASSES": [
+        "kafka_platform.parsers.DecimalJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Writes are rate limited per client; reads are not (429 with Retry-After).
+    "DEFAULT_THROTTLE_CLASSES": ["kafka_platform.throttles.WriteRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"writes": env.str("API_WRITE_RATE", default="600/min")},
     "COERCE_DECIMAL_TO_STRING": True,
-    # Failed API authentications become audit records (repeated_auth_failure).
+    # Every error is RFC 9457 problem+json (kafka_platform/problems.py); failed authentications
+    # also become audit records (repeated_auth_failure).
     "EXCEPTION_HANDLER": "audit.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {

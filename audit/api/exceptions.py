@@ -1,4 +1,4 @@
-"""The API's exception handler: DRF's, plus an audit record for every failed authentication."""
+"""The API's exception handler: problem+json for every error, an audit record per failed login."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit import services
+from kafka_platform import problems
 
 # Set on a request whose failure Django's user_login_failed signal already recorded.
 RECORDED_FLAG = "_audit_auth_failure_recorded"
@@ -26,4 +26,4 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 path=django_request.path,
                 reason=str(exc.detail),
             )
-    return drf_exception_handler(exc, context)
+    return problems.exception_handler(exc, context)
