@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Envelope:
     data: dict[str, Any]
     subject: str | None = None
     correlation_id: str | None = None
+    # The CloudEvents extension `actor`: who asked for this (`user:<username>`), so that the worker
+    # finishing the work records the requester in the audit log, not itself.
+    actor: str | None = None
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
@@ -81,6 +85,7 @@ class Envelope:
             "time": self.time,
             "subject": self.subject,
             "correlationid": self.correlation_id,
+            "actor": self.actor,
             "data": self.data,
             "origin": [self.topic, self.partition, self.offset],
         }
@@ -96,6 +101,7 @@ class Envelope:
             data=dict(payload["data"]),
             subject=payload.get("subject"),
             correlation_id=payload.get("correlationid"),
+            actor=payload.get("actor"),
             topic=topic,
             partition=partition,
             offset=offset,
@@ -180,6 +186,15 @@ def _parse_object(raw: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
+# A JSON `\u0000` escape that is not itself escaped (`\\u0000` is a backslash, then text).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def contains_nul(raw: bytes) -> bool:
+    """Does raw JSON carry a NUL character, as a byte or as a `\\u0000` escape?"""
+    return b"\x00" in raw or _JSON_NUL.search(raw) is not None
+
+
 def _required_str(obj: Mapping[str, Any], name: str, where: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
@@ -196,6 +211,11 @@ def decode(msg: IncomingMessage) -> Envelope:
         logger.warning("large message: %s bytes at %s", size, msg.fallback_id)
     if not msg.value:
         raise PoisonMessage("invalid_json", "message value is empty")
+    if contains_nul(msg.value) or any(
+        v is not None and b"\x00" in v for k, v in msg.headers if k.lower().startswith(CE_HEADER_PREFIX)
+    ):
+        # PostgreSQL text cannot hold NUL: such an event would crash the worker that stores it.
+        raise PoisonMessage("invalid_text", "the message contains a NUL character")
 
     content_type = (_header(msg.headers, "content-type") or "").lower()
     key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
@@ -217,6 +237,7 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
     if not isinstance(data, dict):
         raise PoisonMessage("not_an_object", f"CloudEvent data is a JSON {type(data).__name__}")
     correlation = obj.get("correlationid")
+    actor = obj.get("actor")
     return Envelope(
         id=_required_str(obj, "id", "CloudEvent"),
         type=_required_str(obj, "type", "CloudEvent"),
@@ -224,6 +245,7 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
         time=obj.get("time") if isinstance(obj.get("time"), str) else now_rfc3339(),
         subject=obj.get("subject") if isinstance(obj.get("subject"), str) else key,
         correlation_id=correlation if isinstance(correlation, str) else None,
+        actor=actor if isinstance(actor, str) and actor else None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
@@ -247,6 +269,7 @@ def _decode_binary(msg: IncomingMessage, key: str | None) -> Envelope:
         time=attrs.get("time") or now_rfc3339(),
         subject=attrs.get("subject") or key,
         correlation_id=attrs.get("correlationid"),
+        actor=attrs.get("actor") or None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
@@ -286,10 +309,11 @@ def build_event(
     data: Mapping[str, Any],
     correlation_id: str | None = None,
     event_id: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """A CloudEvents 1.0 structured-mode event (as a dict, ready for dumps)."""
     event_id = event_id or str(uuid.uuid4())
-    return {
+    event = {
         "specversion": SPECVERSION,
         "id": event_id,
         "source": SOURCE_PREFIX + domain,
@@ -300,6 +324,9 @@ def build_event(
         "correlationid": correlation_id or event_id,
         "data": dict(data),
     }
+    if actor:
+        event["actor"] = actor
+    return event
 
 
 def encode_event(event: Mapping[str, Any]) -> tuple[bytes, Headers]:

@@ -37,6 +37,7 @@ def record_event(
     data: Mapping[str, Any],
     correlation_id: str | None = None,
     event_id: str | None = None,
+    actor: str | None = None,
 ) -> OutboxEvent:
     """Add a CloudEvent for `topic` to the outbox in the caller's transaction.
 
@@ -50,6 +51,7 @@ def record_event(
         data=data,
         correlation_id=correlation_id or correlation.current(),
         event_id=event_id,
+        actor=actor,
     )
     value, headers = codec.encode_event(event)
     return bulk.insert(

@@ -22,6 +22,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kafka_platform import problems
 from kafka_platform.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -30,7 +31,11 @@ MAX_KEY_LENGTH = 255
 
 
 def _problem(code: int, detail: str) -> Response:
-    return Response({"detail": detail}, status=code)
+    return Response(
+        problems.problem_body(code, detail, code="idempotency_key"),
+        status=code,
+        content_type=problems.CONTENT_TYPE,
+    )
 
 
 def fingerprint(request: Request) -> str:

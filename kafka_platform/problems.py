@@ -11,7 +11,6 @@ unhandled exception under `/api/` (500 without a traceback).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -25,6 +24,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from bridge.codec import contains_nul
 
 logger = logging.getLogger(__name__)
 
@@ -128,15 +129,6 @@ def problem_response(status_code: int, detail: str, *, code: str | None = None, 
     return JsonResponse(
         problem_body(status_code, detail, code=code, **extra), status=status_code, content_type=CONTENT_TYPE
     )
-
-
-# A JSON `\u0000` escape not itself escaped (`\\u0000` is a backslash followed by text).
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
-
-
-def contains_nul(raw: bytes) -> bool:
-    """Does raw JSON text or bytes carry a NUL byte, literally or as a `\\u0000` escape?"""
-    return b"\x00" in raw or _JSON_NUL.search(raw) is not None
 
 
 class ProblemMiddleware:

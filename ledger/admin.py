@@ -6,13 +6,16 @@ and post the reversal of a transaction (the way a posted transaction is correcte
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from kafka_platform.actors import user_actor
 from ledger import services
 from ledger.events import money_string
-from ledger.models import Account, Balance, Entry, Reconciliation, Transaction
+from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import LedgerRefused
 
 
@@ -44,7 +47,7 @@ class BalanceInline(ReadOnlyInline):
 
 
 def _actor(request: HttpRequest) -> str:
-    return f"user:{request.user.get_username()}"
+    return user_actor(request.user)
 
 
 @admin.register(Account)
@@ -133,3 +136,24 @@ class ReconciliationAdmin(ReadOnlyAdmin):
     @admin.display(boolean=True)
     def ok(self, run: Reconciliation) -> bool:
         return run.ok
+
+
+@admin.register(ClientAccount)
+class ClientAccountAdmin(admin.ModelAdmin):
+    """Operators assign ledger accounts to API clients; each change is an audit record."""
+
+    list_display = ("account_id", "client", "assigned_by", "assigned_at")
+    search_fields = ("account_id", "client__username")
+    readonly_fields = ("assigned_by", "assigned_at")
+
+    def save_model(self, request: HttpRequest, obj: ClientAccount, form: Any, change: bool) -> None:
+        if change and "account_id" in form.changed_data:
+            services.client_account_unassign(account_id=form.initial["account_id"], actor=_actor(request))
+        services.client_account_assign(account_id=obj.account_id, client=obj.client, actor=_actor(request))
+
+    def delete_model(self, request: HttpRequest, obj: ClientAccount) -> None:
+        services.client_account_unassign(account_id=obj.account_id, actor=_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ClientAccount]) -> None:
+        for assignment in queryset:
+            self.delete_model(request, assignment)

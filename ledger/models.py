@@ -9,6 +9,7 @@ rules first so that refusals are clean; the database is the backstop nothing can
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
@@ -96,7 +97,12 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-posted_at", "transaction_id"]
-        permissions = [("reverse_transaction", "Can post the reversal of a ledger transaction")]
+        permissions = [
+            ("reverse_transaction", "Can post the reversal of a ledger transaction"),
+            # Any kind on any account (topup, withdrawal, journal, refund, transfer) through the API;
+            # without it a client may only `transfer` from an account assigned to it.
+            ("post_transaction", "Can request ledger postings of any kind on any account"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(kind__in=TransactionKind.values), name="ledger_transaction_kind"
@@ -157,3 +163,24 @@ class Reconciliation(models.Model):
     @property
     def ok(self) -> bool:
         return not self.mismatches and not self.imbalances
+
+
+class ClientAccount(models.Model):
+    """A ledger account assigned to an API client by an operator.
+
+    The client may read the account's balances and statement and `transfer` from it; nothing else.
+    The account id need not have been used yet (it is created by its first posting).
+    """
+
+    account_id = models.CharField(max_length=ACCOUNT_ID_MAX_LENGTH, unique=True)
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ledger_accounts"
+    )
+    assigned_at = models.DateTimeField(auto_now_add=True)
+    assigned_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["account_id"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} → {self.client}"

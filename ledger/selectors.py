@@ -4,10 +4,38 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from ledger.models import Account, Balance, Entry, Transaction
+from ledger.models import Account, Balance, ClientAccount, Entry, Transaction
+
+# Who may read every account and transaction (operators, auditors); a client reads its own.
+VIEW_ALL_PERMISSION = "ledger.view_transaction"
+# Who may request any posting on any account (operators); a client may `transfer` from its own.
+POST_ANY_PERMISSION = "ledger.post_transaction"
+
+
+def accounts_of(user: Any) -> set[str]:
+    """The ledger account ids assigned to an API client (by an operator, in the admin)."""
+    return set(ClientAccount.objects.filter(client=user).values_list("account_id", flat=True))
+
+
+def account_visible_to(*, user: Any, account_id: str) -> bool:
+    """May `user` read this account's balances and statement?"""
+    return bool(
+        user.has_perm(VIEW_ALL_PERMISSION)
+        or ClientAccount.objects.filter(client=user, account_id=account_id).exists()
+    )
+
+
+def transactions_visible_to(user: Any, transactions: QuerySet[Transaction]) -> QuerySet[Transaction]:
+    """Of `transactions`, what `user` may read: all for operators and auditors, else those that
+    touch an account assigned to the client."""
+    if user.has_perm(VIEW_ALL_PERMISSION):
+        return transactions
+    owned = ClientAccount.objects.filter(client=user).values("account_id")
+    return transactions.filter(pk__in=Entry.objects.filter(account_id__in=owned).values("transaction_id"))
 
 
 def account_balances(*, account_id: str) -> dict[str, Decimal] | None:

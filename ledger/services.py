@@ -26,10 +26,11 @@ from django.utils import timezone
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
+from kafka_platform.actors import user_actor
 from ledger import postings
 from ledger.events import TransactionRequested, balance_updated, money_string, transaction_failed
 from ledger.kinds import AccountKind
-from ledger.models import Account, Balance, Entry, Reconciliation, Transaction
+from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import InsufficientFunds, InvalidAccount, LedgerRefused, Leg, Posting
 
 logger = logging.getLogger(__name__)
@@ -301,13 +302,54 @@ def transaction_reverse(*, transaction_id: str, actor: str, reason: str = "") ->
 
 
 @db_transaction.atomic
-def transaction_request(*, request: TransactionRequested, correlation_id: str | None = None) -> None:
-    """Publish a ledger.transaction-requested (through the outbox) for the ledger worker to post."""
+def transaction_request(
+    *, request: TransactionRequested, actor: str | None = None, correlation_id: str | None = None
+) -> None:
+    """Publish a ledger.transaction-requested (through the outbox) for the ledger worker to post.
+
+    `actor` rides along as the event's `actor` attribute: the worker records the requester, not
+    itself, in the audit log.
+    """
     outbox.record_event(
         topic=topics.LEDGER_TRANSACTION_REQUESTED,
         subject=request.transactionId,
         correlation_id=correlation_id,
+        actor=actor,
         data=request.model_dump(exclude_none=True),
+    )
+
+
+@db_transaction.atomic
+def client_account_assign(*, account_id: str, client: Any, actor: str) -> ClientAccount:
+    """Assign a ledger account to an API client (it may then read it and transfer from it)."""
+    assignment, _ = ClientAccount.objects.update_or_create(
+        account_id=account_id, defaults={"client": client, "assigned_by": actor}
+    )
+    _audit(
+        action="account.assigned",
+        subject_type="account",
+        subject_id=account_id,
+        actor=actor,
+        correlation_id=None,
+        details={"client": user_actor(client)},
+    )
+    return assignment
+
+
+@db_transaction.atomic
+def client_account_unassign(*, account_id: str, actor: str) -> None:
+    """Take a ledger account away from the client it was assigned to."""
+    assignment = ClientAccount.objects.filter(account_id=account_id).select_related("client").first()
+    if assignment is None:
+        return
+    assignment.delete()
+    _audit(
+        action="account.unassigned",
+        subject_type="account",
+        subject_id=account_id,
+        actor=actor,
+        correlation_id=None,
+        details={"client": user_actor(assignment.client)},
     )
 
 

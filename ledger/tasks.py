@@ -28,15 +28,16 @@ CONTENTION_RETRY = {
 
 def _post_or_refuse(*, event: Envelope, transaction_id: str, build: Callable[[], Posting]) -> str:
     correlation_id = event.correlation_id or event.id
+    actor = event.actor or services.WORKER_ACTOR  # whoever asked, when the request says
     try:
         result = services.transaction_post(
-            posting=build(), actor=services.WORKER_ACTOR, correlation_id=correlation_id, event=event
+            posting=build(), actor=actor, correlation_id=correlation_id, event=event
         )
     except LedgerRefused as refused:
         services.transaction_refuse(
             transaction_id=transaction_id,
             refused=refused,
-            actor=services.WORKER_ACTOR,
+            actor=actor,
             correlation_id=correlation_id,
             event=event,
         )

@@ -79,6 +79,8 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Refunding any payment (operators); a client may refund its own payments without it.
+        permissions = [("refund_payment", "Can refund any payment")]
         constraints = [
             # A refused request is kept as it came, negative amount included; nothing else may be.
             models.CheckConstraint(

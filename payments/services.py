@@ -27,8 +27,9 @@ from django.utils import timezone
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, now_rfc3339
 from kafka_platform import bulk, metrics
+from kafka_platform.actors import user_actor
 from kafka_platform.circuit_breaker import CircuitOpen
-from kafka_platform.money import format_money
+from kafka_platform.money import MoneyError, check_precision, format_money
 from payments.events import FailureReason, PaymentRequested
 from payments.fraud import fraud_check
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
@@ -68,10 +69,18 @@ class RefundRefused(Exception):
     """A refund that cannot be made (wrong status, more than is left)."""
 
 
+class RefundInvalid(ValueError):
+    """A refund amount that is not money in the payment's currency (e.g. too many decimals)."""
+
+
 # --- building blocks --------------------------------------------------------------------------
 
 
 def _audit(payment: Payment, *, action: str, actor: str, details: dict[str, Any]) -> None:
+    if actor == WORKER_ACTOR and payment.client_id is not None:
+        # The worker finishes what an API client asked for: the client is the actor on record.
+        details = {**details, "performedBy": WORKER_ACTOR}
+        actor = user_actor(payment.client)
     outbox.record_event(
         topic=topics.AUDIT_PAYMENT_EVENTS,
         subject=payment.payment_id,
@@ -471,6 +480,12 @@ def refund_request(*, payment_id: str, amount: Decimal | None, reason: str, acto
     payment = Payment.objects.select_for_update().get(payment_id=payment_id)
     if payment.status not in REFUNDABLE:
         raise RefundRefused(f"payment {payment_id} is {payment.status}; only captured payments are refunded")
+    if amount is not None:
+        try:
+            # "0.001" USD is not an amount the gateway and the ledger can agree on.
+            amount = check_precision(amount, payment.currency)
+        except MoneyError as exc:
+            raise RefundInvalid(str(exc)) from None
     amount = payment.refundable_amount if amount is None else amount
     if amount <= 0:
         raise RefundRefused(f"refund amount must be positive, got {amount:f}")

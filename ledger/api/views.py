@@ -9,13 +9,14 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from pydantic import ValidationError
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bridge import codec
+from kafka_platform.actors import user_actor
 from kafka_platform.idempotency import idempotent
+from kafka_platform.problems import Problem, pydantic_errors
 from ledger import postings, selectors, services
 from ledger.api import serializers as s
 from ledger.events import TransactionRequested, money_string
@@ -24,12 +25,20 @@ from ledger.postings import LedgerRefused
 IDEMPOTENCY_SCOPE = "ledger.transactions"
 
 
+def _visible_balances(request: Request, account_id: str) -> dict:
+    """The account's balances if the requester may read them; 404 alike for others' and unknown."""
+    balances = None
+    if selectors.account_visible_to(user=request.user, account_id=account_id):
+        balances = selectors.account_balances(account_id=account_id)
+    if balances is None:
+        raise NotFound(f"no ledger account {account_id!r}")
+    return balances
+
+
 class BalanceView(APIView):
     @extend_schema(responses=s.BalancesSerializer)
     def get(self, request: Request, account_id: str) -> Response:
-        balances = selectors.account_balances(account_id=account_id)
-        if balances is None:
-            raise NotFound(f"no ledger account {account_id!r}")
+        balances = _visible_balances(request, account_id)
         return Response(
             {
                 "accountId": account_id,
@@ -50,13 +59,16 @@ class AccountEntriesView(generics.ListAPIView):
         return selectors.account_statement(account_id=self.kwargs["account_id"], **params)
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        if selectors.account_balances(account_id=kwargs["account_id"]) is None:
-            raise NotFound(f"no ledger account {kwargs['account_id']!r}")
+        _visible_balances(request, kwargs["account_id"])
         return super().list(request, *args, **kwargs)
 
 
-def _bad_request(detail: str, **extra: Any) -> Response:
-    return Response({"detail": detail, **extra}, status=status.HTTP_400_BAD_REQUEST)
+def _check_may_post(user: Any, request: TransactionRequested) -> None:
+    """Operators post anything; a client only a `transfer` from an account assigned to it."""
+    if user.has_perm(selectors.POST_ANY_PERMISSION):
+        return
+    if request.kind != "transfer" or request.fromAccount not in selectors.accounts_of(user):
+        raise PermissionDenied("A client may only request a transfer from a ledger account assigned to it.")
 
 
 class TransactionListView(generics.ListAPIView):
@@ -65,7 +77,7 @@ class TransactionListView(generics.ListAPIView):
     def get_queryset(self) -> Any:
         params = s.query_params(s.TransactionFilterSerializer, self.request.query_params)
         params["account_id"] = params.pop("account", None)
-        return selectors.transaction_list(**params)
+        return selectors.transactions_visible_to(self.request.user, selectors.transaction_list(**params))
 
     @extend_schema(request=s.TransactionRequestSerializer, responses={202: s.TransactionAcceptedSerializer})
     def post(self, request: Request) -> Response:
@@ -73,26 +85,22 @@ class TransactionListView(generics.ListAPIView):
         return idempotent(request, scope=IDEMPOTENCY_SCOPE, handler=lambda: self._request_posting(request))
 
     def _request_posting(self, request: Request) -> Response:
-        try:
-            # Parsed here rather than by DRF so that numbers become Decimals, never floats.
-            body = codec.loads(request.body)
-        except ValueError as exc:
-            return _bad_request(f"the body is not JSON: {exc}")
+        body = request.data  # numbers parsed as Decimals (kafka_platform.parsers)
         if not isinstance(body, dict):
-            return _bad_request("the body must be a JSON object")
-        body.setdefault("transactionId", f"txn_{uuid.uuid4().hex}")
+            raise Problem(400, "The body must be a JSON object.", code="validation_error")
+        body = {"transactionId": f"txn_{uuid.uuid4().hex}", **body}
         try:
             transaction_request = TransactionRequested.model_validate(body)
         except ValidationError as exc:
-            return _bad_request(
-                "invalid transaction request",
-                errors=exc.errors(include_url=False, include_context=False, include_input=False),
-            )
+            raise Problem(
+                400, "Invalid transaction request.", code="validation_error", errors=pydantic_errors(exc)
+            ) from None
+        _check_may_post(request.user, transaction_request)
         try:
             postings.checked(postings.from_request(transaction_request))
         except LedgerRefused as refused:
-            return _bad_request(str(refused), reason=refused.reason)
-        services.transaction_request(request=transaction_request)
+            raise Problem(400, str(refused), code=refused.reason, reason=refused.reason) from None
+        services.transaction_request(request=transaction_request, actor=user_actor(request.user))
         transaction_id = transaction_request.transactionId
         return Response(
             {"transactionId": transaction_id, "status": "requested"},
@@ -106,4 +114,4 @@ class TransactionDetailView(generics.RetrieveAPIView):
     lookup_field = "transaction_id"
 
     def get_queryset(self) -> Any:
-        return selectors.transaction_list()
+        return selectors.transactions_visible_to(self.request.user, selectors.transaction_list())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError
@@ -12,15 +11,16 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from pydantic import ValidationError
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from bridge.codec import loads
+from kafka_platform.actors import user_actor
 from kafka_platform.idempotency import HEADER, idempotent
 from kafka_platform.money import MoneyError, parse_amount
+from kafka_platform.problems import Problem, pydantic_errors
 from payments import selectors, services
 from payments.api.serializers import PaymentDetailSerializer, PaymentSerializer, RefundSerializer
 from payments.events import PaymentRequested
@@ -28,18 +28,20 @@ from payments.models import Payment
 
 
 def _json_body(request: Request) -> dict:
-    """The body parsed with numbers as Decimal (DRF's parser would make money a float)."""
-    try:
-        body = loads(request.body or b"{}")
-    except ValueError as exc:
-        raise ParseError(f"JSON parse error: {exc}") from None
+    """The body as a JSON object, numbers as Decimal (kafka_platform.parsers), never a float."""
+    body = request.data if request.body else {}
     if not isinstance(body, dict):
-        raise ParseError("the body must be a JSON object")
-    return body
+        raise Problem(400, "The body must be a JSON object.", code="validation_error")
+    return dict(body)
 
 
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"]} for e in exc.errors()]
+class PaymentFilterSerializer(serializers.Serializer):
+    status = serializers.CharField(required=False)
+    user = serializers.CharField(required=False)
+    merchant = serializers.CharField(required=False)
+    currency = serializers.CharField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
 
 
 @extend_schema_view(
@@ -54,25 +56,24 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return PaymentDetailSerializer if self.action == "retrieve" else PaymentSerializer
 
     def get_queryset(self) -> QuerySet[Payment]:
-        payments = selectors.payments_visible_to(self.request.user)
-        params = self.request.query_params
-        for param, field in (
-            ("status", "status"),
-            ("user", "user_id"),
-            ("merchant", "merchant_id"),
-            ("currency", "currency"),
-        ):
-            if params.get(param):
-                payments = payments.filter(**{field: params[param]})
-        for param, lookup in (("created_after", "created_at__gte"), ("created_before", "created_at__lt")):
-            if params.get(param):
-                try:
-                    payments = payments.filter(**{lookup: datetime.fromisoformat(params[param])})
-                except ValueError:
-                    raise ParseError(f"{param} must be an ISO 8601 time") from None
+        if self.action == "list":
+            filters = PaymentFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            params = filters.validated_data
+            payments = selectors.payment_list(
+                user=self.request.user,
+                status=params.get("status"),
+                user_id=params.get("user"),
+                merchant_id=params.get("merchant"),
+                currency=params.get("currency"),
+                created_after=params.get("created_after"),
+                created_before=params.get("created_before"),
+            )
+        else:
+            payments = selectors.payment_list(user=self.request.user)
         if self.action == "retrieve":
             payments = payments.prefetch_related("transitions", "refunds")
-        return payments.order_by("-created_at", "-id")
+        return payments
 
     def create(self, request: Request) -> Response:
         return idempotent(request, scope="payments.create", handler=lambda: self._create(request))
@@ -83,7 +84,9 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         try:
             payment_request = PaymentRequested.model_validate(body)
         except ValidationError as exc:
-            return Response({"detail": "invalid payment request", "errors": _errors(exc)}, status=400)
+            raise Problem(
+                400, "Invalid payment request.", code="validation_error", errors=pydantic_errors(exc)
+            ) from None
         try:
             payment = services.payment_request_create(
                 client=request.user,
@@ -91,7 +94,9 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 correlation_id=request.headers.get("X-Correlation-Id") or str(uuid.uuid4()),
             )
         except IntegrityError:
-            return Response({"detail": f"payment {payment_request.paymentId} already exists"}, status=409)
+            raise Problem(
+                409, f"Payment {payment_request.paymentId} already exists.", code="conflict"
+            ) from None
         location = reverse("payment-detail", kwargs={"payment_id": payment.payment_id})
         return Response(
             PaymentSerializer(payment).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
@@ -99,7 +104,9 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @action(detail=True, methods=["post"])
     def refund(self, request: Request, payment_id: str) -> Response:
-        get_object_or_404(self.get_queryset(), payment_id=payment_id)
+        payment = get_object_or_404(selectors.payment_list(user=request.user), payment_id=payment_id)
+        if not selectors.may_refund(user=request.user, payment=payment):
+            raise PermissionDenied("Refunding this payment needs the payments.refund_payment permission.")
         if request.headers.get(HEADER):
             return idempotent(
                 request, scope="payments.refund", handler=lambda: self._refund(request, payment_id)
@@ -113,14 +120,16 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             try:
                 amount = parse_amount(body["amount"])
             except MoneyError as exc:
-                return Response({"detail": str(exc)}, status=400)
+                raise Problem(400, str(exc), code="validation_error", errors={"amount": [str(exc)]}) from None
         try:
             refund = services.refund_request(
                 payment_id=payment_id,
                 amount=amount,
                 reason=str(body.get("reason", ""))[:255],
-                actor=f"user:{request.user.username}",
+                actor=user_actor(request.user),
             )
+        except services.RefundInvalid as exc:
+            raise Problem(400, str(exc), code="validation_error", errors={"amount": [str(exc)]}) from None
         except services.RefundRefused as exc:
-            return Response({"detail": str(exc)}, status=422)
+            raise Problem(422, str(exc), code="refund_refused") from None
         return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)

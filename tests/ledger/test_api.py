@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bridge import topics
 from bridge.codec import loads
 from bridge.models import OutboxEvent
+from kafka_platform.roles import OPERATORS
 from ledger.models import Transaction
 from tests.conftest import Stack
 from tests.ledger.support import post, topup_request, transaction_request, transfer_request, updates
@@ -24,8 +26,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def client() -> APIClient:
+    """An operator: reads every account and may request postings of any kind."""
+    user = get_user_model().objects.create_user("ledger-operator")
+    user.groups.add(Group.objects.get(name=OPERATORS))
     api = APIClient()
-    api.force_authenticate(get_user_model().objects.create_user("ledger-client"))
+    api.force_authenticate(user)
     return api
 
 

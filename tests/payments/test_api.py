@@ -99,8 +99,10 @@ def test_two_concurrent_requests_with_one_key_give_one_payment(live: Stack) -> N
 def test_invalid_body_is_400_with_field_errors(live: Stack) -> None:
     response = post_payment(client_for("c5"), {"amount": "10.001", "currency": "USD"}, key="k-4")
     assert response.status_code == 400
-    fields = {e["field"] for e in response.json()["errors"]}
-    assert {"userId", "paymentMethod"} <= fields
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 400 and problem["title"] == "Bad Request"
+    assert {"userId", "paymentMethod"} <= set(problem["errors"])
 
 
 def test_clients_see_their_own_payments_operators_see_all(live: Stack) -> None:
