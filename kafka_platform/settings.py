@@ -317,6 +317,9 @@ SPECTACULAR_SETTINGS = {
         "NotificationStatusEnum": "notifications.models.NotificationStatus",
         "DeliveryAttemptStatusEnum": "notifications.models.AttemptStatus",
     },
+    # 3.1: the request bodies are the events' pydantic models, whose optional fields are
+    # `anyOf [..., {"type": "null"}]` (JSON Schema 2020-12, which OpenAPI 3.0 lacks).
+    "OAS_VERSION": "3.1.0",
     "TITLE": "kafka-platform API",
     "DESCRIPTION": "Payments, ledger, notifications and audit.",
     "VERSION": "1.0.0",

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from pydantic import ValidationError
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from kafka_platform.actors import user_actor
 from kafka_platform.idempotency import idempotent
+from kafka_platform.openapi import IDEMPOTENCY_KEY, READ_PROBLEMS, WRITE_PROBLEMS, problems
 from kafka_platform.problems import Problem, pydantic_errors
 from ledger import postings, selectors, services
 from ledger.api import serializers as s
@@ -36,7 +37,7 @@ def _visible_balances(request: Request, account_id: str) -> dict:
 
 
 class BalanceView(APIView):
-    @extend_schema(responses=s.BalancesSerializer)
+    @extend_schema(responses={200: s.BalancesSerializer, **problems(401, 404)})
     def get(self, request: Request, account_id: str) -> Response:
         balances = _visible_balances(request, account_id)
         return Response(
@@ -49,6 +50,12 @@ class BalanceView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[s.StatementFilterSerializer],
+        responses={200: s.StatementEntrySerializer(many=True), **problems(*READ_PROBLEMS)},
+    )
+)
 class AccountEntriesView(generics.ListAPIView):
     """An account's statement: its entries in posting order with the running balance."""
 
@@ -71,6 +78,12 @@ def _check_may_post(user: Any, request: TransactionRequested) -> None:
         raise PermissionDenied("A client may only request a transfer from a ledger account assigned to it.")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[s.TransactionFilterSerializer],
+        responses={200: s.TransactionSerializer(many=True), **problems(400, 401)},
+    )
+)
 class TransactionListView(generics.ListAPIView):
     serializer_class = s.TransactionSerializer
 
@@ -79,7 +92,11 @@ class TransactionListView(generics.ListAPIView):
         params["account_id"] = params.pop("account", None)
         return selectors.transactions_visible_to(self.request.user, selectors.transaction_list(**params))
 
-    @extend_schema(request=s.TransactionRequestSerializer, responses={202: s.TransactionAcceptedSerializer})
+    @extend_schema(
+        request=s.TransactionRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={202: s.TransactionAcceptedSerializer, **problems(*WRITE_PROBLEMS)},
+    )
     def post(self, request: Request) -> Response:
         """Ask for a posting: published as ledger.transaction-requested; the outcome is an event."""
         return idempotent(request, scope=IDEMPOTENCY_SCOPE, handler=lambda: self._request_posting(request))
@@ -109,6 +126,7 @@ class TransactionListView(generics.ListAPIView):
         )
 
 
+@extend_schema_view(get=extend_schema(responses={200: s.TransactionSerializer, **problems(401, 404)}))
 class TransactionDetailView(generics.RetrieveAPIView):
     serializer_class = s.TransactionSerializer
     lookup_field = "transaction_id"

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from kafka_platform.actors import user_actor
 from kafka_platform.idempotency import HEADER, idempotent
 from kafka_platform.money import MoneyError, parse_amount
+from kafka_platform.openapi import IDEMPOTENCY_KEY, OPTIONAL_IDEMPOTENCY_KEY, WRITE_PROBLEMS, problems
 from kafka_platform.problems import Problem, pydantic_errors
 from payments import selectors, services
 from payments.api.serializers import PaymentDetailSerializer, PaymentSerializer, RefundSerializer
@@ -40,13 +41,40 @@ class PaymentFilterSerializer(serializers.Serializer):
     user = serializers.CharField(required=False)
     merchant = serializers.CharField(required=False)
     currency = serializers.CharField(required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    createdAfter = serializers.DateTimeField(required=False)  # noqa: N815 - the wire name
+    createdBefore = serializers.DateTimeField(required=False)  # noqa: N815
+
+
+class RefundRequestSerializer(serializers.Serializer):
+    """For the OpenAPI document: the body is read with numbers as decimals."""
+
+    amount = serializers.CharField(
+        required=False, help_text="A decimal string or number; absent means all that is left to refund."
+    )
+    reason = serializers.CharField(required=False, max_length=255)
+
+
+PAYMENT_ID = OpenApiParameter("payment_id", str, OpenApiParameter.PATH)
 
 
 @extend_schema_view(
-    retrieve=extend_schema(parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH)]),
-    refund=extend_schema(parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH)]),
+    list=extend_schema(
+        parameters=[PaymentFilterSerializer], responses={200: PaymentSerializer, **problems(400, 401)}
+    ),
+    retrieve=extend_schema(
+        parameters=[PAYMENT_ID], responses={200: PaymentDetailSerializer, **problems(401, 404)}
+    ),
+    create=extend_schema(
+        request=PaymentRequested,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={202: PaymentSerializer, **problems(*WRITE_PROBLEMS)},
+        description="Request a payment: 202 with `Location`; the outcome follows as its status changes.",
+    ),
+    refund=extend_schema(
+        request=RefundRequestSerializer,
+        parameters=[PAYMENT_ID, OPTIONAL_IDEMPOTENCY_KEY],
+        responses={202: RefundSerializer, **problems(*WRITE_PROBLEMS, 404)},
+    ),
 )
 class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_field = "payment_id"
@@ -66,8 +94,8 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 user_id=params.get("user"),
                 merchant_id=params.get("merchant"),
                 currency=params.get("currency"),
-                created_after=params.get("created_after"),
-                created_before=params.get("created_before"),
+                created_after=params.get("createdAfter"),
+                created_before=params.get("createdBefore"),
             )
         else:
             payments = selectors.payment_list(user=self.request.user)

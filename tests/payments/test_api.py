@@ -62,7 +62,7 @@ def test_post_answers_202_publishes_and_the_payment_is_captured(live: Stack, col
     collector.wait_for(topics.PAYMENT_PROCESSED.name, subject_is(body["paymentId"]))
     detail = api.get(response["Location"]).json()
     assert detail["status"] == "captured"
-    assert [t["to_status"] for t in detail["transitions"]] == ["requested", "processing", "captured"]
+    assert [t["toStatus"] for t in detail["transitions"]] == ["requested", "processing", "captured"]
 
 
 def test_same_key_replays_different_body_is_422(live: Stack) -> None:
@@ -110,12 +110,12 @@ def test_clients_see_their_own_payments_operators_see_all(live: Stack) -> None:
     mine = payment_request()
     post_payment(alice, mine, key="k-5")
     post_payment(bob, payment_request(), key="k-5")
-    assert [p["payment_id"] for p in alice.get("/api/v1/payments/").json()["results"]] == [mine["paymentId"]]
+    assert [p["paymentId"] for p in alice.get("/api/v1/payments/").json()["results"]] == [mine["paymentId"]]
     assert bob.get(f"/api/v1/payments/{mine['paymentId']}/").status_code == 404
-    seen_by_operator = {p["payment_id"] for p in operator.get("/api/v1/payments/").json()["results"]}
+    seen_by_operator = {p["paymentId"] for p in operator.get("/api/v1/payments/").json()["results"]}
     assert mine["paymentId"] in seen_by_operator and len(seen_by_operator) >= 2
     filtered = operator.get("/api/v1/payments/", {"user": mine["userId"]}).json()
-    assert [p["payment_id"] for p in filtered["results"]] == [mine["paymentId"]]
+    assert [p["paymentId"] for p in filtered["results"]] == [mine["paymentId"]]
 
 
 def test_partial_then_full_refund_and_never_more_than_captured(live: Stack, collector: Collector) -> None:

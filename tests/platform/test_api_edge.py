@@ -41,7 +41,7 @@ def test_every_error_has_the_problem_shape() -> None:
     client = token_client(make_api_user("c"))
     _is_problem(client.get("/api/v1/payments/pay_nobody/"), 404)
     _is_problem(client.get("/api/v1/audit/events/"), 403)
-    _is_problem(client.get("/api/v1/payments/", {"created_after": "yesterday"}), 400)
+    _is_problem(client.get("/api/v1/payments/", {"createdAfter": "yesterday"}), 400)
     no_key = client.post("/api/v1/payments/", json.dumps(payment_request()), content_type="application/json")
     assert "Idempotency-Key" in _is_problem(no_key, 400)["detail"]
     not_json = client.post(

@@ -1,0 +1,68 @@
+"""What the OpenAPI document says of every endpoint alike: the Idempotency-Key header and the
+problem+json error answers (kafka_platform/problems.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from kafka_platform.idempotency import HEADER
+from kafka_platform.problems import CONTENT_TYPE
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description=(
+        "A key of the client's choosing (at most 255 characters). The same key and body replays "
+        "the first answer (`Idempotent-Replayed: true`); another body with it is 422; a retry "
+        "while the first request is in flight is 409. Keys are scoped per client."
+    ),
+)
+OPTIONAL_IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Honoured when sent (see POST payments).",
+)
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details, the body of every error answer."""
+
+    type = serializers.CharField(help_text="A URI naming the problem; it ends in a short code.")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Per field (dotted path): what is wrong with it.",
+    )
+
+
+_WHY = {
+    400: "Invalid request: malformed JSON, a field that fails validation, or a NUL byte.",
+    401: "No or invalid credentials.",
+    403: "The user may not do this.",
+    404: "No such object, or one the user may not see.",
+    409: "A conflict: the same Idempotency-Key is still in flight, or the id exists.",
+    413: "The body is larger than the platform accepts.",
+    422: "Understood but refused (e.g. an Idempotency-Key reused with another body).",
+    429: "Too many writes by this client; see Retry-After.",
+}
+
+
+def problems(*codes: int) -> dict[Any, OpenApiResponse]:
+    """The error answers of an operation, each as `application/problem+json`."""
+    return {
+        (code, CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_WHY[code]) for code in codes
+    }
+
+
+READ_PROBLEMS = (400, 401, 404)
+WRITE_PROBLEMS = (400, 401, 403, 409, 413, 422, 429)
