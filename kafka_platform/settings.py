@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "kafka_platform",
     "bridge",
@@ -50,6 +51,8 @@ MIDDLEWARE = [
     "kafka_platform.correlation.CorrelationIdMiddleware",
     "kafka_platform.problems.ProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, the API docs' UI) from the web process itself, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -99,6 +102,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise also finds static files in the apps, so a process started without collectstatic
+# (development, the tests' production-mode gunicorn) still serves the admin and API docs.
+WHITENOISE_USE_FINDERS = True
 
 # --- Celery (Redis broker) --------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
@@ -320,6 +326,10 @@ SPECTACULAR_SETTINGS = {
     # 3.1: the request bodies are the events' pydantic models, whose optional fields are
     # `anyOf [..., {"type": "null"}]` (JSON Schema 2020-12, which OpenAPI 3.0 lacks).
     "OAS_VERSION": "3.1.0",
+    # The docs' UI from our own static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "kafka-platform API",
     "DESCRIPTION": "Payments, ledger, notifications and audit.",
     "VERSION": "1.0.0",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
+import yaml
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -30,3 +32,28 @@ def test_openapi_schema_and_docs_render(superuser_client: Client) -> None:
     schema = superuser_client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/v1/payments/" in schema.content
     assert superuser_client.get("/api/docs/").status_code == 200
+
+
+def test_api_docs_work_offline(superuser_client: Client) -> None:
+    page = superuser_client.get("/api/docs/").content.decode()
+    assert "cdn" not in page.lower() and "unpkg" not in page and "jsdelivr" not in page
+    scripts = [src for src in re.findall(r'src="([^"]+)"', page) if src.endswith(".js")]
+    assert scripts and all(src.startswith("/static/") for src in scripts)
+    for src in scripts:
+        asset = superuser_client.get(src)
+        assert asset.status_code == 200, src
+        assert b"".join(asset.streaming_content if asset.streaming else [asset.content])
+
+
+def test_openapi_describes_the_real_payment_request(superuser_client: Client) -> None:
+    document = yaml.safe_load(superuser_client.get("/api/schema/").content)
+    create = document["paths"]["/api/v1/payments/"]["post"]
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= create["parameters"][0].items()
+    assert create["parameters"][0]["required"] is True
+    assert "202" in create["responses"] and "200" not in create["responses"]
+    for code in ("400", "401", "409", "413", "422", "429"):
+        assert "application/problem+json" in create["responses"][code]["content"], code
+    body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    fields = document["components"]["schemas"][body]["properties"]
+    assert {"paymentId", "userId", "amount", "currency", "paymentMethod"} <= set(fields)
+    assert "readOnly" not in str(fields["amount"])
