@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+# Every target here is development (production runs the image, never make): DEBUG on unless the
+# caller sets DJANGO_DEBUG. Without it the settings refuse the development secrets and providers.
+export DJANGO_DEBUG ?= 1
 
 .PHONY: install run test lint format bench migrate topics clean
 

@@ -111,6 +111,11 @@ def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
             # Production settings: DEBUG keeps every SQL statement in memory and costs CPU.
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+            "WEBHOOK_SIGNING_SECRET": f"whsec_bench-{uuid.uuid4().hex}",
+            "AUDIT_CHECKPOINT_KEY": f"bench-audit-{uuid.uuid4().hex}",
+            # Notifications of the benchmark's payments go nowhere; production mode refuses that
+            # unless told.
+            "PLATFORM_ALLOW_CONSOLE_PROVIDERS": "1",
             "DJANGO_ALLOWED_HOSTS": "localhost",
             "PAYMENTS_FRAUD_VELOCITY_MAX": "1000000",
         }

@@ -17,6 +17,7 @@ from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
 from kafka_platform import correlation
+from kafka_platform.logs import safe_error
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class EventTask(DjangoTask):
             value=value,
             headers=headers,
         )
-        dead_letter(message, reason="task_failed", error=f"{self.name}: {type(exc).__name__}: {exc}")
+        dead_letter(message, reason="task_failed", error=f"{self.name}: {safe_error(exc)}")
 
 
 BatchHandler = Callable[[list[Envelope]], object]
@@ -165,11 +166,7 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
             raise  # the database or Redis is away: EventTask runs the whole batch again
         except Exception as exc:  # noqa: BLE001 - fall back to one event at a time, which isolates it
             logger.warning(
-                "%s: batch of %d failed (%s: %s); one by one",
-                task_name,
-                len(payloads),
-                type(exc).__name__,
-                exc,
+                "%s: batch of %d failed (%s); one by one", task_name, len(payloads), safe_error(exc)
             )
         else:
             return {"events": len(payloads), "batched": len(payloads), "resent": 0}
@@ -183,7 +180,7 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
             try:
                 task(payload)
             except Exception as exc:  # noqa: BLE001 - the event's own task retries or dead-letters it
-                logger.warning("%s: %s; sent on as its own task", task_name, f"{type(exc).__name__}: {exc}")
+                logger.warning("%s: %s; sent on as its own task", task_name, safe_error(exc))
                 resend.append(payload)
     for payload in resend:
         self.app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))

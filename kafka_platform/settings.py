@@ -5,24 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 from kafka_platform.logs import logging_config
+from kafka_platform.production import refuse_unsafe_production_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEV_SECRET_KEY = "django-insecure-dev-only-kafka-platform"  # noqa: S105 - refused below outside DEBUG
+# Development values, refused at the end of this file while DEBUG is off.
+DEV_SECRET_KEY = "django-insecure-dev-only-kafka-platform"  # noqa: S105
+DEV_WEBHOOK_SIGNING_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="  # noqa: S105
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Off unless set: a forgotten variable must not serve tracebacks with local variables and SQL.
+# `make run` and the test suite turn it on.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 # Previous keys, still accepted for existing sessions and signatures while a new key rolls out.
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
-if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
-    raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is the development key while DJANGO_DEBUG=0: set a real secret."
-    )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 
 INSTALLED_APPS = [
@@ -235,9 +235,7 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="payments@kafka-platform.local")
-WEBHOOK_SIGNING_SECRET = env.str(
-    "WEBHOOK_SIGNING_SECRET", default="whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="
-)
+WEBHOOK_SIGNING_SECRET = env.str("WEBHOOK_SIGNING_SECRET", default=DEV_WEBHOOK_SIGNING_SECRET)
 WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 # --- Notifications ----------------------------------------------------------------------------
@@ -351,3 +349,15 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# --- Refusals of a production start (last: they read every final value) ------------------------
+# Console email, SMS and push providers are accepted outside DEBUG only when asked for (a staging
+# deployment without real providers, say).
+PLATFORM_ALLOW_CONSOLE_PROVIDERS = env.bool("PLATFORM_ALLOW_CONSOLE_PROVIDERS", default=False)
+if not DEBUG:
+    refuse_unsafe_production_settings(
+        globals(),
+        dev_secret_key=DEV_SECRET_KEY,
+        dev_webhook_secret=DEV_WEBHOOK_SIGNING_SECRET,
+        allow_console=PLATFORM_ALLOW_CONSOLE_PROVIDERS,
+    )

@@ -27,6 +27,7 @@ from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
 from kafka_platform.actors import user_actor
+from kafka_platform.logs import safe_error
 from ledger import postings
 from ledger.events import TransactionRequested, balance_updated, money_string, transaction_failed
 from ledger.kinds import AccountKind
@@ -232,7 +233,7 @@ def transaction_post(
         except IntegrityError as exc:
             _, constraint = _sqlstate(exc)
             if constraint == BALANCE_CHECK_CONSTRAINT:
-                raise InsufficientFunds(f"the database refused the overdraft: {exc}") from exc
+                raise InsufficientFunds(f"the database refused the overdraft: {safe_error(exc)}") from exc
             if constraint != TRANSACTION_PK_CONSTRAINT or attempt == attempts:
                 raise
             # A concurrent posting of the same transactionId committed first: the retry sees it.
@@ -241,7 +242,7 @@ def transaction_post(
             if state not in RETRYABLE_SQLSTATES:
                 raise
             if attempt == attempts:
-                raise LedgerBusy(f"{posting.transaction_id}: {exc}") from exc
+                raise LedgerBusy(f"{posting.transaction_id}: {safe_error(exc)}") from exc
             logger.info("ledger posting %s retried after %s", posting.transaction_id, state)
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter
     raise AssertionError("unreachable")

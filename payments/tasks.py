@@ -13,6 +13,7 @@ from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 from kafka_platform import metrics
 from kafka_platform.circuit_breaker import CircuitOpen
+from kafka_platform.logs import safe_error
 from payments import services
 from payments.events import FailureReason, LedgerPostingRefused, PaymentRequested
 from payments.gateway import GatewayTimeout
@@ -40,7 +41,7 @@ def _unavailable_message(task: Task, exc: BaseException) -> str:
 class PaymentRequestTask(EventTask):
     def on_event_failed(self, event: Envelope, exc: BaseException) -> None:
         """A request whose processing failed for good gets its payments.payment-failed event."""
-        services.payment_abandon(event=event, message=f"{type(exc).__name__}: {exc}")
+        services.payment_abandon(event=event, message=safe_error(exc))
 
 
 @shared_task(name="payments.process_payment_requested", bind=True, base=PaymentRequestTask, max_retries=None)

@@ -19,18 +19,23 @@ from tests.support.private_redis import PrivateRedis
 from tests.support.processes import VENV_BIN, Proc
 
 PRODUCTION_SECRET = secrets.token_urlsafe(50)
+# Everything production refuses to start without (kafka_platform/production.py).
+PRODUCTION_SETTINGS = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": PRODUCTION_SECRET,
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "WEBHOOK_SIGNING_SECRET": "whsec_" + secrets.token_urlsafe(32),
+    "AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
+    "EMAIL_HOST": "smtp.example.invalid",
+    "NOTIFICATIONS_SMS_PROVIDER": "notifications.providers.twilio.TwilioSmsProvider",
+    "NOTIFICATIONS_PUSH_PROVIDER": "notifications.providers.expo.ExpoPushProvider",
+}
 
 
 def production_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
-    """The stack's environment as production runs it: DEBUG off, a real secret, named hosts."""
+    """The stack's environment as production runs it: DEBUG off, real secrets and providers."""
     env = dict(base)
-    env.update(
-        {
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": PRODUCTION_SECRET,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        }
-    )
+    env.update(PRODUCTION_SETTINGS)
     env.update(overrides)
     return env
 

@@ -1,8 +1,10 @@
-"""Production settings: check --deploy, the refused dev secret, probes over plain HTTP, Flower auth."""
+"""Production settings: DEBUG off by default, the refused development values, check --deploy,
+probes over plain HTTP, Flower auth."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,132 @@ import requests
 
 from bridge.embedded import free_port
 from tests.conftest import Stack
-from tests.ops.conftest import WebProcess, json_lines, production_env, wait_for_http
+from tests.ops.conftest import PRODUCTION_SECRET, WebProcess, json_lines, production_env, wait_for_http
 from tests.support.processes import ROOT, VENV_BIN, Proc, celery, child_env, manage
 
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+SETUP_DJANGO = [
+    sys.executable,
+    "-c",
+    "import django; from django.conf import settings; django.setup(); print('DEBUG', settings.DEBUG)",
+]
+
+
+def without_debug(**overrides: str | None) -> dict[str, str]:
+    """A fully configured production environment with DJANGO_DEBUG unset, plus `overrides`
+    (None removes the variable: its development default applies)."""
+    env = production_env(child_env({}), DJANGO_SETTINGS_MODULE="kafka_platform.settings")
+    del env["DJANGO_DEBUG"]
+    for name, value in overrides.items():
+        if value is not None:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    return env
+
+
+def test_a_fully_configured_production_environment_starts_with_debug_off() -> None:
+    result = run(SETUP_DJANGO, without_debug())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("DEBUG False"), "DJANGO_DEBUG unset means DEBUG off"
+
+
+def test_debug_is_on_only_when_asked_for() -> None:
+    # The development values pass only because DEBUG is on: unset, they are refused (below).
+    development = {name: None for name in ("DJANGO_SECRET_KEY", "WEBHOOK_SIGNING_SECRET", "EMAIL_HOST")}
+    result = run(SETUP_DJANGO, without_debug(DJANGO_DEBUG="1", **development))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("DEBUG True")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"DJANGO_SECRET_KEY": None}, "DJANGO_SECRET_KEY is the development key"),
+        ({"WEBHOOK_SIGNING_SECRET": None}, "WEBHOOK_SIGNING_SECRET is unset or the development secret"),
+        ({"WEBHOOK_SIGNING_SECRET": ""}, "WEBHOOK_SIGNING_SECRET is unset or the development secret"),
+        (
+            {"WEBHOOK_SIGNING_SECRET": "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="},
+            "WEBHOOK_SIGNING_SECRET is unset or the development secret",
+        ),
+        ({"AUDIT_CHECKPOINT_KEY": None}, "AUDIT_CHECKPOINT_KEY"),
+        ({"AUDIT_CHECKPOINT_KEY": ""}, "AUDIT_CHECKPOINT_KEY is unset"),
+        ({"AUDIT_CHECKPOINT_KEY": PRODUCTION_SECRET}, "AUDIT_CHECKPOINT_KEY equals DJANGO_SECRET_KEY"),
+        ({"EMAIL_HOST": None}, "EMAIL_BACKEND"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "EMAIL_BACKEND"),
+        (
+            {"NOTIFICATIONS_SMS_PROVIDER": "notifications.providers.console.ConsoleSmsProvider"},
+            "NOTIFICATIONS_SMS_PROVIDER",
+        ),
+        ({"NOTIFICATIONS_SMS_PROVIDER": None}, "NOTIFICATIONS_SMS_PROVIDER"),
+        ({"NOTIFICATIONS_PUSH_PROVIDER": None}, "NOTIFICATIONS_PUSH_PROVIDER"),
+    ],
+    ids=[
+        "dev-secret-key",
+        "default-webhook-secret",
+        "empty-webhook-secret",
+        "dev-webhook-secret",
+        "no-checkpoint-key",
+        "empty-checkpoint-key",
+        "checkpoint-key-is-secret-key",
+        "console-email-by-default",
+        "console-email-backend",
+        "console-sms",
+        "console-sms-by-default",
+        "console-push-by-default",
+    ],
+)
+def test_production_refuses_to_start_with_a_development_value(
+    overrides: dict[str, str | None], named: str
+) -> None:
+    result = run(SETUP_DJANGO, without_debug(**overrides))
+    assert result.returncode != 0, result.stdout
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr
+
+
+def test_every_refusal_is_reported_in_one_message() -> None:
+    everything_default = {
+        name: None
+        for name in (
+            "DJANGO_SECRET_KEY",
+            "WEBHOOK_SIGNING_SECRET",
+            "AUDIT_CHECKPOINT_KEY",
+            "EMAIL_HOST",
+            "NOTIFICATIONS_SMS_PROVIDER",
+            "NOTIFICATIONS_PUSH_PROVIDER",
+        )
+    }
+    result = run(SETUP_DJANGO, without_debug(**everything_default))
+    assert result.returncode != 0
+    message = result.stderr[result.stderr.index("Refusing to start") :]
+    for name in (
+        "DJANGO_SECRET_KEY",
+        "WEBHOOK_SIGNING_SECRET",
+        "AUDIT_CHECKPOINT_KEY",
+        "EMAIL_BACKEND",
+        "NOTIFICATIONS_SMS_PROVIDER",
+        "NOTIFICATIONS_PUSH_PROVIDER",
+    ):
+        assert name in message, name
+
+
+def test_console_providers_are_accepted_in_production_only_when_allowed() -> None:
+    consoles = {"EMAIL_HOST": None, "NOTIFICATIONS_SMS_PROVIDER": None, "NOTIFICATIONS_PUSH_PROVIDER": None}
+    allowed = run(SETUP_DJANGO, without_debug(PLATFORM_ALLOW_CONSOLE_PROVIDERS="1", **consoles))
+    assert allowed.returncode == 0, allowed.stderr
+    # The allowance covers the providers only, never a development secret.
+    secrets_too = run(
+        SETUP_DJANGO,
+        without_debug(PLATFORM_ALLOW_CONSOLE_PROVIDERS="1", WEBHOOK_SIGNING_SECRET="", **consoles),
+    )
+    assert secrets_too.returncode != 0
+    assert "WEBHOOK_SIGNING_SECRET" in secrets_too.stderr
+    assert "NOTIFICATIONS_SMS_PROVIDER" not in secrets_too.stderr
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:

@@ -114,7 +114,9 @@ def celery(*args: str) -> list[str]:
 
 
 def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus `overrides`; development mode unless they say otherwise."""
     env = dict(os.environ)
+    env.setdefault("DJANGO_DEBUG", "1")
     env.update(overrides)
     env["PYTHONUNBUFFERED"] = "1"
     return env

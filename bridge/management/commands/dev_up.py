@@ -48,7 +48,12 @@ class Command(BaseCommand):
         try:
             self._prepare()
             self._banner(embedded=broker is not None)
-            env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+            # The supervised processes run in the mode this command runs in (`make run`: DEBUG on).
+            env = dict(
+                os.environ,
+                DJANGO_DEBUG="1" if settings.DEBUG else "0",
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            )
             supervisor = subprocess.Popen(  # noqa: S603
                 [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"], env=env
             )

@@ -1,0 +1,73 @@
+"""The refusals of a production start: settings that are safe only while developing.
+
+settings.py calls `refuse_unsafe_production_settings` last, with DEBUG off, so every final value
+is checked. All refusals are reported in one message: an operator fixing a deployment sees the
+whole list at once instead of one restart per setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+CONSOLE_PROVIDERS_MODULE = "notifications.providers.console"
+ALLOW_CONSOLE_PROVIDERS = "PLATFORM_ALLOW_CONSOLE_PROVIDERS"
+
+
+def _is_console_provider(dotted_path: str) -> bool:
+    return dotted_path.rpartition(".")[0] == CONSOLE_PROVIDERS_MODULE
+
+
+def production_refusals(
+    values: Mapping[str, Any], *, dev_secret_key: str, dev_webhook_secret: str, allow_console: bool
+) -> list[str]:
+    """One sentence per unsafe setting in `values` (the settings module's globals), naming it."""
+    refusals = []
+    secret_key = values["SECRET_KEY"]
+    if secret_key == dev_secret_key:
+        refusals.append("DJANGO_SECRET_KEY is the development key while DJANGO_DEBUG=0: set a real secret.")
+    webhook_secret = values["WEBHOOK_SIGNING_SECRET"]
+    if not webhook_secret or webhook_secret == dev_webhook_secret:
+        # Receivers would accept deliveries signed by anyone who has read this repository.
+        refusals.append(
+            "WEBHOOK_SIGNING_SECRET is unset or the development secret: set a whsec_ secret of your own."
+        )
+    checkpoint_key = values["AUDIT_CHECKPOINT_KEY"]
+    if not checkpoint_key:
+        refusals.append("AUDIT_CHECKPOINT_KEY is unset: set the key that signs audit checkpoints.")
+    elif checkpoint_key == secret_key:
+        # Whoever holds the web process's secret could then re-sign a rewritten audit chain.
+        refusals.append("AUDIT_CHECKPOINT_KEY equals DJANGO_SECRET_KEY: give checkpoints a key of their own.")
+    if not allow_console:
+        # Console providers print recipients and texts to the log and report every message as sent.
+        consoles = []
+        if values["EMAIL_BACKEND"] == CONSOLE_EMAIL_BACKEND:
+            consoles.append("EMAIL_BACKEND (set EMAIL_HOST or an email service backend)")
+        for name in ("NOTIFICATIONS_SMS_PROVIDER", "NOTIFICATIONS_PUSH_PROVIDER"):
+            if _is_console_provider(values[name]):
+                consoles.append(name)
+        if consoles:
+            refusals.append(
+                f"{', '.join(consoles)} print messages to the console instead of sending them: "
+                f"configure real providers, or set {ALLOW_CONSOLE_PROVIDERS}=1 to accept that."
+            )
+    return refusals
+
+
+def refuse_unsafe_production_settings(
+    values: Mapping[str, Any], *, dev_secret_key: str, dev_webhook_secret: str, allow_console: bool
+) -> None:
+    """Raise ImproperlyConfigured listing every refusal; returns when there is none."""
+    refusals = production_refusals(
+        values,
+        dev_secret_key=dev_secret_key,
+        dev_webhook_secret=dev_webhook_secret,
+        allow_console=allow_console,
+    )
+    if refusals:
+        raise ImproperlyConfigured(
+            "Refusing to start with DJANGO_DEBUG off:\n" + "\n".join(f"- {line}" for line in refusals)
+        )
