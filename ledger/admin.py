@@ -13,37 +13,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from kafka_platform.actors import user_actor
+from kafka_platform.admin_base import ReadOnlyAdmin, ReadOnlyInline, money
 from ledger import services
 from ledger.events import money_string
 from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import LedgerRefused
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
 class BalanceInline(ReadOnlyInline):
     model = Balance
-    fields = readonly_fields = ("currency", "balance", "version", "updated_at")
+    balance_shown = money("balance", label="balance")
+    fields = readonly_fields = ("currency", "balance_shown", "version", "updated_at")
 
 
 def _actor(request: HttpRequest) -> str:
@@ -87,7 +67,16 @@ class AccountAdmin(ReadOnlyAdmin):
 
 class EntryInline(ReadOnlyInline):
     model = Entry
-    fields = readonly_fields = ("account", "direction", "amount", "currency", "balance_after", "version")
+    amount_shown = money("amount", label="amount")
+    balance_after_shown = money("balance_after", label="balance after")
+    fields = readonly_fields = (
+        "account",
+        "direction",
+        "amount_shown",
+        "currency",
+        "balance_after_shown",
+        "version",
+    )
 
 
 @admin.register(Transaction)

@@ -7,19 +7,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from kafka_platform.actors import user_actor
+from kafka_platform.admin_base import ActionsOnlyAdmin, ReadOnlyInline, money
 from payments import services
 from payments.models import Payment, PaymentTransition, Refund, SagaStep, Settlement
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class PaymentTransitionInline(ReadOnlyInline):
@@ -29,7 +20,8 @@ class PaymentTransitionInline(ReadOnlyInline):
 
 class RefundInline(ReadOnlyInline):
     model = Refund
-    fields = readonly_fields = ("refund_id", "amount", "status", "reason", "requested_by", "created_at")
+    amount_shown = money("amount", label="amount")
+    fields = readonly_fields = ("refund_id", "amount_shown", "status", "reason", "requested_by", "created_at")
 
 
 class SagaStepInline(ReadOnlyInline):
@@ -38,12 +30,14 @@ class SagaStepInline(ReadOnlyInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ActionsOnlyAdmin):
+    amount_shown = money("amount", label="amount")
+    refunded_shown = money("refunded_amount", label="refunded")
     list_display = (
         "payment_id",
         "user_id",
         "merchant_id",
-        "amount",
+        "amount_shown",
         "currency",
         "status",
         "failure_reason",
@@ -52,17 +46,15 @@ class PaymentAdmin(admin.ModelAdmin):
     list_filter = ("status", "currency", "failure_reason", "merchant_id")
     search_fields = ("payment_id", "user_id", "merchant_id", "gateway_reference")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Payment._meta.fields]
+    exclude = ("amount", "refunded_amount")
+    shown_fields = ("amount_shown", "refunded_shown")
     inlines = [PaymentTransitionInline, RefundInline, SagaStepInline]
     actions = ["refund_in_full", "retry_gateway_failure"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.refund_payment")
 
-    def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
-        return False
-
-    @admin.action(description="Refund what is left of the selected payments")
+    @admin.action(description="Refund what is left of the selected payments", permissions=["refund"])
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in queryset:
             try:
@@ -70,20 +62,18 @@ class PaymentAdmin(admin.ModelAdmin):
                     payment_id=payment.payment_id,
                     amount=None,
                     reason="admin refund",
-                    actor=f"user:{request.user.get_username()}",
+                    actor=user_actor(request.user),
                 )
-            except services.RefundRefused as exc:
+            except (services.RefundRefused, services.RefundInvalid) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
                 self.message_user(request, f"Refund of {payment.payment_id} requested.", messages.SUCCESS)
 
-    @admin.action(description="Retry payments that failed with gateway_unavailable")
+    @admin.action(description="Retry payments that failed with gateway_unavailable", permissions=["change"])
     def retry_gateway_failure(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in queryset:
             try:
-                services.payment_retry(
-                    payment_id=payment.payment_id, actor=f"user:{request.user.get_username()}"
-                )
+                services.payment_retry(payment_id=payment.payment_id, actor=user_actor(request.user))
             except services.IllegalTransition as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
@@ -91,22 +81,20 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Settlement)
-class SettlementAdmin(admin.ModelAdmin):
+class SettlementAdmin(ActionsOnlyAdmin):
+    gross = money("gross_amount", label="gross")
+    refunded = money("refunded_amount", label="refunded")
+    net = money("net_amount", label="net")
     list_display = (
         "settlement_id",
         "merchant_id",
         "currency",
-        "gross_amount",
-        "refunded_amount",
-        "net_amount",
+        "gross",
+        "refunded",
+        "net",
         "payment_count",
         "created_at",
     )
     list_filter = ("currency", "merchant_id")
-    readonly_fields = [f.name for f in Settlement._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Settlement | None = None) -> bool:
-        return False
+    exclude = ("gross_amount", "refunded_amount", "net_amount")
+    shown_fields = ("gross", "refunded", "net")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from kafka_platform.money import format_money
 
 
 class PaymentStatus(models.TextChoices):
@@ -96,7 +97,7 @@ class Payment(models.Model):
         indexes = [models.Index(fields=["user_id", "created_at"], name="payment_user_recent_idx")]
 
     def __str__(self) -> str:
-        return f"{self.payment_id} {self.amount} {self.currency} {self.status}"
+        return f"{self.payment_id} {format_money(self.amount, self.currency)} {self.currency} {self.status}"
 
     @property
     def is_decided(self) -> bool:
@@ -151,7 +152,7 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.refund_id} {self.amount} {self.status}"
+        return f"{self.refund_id} {format_money(self.amount, self.currency)} {self.status}"
 
     @property
     def currency(self) -> str:
@@ -180,7 +181,8 @@ class Settlement(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.settlement_id} {self.merchant_id} {self.net_amount} {self.currency}"
+        net = format_money(self.net_amount, self.currency)
+        return f"{self.settlement_id} {self.merchant_id} {net} {self.currency}"
 
 
 class SagaStep(models.Model):
