@@ -97,9 +97,9 @@ DLQ_BY_DOMAIN: dict[str, Topic] = {
 }
 
 # Audit topics are matched by pattern so that a new `audit.<x>-events` topic is consumed without a
-# restart; the audit domain's own outputs (alerts, dead letters) are not audit input.
+# restart; the audit domain's own outputs (alerts, checkpoints, dead letters) are not audit input.
 AUDIT_PREFIX = "audit."
-AUDIT_PATTERN = r"audit\.(?!dlq$|compliance-alerts$)[a-z0-9][a-z0-9._-]*"
+AUDIT_PATTERN = r"audit\.(?!dlq$|compliance-alerts$|checkpoints$)[a-z0-9][a-z0-9._-]*"
 
 
 def is_audit_topic(name: str) -> bool:

@@ -275,3 +275,9 @@ def test_audit_verify_kafka_compares_the_database_with_the_topic(fresh_checkpoin
     assert f"kafka {CHECKPOINTS}: DIFFERS" in result.stdout
     assert "checkpoint #1 differs" in result.stdout or "different checkpoints #1" in result.stdout
     assert "checkpoint #2 is on audit.checkpoints but not in the database" in result.stdout
+
+
+def test_the_bridge_does_not_take_the_checkpoints_for_audit_input() -> None:
+    """A checkpoint logged as an audit record would move the head, and need a checkpoint itself."""
+    assert not topics.is_audit_topic(CHECKPOINTS)
+    assert topics.lookup(CHECKPOINTS) is topics.AUDIT_CHECKPOINTS
