@@ -5,7 +5,8 @@ JSON (sorted keys, no spaces, UTF-8, numbers with exactly their digits, times in
 microseconds). The sequence number is part of the canonical content, so records cannot be
 reordered or renumbered. The first record links to GENESIS_HASH. The same functions hash a row
 read from the database, a line of an archive file or an API export line, so anyone holding the
-records can recompute the chain.
+records can recompute the chain. Checkpoints are numbered 1, 2, ... and each signs the previous
+one's signature as well (the first signs GENESIS_SIGNATURE).
 """
 
 from __future__ import annotations
@@ -78,11 +79,26 @@ def link_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical_json(content)).hexdigest()
 
 
-def sign(key: str, *, sequence: int, record_hash: str, signed_at: datetime, kind: str) -> str:
-    """HMAC-SHA256 (hex) of a checkpoint: the chain's state at `sequence` vouched for by the key."""
-    message = f"{kind}:{sequence}:{record_hash}:{format_time(signed_at)}".encode()
+# What the first checkpoint links to in place of a previous checkpoint's signature.
+GENESIS_SIGNATURE = "0" * 64
+
+
+def sign_checkpoint(
+    key: str,
+    *,
+    number: int,
+    kind: str,
+    sequence: int,
+    record_hash: str,
+    signed_at: datetime,
+    prev_signature: str,
+) -> str:
+    """HMAC-SHA256 (hex) of checkpoint `number`: the chain's state at record `sequence`, vouched
+    for by the key, and the previous checkpoint's signature, so checkpoints form a chain of their
+    own that cannot be shortened, reordered or renumbered without the key."""
+    message = f"{number}:{kind}:{sequence}:{record_hash}:{format_time(signed_at)}:{prev_signature}".encode()
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_valid(key: str, signature: str, **fields: Any) -> bool:
-    return hmac.compare_digest(sign(key, **fields), signature)
+def checkpoint_signature_valid(key: str, signature: str, **fields: Any) -> bool:
+    return hmac.compare_digest(sign_checkpoint(key, **fields), signature)

@@ -1,10 +1,16 @@
-"""The audit domain's event schemas: the records every domain publishes to `audit.*`, and alerts."""
+"""The audit domain's event schemas: the records every domain publishes to `audit.*`, alerts, and
+the signed checkpoints of the chain (with their builder)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from audit import chain
+
+if TYPE_CHECKING:
+    from audit.models import ChainCheckpoint
 
 
 class AuditRecord(BaseModel):
@@ -33,6 +39,37 @@ class ComplianceAlertRaised(BaseModel):
     details: dict[str, Any]
     status: str
     raisedAt: str  # noqa: N815
+
+
+class CheckpointSigned(BaseModel):
+    """The data of an audit.checkpoints event, keyed by `sequence`: one signed checkpoint.
+
+    `sequence` is the checkpoint's own number (1, 2, ... without gaps); `recordSequence` and
+    `recordHash` the chain head it covers; `signature` is HMAC-SHA256 with AUDIT_CHECKPOINT_KEY
+    over these and `prevSignature`, the previous checkpoint's signature (see audit.chain).
+    """
+
+    sequence: int
+    kind: str
+    recordSequence: int  # noqa: N815 - the wire name
+    recordHash: str  # noqa: N815
+    signedAt: str  # noqa: N815
+    prevSignature: str  # noqa: N815
+    signature: str
+    archive: str = ""
+
+
+def checkpoint_signed_event(checkpoint: ChainCheckpoint) -> CheckpointSigned:
+    return CheckpointSigned(
+        sequence=checkpoint.number,
+        kind=checkpoint.kind,
+        recordSequence=checkpoint.sequence,
+        recordHash=checkpoint.record_hash,
+        signedAt=chain.format_time(checkpoint.signed_at),
+        prevSignature=checkpoint.prev_signature,
+        signature=checkpoint.signature,
+        archive=checkpoint.archive,
+    )
 
 
 class AuditAction:

@@ -90,12 +90,19 @@ class CheckpointKind(models.TextChoices):
 
 
 class ChainCheckpoint(models.Model):
-    """The chain's state at `sequence` signed with AUDIT_CHECKPOINT_KEY (HMAC); append-only."""
+    """The chain's state at record `sequence` signed with AUDIT_CHECKPOINT_KEY (HMAC); append-only.
 
+    Checkpoints of both kinds form one chain of their own: `number` runs 1, 2, ... without gaps and
+    each signature covers the previous checkpoint's (`prev_signature`). Each is also published to
+    audit.checkpoints, keyed by `number`: the copy a database writer cannot reach.
+    """
+
+    number = models.BigIntegerField(unique=True, help_text="The checkpoint's sequence number.")
     kind = models.CharField(max_length=16, choices=CheckpointKind.choices)
-    sequence = models.BigIntegerField()
+    sequence = models.BigIntegerField(help_text="The last record the checkpoint covers.")
     record_hash = models.CharField(max_length=64)
     signed_at = models.DateTimeField()
+    prev_signature = models.CharField(max_length=64)
     signature = models.CharField(max_length=64)
     archive = models.CharField(max_length=255, blank=True, help_text="Archive file of an anchor.")
 

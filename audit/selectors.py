@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from audit import archive, chain
 from audit.models import AuditEvent, ChainCheckpoint, CheckpointKind
@@ -104,13 +105,15 @@ class ChainReport:
 
 
 def _checkpoint_signature_valid(checkpoint: ChainCheckpoint) -> bool:
-    return chain.signature_valid(
+    return chain.checkpoint_signature_valid(
         settings.AUDIT_CHECKPOINT_KEY,
         checkpoint.signature,
+        number=checkpoint.number,
+        kind=checkpoint.kind,
         sequence=checkpoint.sequence,
         record_hash=checkpoint.record_hash,
         signed_at=checkpoint.signed_at,
-        kind=checkpoint.kind,
+        prev_signature=checkpoint.prev_signature,
     )
 
 
@@ -213,38 +216,117 @@ class _Vouchers:
         return self._next[1] if self._next is not None and self._next[0] == sequence else None
 
 
-def _forged_checkpoint(checkpoints: Iterable[ChainCheckpoint]) -> ChainBreak | None:
+def _where(checkpoint: ChainCheckpoint) -> str:
+    return f"{checkpoint.kind} #{checkpoint.number} (at record #{checkpoint.sequence})"
+
+
+def _forged(checkpoint: ChainCheckpoint) -> ChainBreak | None:
+    if _checkpoint_signature_valid(checkpoint):
+        return None
+    return ChainBreak(
+        "bad_signature",
+        checkpoint.sequence,
+        f"{_where(checkpoint)} has an invalid signature: it was not made with AUDIT_CHECKPOINT_KEY",
+    )
+
+
+def _checkpoint_break(checkpoint: ChainCheckpoint, *, previous: ChainCheckpoint | None) -> ChainBreak | None:
+    """Whether `checkpoint` is the one after `previous` (None: the first), links to its signature
+    and was signed with the key."""
+    expected = previous.number + 1 if previous else 1
+    prev_signature = previous.signature if previous else chain.GENESIS_SIGNATURE
+    if checkpoint.number != expected:
+        return ChainBreak(
+            "checkpoint_gap",
+            checkpoint.sequence,
+            f"{_where(checkpoint)} follows checkpoint #{expected - 1}: checkpoints "
+            f"#{expected}..#{checkpoint.number - 1} are missing",
+        )
+    if checkpoint.prev_signature != prev_signature:
+        return ChainBreak(
+            "checkpoint_unlinked",
+            checkpoint.sequence,
+            f"{_where(checkpoint)} links to signature {checkpoint.prev_signature}, but checkpoint "
+            f"#{expected - 1} is signed {prev_signature}: the checkpoints were rewritten",
+        )
+    return _forged(checkpoint)
+
+
+def _checkpoints_break(checkpoints: Iterable[ChainCheckpoint]) -> ChainBreak | None:
+    """The first checkpoint, in number order, that breaks the checkpoints' chain."""
+    previous = None
     for checkpoint in checkpoints:
-        if not _checkpoint_signature_valid(checkpoint):
-            return ChainBreak(
-                "bad_signature",
-                checkpoint.sequence,
-                f"{checkpoint.kind} #{checkpoint.pk} at record #{checkpoint.sequence} has an invalid "
-                "signature: it was not made with AUDIT_CHECKPOINT_KEY",
-            )
+        broken = _checkpoint_break(checkpoint, previous=previous)
+        if broken is not None:
+            return broken
+        previous = checkpoint
     return None
 
 
-def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
+def _latest_checkpoint_break(latest: ChainCheckpoint) -> ChainBreak | None:
+    """The newest checkpoint's own number, link and signature (what signing the next one needs)."""
+    previous = ChainCheckpoint.objects.filter(number=latest.number - 1).first()
+    if previous is None and latest.number > 1:
+        return ChainBreak(
+            "checkpoint_gap",
+            latest.sequence,
+            f"{_where(latest)} follows no checkpoint #{latest.number - 1}: it is missing",
+        )
+    return _checkpoint_break(latest, previous=previous)
+
+
+def _unanchored(*, now: datetime) -> ChainBreak | None:
+    """The oldest record no checkpoint covers, when it has waited longer than
+    AUDIT_CHECKPOINT_MAX_AGE_S: beat signs one a minute, so the checkpoints stopped, were deleted,
+    or the records were written past them."""
+    max_age_s = settings.AUDIT_CHECKPOINT_MAX_AGE_S
+    newest = ChainCheckpoint.objects.order_by("-sequence", "-number").first()
+    covered = newest.sequence if newest else 0
+    oldest = AuditEvent.objects.filter(sequence__gt=covered).order_by("sequence").first()
+    if oldest is None or oldest.recorded_at >= now - timedelta(seconds=max_age_s):
+        return None
+    where = (
+        f"the newest checkpoint (#{newest.number}, signed {chain.format_time(newest.signed_at)}) "
+        f"covers records up to #{newest.sequence}"
+        if newest
+        else "there is no checkpoint at all: they were deleted (a log is signed within a minute)"
+    )
+    return ChainBreak(
+        "stale_checkpoint" if newest else "no_checkpoint",
+        oldest.sequence,
+        f"record #{oldest.sequence}, recorded {chain.format_time(oldest.recorded_at)}, is more than "
+        f"AUDIT_CHECKPOINT_MAX_AGE_S={max_age_s}s old and no signed checkpoint covers it; {where}",
+        oldest.event_id,
+    )
+
+
+def verify_chain(*, since_last_checkpoint: bool = False, now: datetime | None = None) -> ChainReport:
     """Check the whole chain in the database, or only what follows the latest checkpoint.
 
-    Checks the checkpoints' signatures (all of them, or the anchor's and the latest one's), every
-    record's sequence, link and hash from the retention anchor on, that each checkpointed record
-    still has the hash its checkpoint vouches for, and that no checkpoint vouches for a record
-    beyond the chain's end (a truncated tail). Streams records and checkpoints: memory stays flat
-    however long the log.
+    Checks the checkpoints' own chain (numbers without gaps, each linked to the previous one's
+    signature, each signature made with the key: all of them, or only the newest and the anchor),
+    every record's sequence, link and hash from the retention anchor on, that each checkpointed
+    record still has the hash its checkpoint vouches for, that no checkpoint vouches for a record
+    beyond the chain's end (a truncated tail), and that no record has waited longer than
+    AUDIT_CHECKPOINT_MAX_AGE_S (at `now`) for a checkpoint. Since the last checkpoint, that last
+    rule applies only when there is no checkpoint at all: signing one heals a late checkpoint,
+    but must not start a new chain over records whose checkpoints were deleted. Streams records
+    and checkpoints: memory stays flat however long the log.
     """
     report = ChainReport()
+    now = now or timezone.now()
     checkpoints = ChainCheckpoint.objects.all()
     anchor = checkpoints.filter(kind=CheckpointKind.ANCHOR).order_by("-sequence", "-id").first()
     heads = checkpoints.filter(kind=CheckpointKind.CHECKPOINT, sequence__gt=anchor.sequence if anchor else 0)
     latest = heads.order_by("-sequence", "-id").first()
+    newest = checkpoints.order_by("-number").first()
     report.checkpoints = checkpoints.count()
-    report.broken = _forged_checkpoint(
-        [c for c in (anchor, latest) if c is not None]
-        if since_last_checkpoint
-        else checkpoints.order_by("sequence", "id").iterator(chunk_size=VERIFY_CHUNK)
-    )
+    if since_last_checkpoint:
+        report.broken = _latest_checkpoint_break(newest) if newest else _unanchored(now=now)
+        if report.broken is None and anchor is not None:
+            report.broken = _forged(anchor)
+    else:
+        report.broken = _checkpoints_break(checkpoints.order_by("number").iterator(chunk_size=VERIFY_CHUNK))
     if report.broken is not None:
         return report
 
@@ -288,6 +370,8 @@ def verify_chain(*, since_last_checkpoint: bool = False) -> ChainReport:
             f"{chain.format_time(latest.signed_at)} vouches for #{latest.sequence}: records "
             f"#{last_sequence + 1}..#{latest.sequence} were removed",
         )
+    if report.broken is None and not since_last_checkpoint:
+        report.broken = _unanchored(now=now)
     if report.broken is None:
         report.last_sequence = last_sequence if last_sequence > report.anchor_sequence else None
         report.head_hash = last_hash

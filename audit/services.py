@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import archive, chain, rules
-from audit.events import AuditAction, AuditRecord, ComplianceAlertRaised
+from audit.events import AuditAction, AuditRecord, ComplianceAlertRaised, checkpoint_signed_event
 from audit.models import (
     ALERT_TRANSITIONS,
     AlertStatus,
@@ -41,9 +41,10 @@ from kafka_platform import metrics
 
 logger = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock keys (arbitrary, fixed): one for chain appends, one for retention runs.
+# pg_advisory_xact_lock keys (arbitrary, fixed): chain appends, retention runs, checkpoint signing.
 CHAIN_LOCK = 7_301_846_113_001
 RETENTION_LOCK = 7_301_846_113_002
+CHECKPOINT_LOCK = 7_301_846_113_003
 AUDIT_ACTOR = "system:audit"
 
 # Every append waits for the chain lock; the holder must not then wait long for another lock
@@ -338,24 +339,43 @@ def compliance_alert_update(
 # --- checkpoints and verification ------------------------------------------------------------------
 
 
+@transaction.atomic
 def _signed_checkpoint(
     *, kind: str, sequence: int, record_hash: str, archive_name: str = ""
 ) -> ChainCheckpoint:
+    """Sign the chain's state at record `sequence` as the next checkpoint, linked to the previous
+    one, and publish it to audit.checkpoints in the same transaction (the outbox)."""
+    with connection.cursor() as cursor:
+        # Numbers run without gaps: one signer at a time takes the next one.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHECKPOINT_LOCK])
+    previous = ChainCheckpoint.objects.order_by("-number").first()
+    number = previous.number + 1 if previous else 1
+    prev_signature = previous.signature if previous else chain.GENESIS_SIGNATURE
     signed_at = timezone.now()
-    return ChainCheckpoint.objects.create(
+    checkpoint = ChainCheckpoint.objects.create(
+        number=number,
         kind=kind,
         sequence=sequence,
         record_hash=record_hash,
         signed_at=signed_at,
         archive=archive_name,
-        signature=chain.sign(
+        prev_signature=prev_signature,
+        signature=chain.sign_checkpoint(
             settings.AUDIT_CHECKPOINT_KEY,
+            number=number,
+            kind=kind,
             sequence=sequence,
             record_hash=record_hash,
             signed_at=signed_at,
-            kind=kind,
+            prev_signature=prev_signature,
         ),
     )
+    outbox.record_event(
+        topic=topics.AUDIT_CHECKPOINTS,
+        subject=str(number),
+        data=checkpoint_signed_event(checkpoint).model_dump(),
+    )
+    return checkpoint
 
 
 def audit_chain_broken_alert(*, report: ChainReport) -> ComplianceAlert | None:
@@ -385,22 +405,28 @@ def audit_chain_check() -> ChainReport:
     return report
 
 
-def audit_checkpoint_create() -> ChainCheckpoint | None:
+def audit_checkpoint_create(*, now: datetime | None = None) -> ChainCheckpoint | None:
     """Sign the chain's head, after verifying what was appended since the last checkpoint.
 
     Nothing new: no checkpoint. A break: no signature, an `audit_chain_broken` alert instead.
+    Nor is a first checkpoint signed over records already older than AUDIT_CHECKPOINT_MAX_AGE_S:
+    with no checkpoint at all, they are a log whose checkpoints were deleted, not a fresh one,
+    and signing them would vouch for whatever was written there meanwhile.
     """
-    report = verify_chain(since_last_checkpoint=True)
+    report = verify_chain(since_last_checkpoint=True, now=now)
     if not report.intact:
         logger.error("audit chain broken, not signing a checkpoint: %s", report.broken)
         audit_chain_broken_alert(report=report)
         return None
-    latest = ChainCheckpoint.objects.filter(kind=CheckpointKind.CHECKPOINT).order_by("-sequence").first()
-    if report.last_sequence is None or (latest is not None and latest.sequence >= report.last_sequence):
-        return None
-    return _signed_checkpoint(
-        kind=CheckpointKind.CHECKPOINT, sequence=report.last_sequence, record_hash=report.head_hash
-    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHECKPOINT_LOCK])
+        latest = ChainCheckpoint.objects.filter(kind=CheckpointKind.CHECKPOINT).order_by("-sequence").first()
+        if report.last_sequence is None or (latest is not None and latest.sequence >= report.last_sequence):
+            return None
+        return _signed_checkpoint(
+            kind=CheckpointKind.CHECKPOINT, sequence=report.last_sequence, record_hash=report.head_hash
+        )
 
 
 # --- retention -------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ AUDIT_NOTIFICATION_EVENTS = Topic("audit.notification-events", "subject", retent
 AUDIT_AUTH_EVENTS = Topic("audit.auth-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_COMPLIANCE_EVENTS = Topic("audit.compliance-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_COMPLIANCE_ALERTS = Topic("audit.compliance-alerts", "alertId", retention_ms=30 * DAY_MS)
+# The signed heads of the audit chain, the copy outside the database `audit_verify --kafka` compares
+# against: kept forever (a checkpoint a minute is small), one partition so it reads in order.
+AUDIT_CHECKPOINTS = Topic("audit.checkpoints", "sequence", partitions=1, retention_ms=-1)
 PAYMENTS_DLQ = Topic("payments.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 LEDGER_DLQ = Topic("ledger.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 NOTIFICATIONS_DLQ = Topic("notifications.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
@@ -82,6 +85,7 @@ CATALOG: tuple[Topic, ...] = (
     AUDIT_AUTH_EVENTS,
     AUDIT_COMPLIANCE_EVENTS,
     AUDIT_COMPLIANCE_ALERTS,
+    AUDIT_CHECKPOINTS,
     PAYMENTS_DLQ,
     LEDGER_DLQ,
     NOTIFICATIONS_DLQ,
@@ -93,9 +97,9 @@ DLQ_BY_DOMAIN: dict[str, Topic] = {
 }
 
 # Audit topics are matched by pattern so that a new `audit.<x>-events` topic is consumed without a
-# restart; the audit domain's own outputs (alerts, dead letters) are not audit input.
+# restart; the audit domain's own outputs (alerts, checkpoints, dead letters) are not audit input.
 AUDIT_PREFIX = "audit."
-AUDIT_PATTERN = r"audit\.(?!dlq$|compliance-alerts$)[a-z0-9][a-z0-9._-]*"
+AUDIT_PATTERN = r"audit\.(?!dlq$|compliance-alerts$|checkpoints$)[a-z0-9][a-z0-9._-]*"
 
 
 def is_audit_topic(name: str) -> bool:

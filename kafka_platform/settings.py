@@ -207,8 +207,12 @@ COMPLIANCE_RULES = env.list(
     ],
 )
 # Signs the chain's checkpoints and the archive manifests (HMAC-SHA256). Changing it makes the
-# existing signatures unverifiable, so set it once, apart from DJANGO_SECRET_KEY, in production.
-AUDIT_CHECKPOINT_KEY = env.str("AUDIT_CHECKPOINT_KEY", default=SECRET_KEY)
+# existing signatures unverifiable, so set it once, apart from DJANGO_SECRET_KEY, in production:
+# whoever holds the secret key must not be able to re-sign a rewritten log.
+DEV_AUDIT_CHECKPOINT_KEY = "dev-only-audit-checkpoint-key"  # noqa: S105 - development only
+AUDIT_CHECKPOINT_KEY = env.str("AUDIT_CHECKPOINT_KEY", default=DEV_AUDIT_CHECKPOINT_KEY if DEBUG else "")
+# Beat signs a checkpoint every 60 s; records left unsigned for ten times that make audit_verify fail.
+AUDIT_CHECKPOINT_MAX_AGE_S = env.int("AUDIT_CHECKPOINT_MAX_AGE_S", default=600)
 # Records whose events occurred longer ago are archived, then purged (2557 days: 7 years).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=2557)
 AUDIT_RETENTION_BATCH_SIZE = env.int("AUDIT_RETENTION_BATCH_SIZE", default=10000)

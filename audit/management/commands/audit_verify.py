@@ -1,5 +1,6 @@
 """`python manage.py audit_verify`: exit 0 when the audit chain is intact, 1 with the first bad
-record when it is not (CONTRACT §1)."""
+record when it is not (CONTRACT §1); with `--kafka`, also 1 when the database's checkpoints differ
+from those published on audit.checkpoints."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from audit import selectors
+from audit import checkpoint_topic, selectors
 from audit.models import AuditEvent
 from audit.selectors import ChainReport
+from bridge import topics
 
 
 class Command(BaseCommand):
@@ -22,6 +24,12 @@ class Command(BaseCommand):
             type=Path,
             help="Also verify the retention archive in this directory and that the database's "
             "chain continues it.",
+        )
+        parser.add_argument(
+            "--kafka",
+            action="store_true",
+            help="Also compare the database's checkpoints with those published on audit.checkpoints "
+            "(read from the beginning): a checkpoint missing or different on either side fails.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -37,8 +45,29 @@ class Command(BaseCommand):
             else:
                 intact = False
                 self.stdout.write(self.style.ERROR(f"{name}: TAMPERED. {self._first_bad(report)}"))
+        if options["kafka"] and not self._compare_with_topic():
+            intact = False
         if not intact:
             raise SystemExit(1)
+
+    def _compare_with_topic(self) -> bool:
+        result = checkpoint_topic.verify_published()
+        name = f"kafka {topics.AUDIT_CHECKPOINTS.name}"
+        if result.agrees:
+            pending = f"; #{', #'.join(map(str, result.pending))} not yet published" if result.pending else ""
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{name}: agrees. {result.database} checkpoint(s) in the database, "
+                    f"{result.published} on the topic{pending}."
+                )
+            )
+            return True
+        self.stdout.write(
+            self.style.ERROR(f"{name}: DIFFERS from the database's checkpoints ({len(result.differences)}):")
+        )
+        for difference in result.differences:
+            self.stdout.write(f"  {difference}")
+        return False
 
     @staticmethod
     def _summary(report: ChainReport) -> str:
