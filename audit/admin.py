@@ -12,17 +12,7 @@ from django.http import HttpRequest
 
 from audit import services
 from audit.models import AlertStatus, AuditEvent, ChainCheckpoint, ComplianceAlert
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from kafka_platform.admin_base import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

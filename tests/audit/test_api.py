@@ -234,7 +234,7 @@ def test_alert_assignee_must_be_someone_who_works_alerts(
     response = token_client(auditor).post(
         f"{ALERTS}{alert.alert_id}/acknowledge/", {"assignee": operator.username}, format="json"
     )
-    assert response.status_code == 400 and "assignee" in json.loads(response.content)
+    assert response.status_code == 400 and "assignee" in json.loads(response.content)["errors"]
 
 
 def test_operators_and_clients_cannot_work_alerts(
