@@ -11,12 +11,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import escape, format_html
 
+from kafka_platform.actors import user_actor
 from notifications import rendering, services, webhooks
 from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
 
+# Webhook receivers' answers are for the endpoint's owner and the operators who run deliveries,
+# not for everyone who may read notifications (auditors).
+SEE_RECEIVER_ANSWERS = "notifications.change_notification"
+
 
 def _actor(request: HttpRequest) -> str:
-    return f"admin:{request.user.get_username()}"
+    return user_actor(request.user)
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -35,6 +40,14 @@ class DeliveryAttemptInline(admin.TabularInline):
     )
     readonly_fields = fields
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if request.user.has_perm(SEE_RECEIVER_ANSWERS):
+            return (*self.fields, "response_body")
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
@@ -43,6 +56,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 class NotificationAdmin(admin.ModelAdmin):
     list_display = (
         "notification_id",
+        "owner",
         "channel",
         "recipient",
         "template_key",
@@ -122,7 +136,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ("url", "event_types", "description")
+        fields = ("url", "owner", "event_types", "description")
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -139,6 +153,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = (
         "url",
         "kind",
+        "owner",
         "event_types",
         "is_active",
         "consecutive_failures",
@@ -146,11 +161,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("kind", "is_active")
-    search_fields = ("url", "description")
+    search_fields = ("url", "description", "owner__username")
+    raw_id_fields = ("owner",)
+    # The secret is never shown again after creation (its owner rotates it through the API).
     readonly_fields = (
         "id",
         "kind",
-        "secret",
         "consecutive_failures",
         "disabled_at",
         "disabled_reason",
@@ -160,10 +176,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "id",
         "url",
         "kind",
+        "owner",
         "event_types",
         "description",
         "is_active",
-        "secret",
         "consecutive_failures",
         "disabled_at",
         "disabled_reason",
@@ -172,8 +188,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     actions = ["enable", "disable"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
-        # is_active moves through the actions (and their audit records), not by editing the field.
-        return (*self.readonly_fields, "is_active") if obj is not None else self.readonly_fields
+        # is_active moves through the actions (and their audit records), not by editing the field;
+        # an endpoint's owner is who receives its objects' events, fixed once it exists.
+        return (*self.readonly_fields, "is_active", "owner") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
         if change:
@@ -186,11 +203,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             )
             return
         created = services.webhook_endpoint_register(
-            url=obj.url, event_types=list(obj.event_types), description=obj.description, actor=_actor(request)
+            url=obj.url,
+            event_types=list(obj.event_types),
+            description=obj.description,
+            owner=obj.owner,
+            actor=_actor(request),
         )
         obj.pk = created.pk
         obj.secret = created.secret
         obj.kind = EndpointKind.REGISTERED
+        # Shown this once, as the API does on creation.
+        self.message_user(request, f"The endpoint's signing secret (shown once): {created.secret}")
 
     @admin.action(description="Enable the selected endpoints")
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:

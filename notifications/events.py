@@ -20,8 +20,13 @@ class NotificationRequested(BaseModel):
     template: str | None = Field(default=None, min_length=1, max_length=100)
     subject: str | None = Field(default=None, max_length=255)
     body: str | None = None
+    # Any JSON values; numbers arrive as Decimal (the codec and the API's parser never make floats)
+    # and are stored and passed on with their digits.
     context: dict[str, Any] = Field(default_factory=dict)
     locale: str | None = Field(default=None, max_length=35)
+    # Set by the API to the requester's audit actor (`user:<username>`): the notification belongs
+    # to that user and the audit log names it. Absent for requests produced straight to Kafka.
+    requestedBy: str | None = Field(default=None, max_length=255)  # noqa: N815
 
     @model_validator(mode="after")
     def _template_or_body(self) -> NotificationRequested:

@@ -6,12 +6,18 @@ import base64
 import secrets
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+
+# Notification ids the platform derives itself (`payment:<id>:captured:email`, ...). Nobody may
+# claim one through the API: a client taking `payment:<id>:captured:email` before the payment is
+# captured would stop the customer's real email (the id is delivered once).
+SYSTEM_ID_PREFIXES = ("payment:", "refund:", "order:")
 
 
 def generate_webhook_secret() -> str:
@@ -100,19 +106,30 @@ class Template(models.Model):
 class EndpointKind(models.TextChoices):
     # Registered through the API or admin, with its own secret and the event types it wants.
     REGISTERED = "registered"
-    # A customer's webhookUrl (or a requested webhook's URL): signed with the platform secret.
+    # A customer's webhookUrl (or a requested webhook's URL), one row per owner and URL: signed
+    # with the owner's own secret for that URL, or with the platform secret when nobody owns it
+    # (a payment or request that came through Kafka).
     RECIPIENT = "recipient"
 
 
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="webhook_endpoints",
+        help_text="The API client it belongs to and whose objects' events it receives; "
+        "empty for the platform's own (events about objects that came through Kafka).",
+    )
     url = models.URLField(max_length=2000)
     kind = models.CharField(max_length=16, choices=EndpointKind.choices, default=EndpointKind.REGISTERED)
     secret = models.CharField(
         max_length=100,
         blank=True,
         default=generate_webhook_secret,
-        help_text="whsec_... ; empty means the platform's WEBHOOK_SIGNING_SECRET.",
+        help_text="whsec_... ; empty means the platform's WEBHOOK_SIGNING_SECRET (ownerless rows only).",
     )
     event_types = models.JSONField(
         default=list,
@@ -132,8 +149,12 @@ class WebhookEndpoint(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # NULLS NOT DISTINCT: one ownerless row per URL as well, also under concurrent inserts.
             models.UniqueConstraint(
-                fields=["url"], condition=Q(kind="recipient"), name="webhook_recipient_url_once"
+                fields=["owner", "url"],
+                condition=Q(kind="recipient"),
+                nulls_distinct=False,
+                name="webhook_recipient_url_once_per_owner",
             ),
         ]
 
@@ -146,6 +167,18 @@ class WebhookEndpoint(models.Model):
 
 class Notification(models.Model):
     notification_id = models.CharField(max_length=255, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="owned_notifications",
+        help_text="The API client it belongs to: the requester, or the client of the payment it is "
+        "about; empty for what came through Kafka.",
+    )
+    requested_by = models.CharField(
+        max_length=255, blank=True, help_text="The audit actor who asked for it (user:<username>)."
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     recipient = models.CharField(max_length=2000)
     template_key = models.CharField(max_length=100, blank=True)
@@ -222,6 +255,9 @@ class DeliveryAttempt(models.Model):
     status_code = models.IntegerField(null=True, blank=True, help_text="HTTP or SMTP reply code.")
     provider_message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
+    # What a webhook receiver answered (non-2xx). Kept apart from `error`, which travels in events
+    # and logs: only the endpoint's owner (and operators in the admin) may read it.
+    response_body = models.TextField(blank=True)
 
     class Meta:
         ordering = ["notification", "number"]

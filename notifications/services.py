@@ -39,11 +39,13 @@ from django.utils import timezone
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, dumps
 from kafka_platform import metrics
+from kafka_platform.actors import USER_PREFIX, user_actor
 from kafka_platform.celery import app as celery_app
 from notifications import protection, rendering, webhooks
 from notifications.events import NotificationFailed, NotificationRequested, NotificationSent
 from notifications.models import (
     IN_FLIGHT,
+    SYSTEM_ID_PREFIXES,
     TRANSITIONS,
     AttemptStatus,
     Channel,
@@ -54,6 +56,7 @@ from notifications.models import (
     Notification,
     NotificationStatus,
     WebhookEndpoint,
+    generate_webhook_secret,
 )
 from notifications.providers import DeliveryError, OutgoingMessage, Provider, Receipt, provider_for
 
@@ -91,6 +94,10 @@ class InvalidEndpoint(Exception):
     pass
 
 
+class ReservedNotificationId(Exception):
+    """A notification id under one of the platform's own prefixes, asked for from outside."""
+
+
 class _Refused(Exception):
     """A notification that is understood but cannot be sent: it is failed at once."""
 
@@ -112,6 +119,9 @@ class NotificationSpec:
     endpoint: WebhookEndpoint | None = None
     correlation_id: str = ""
     source_event_id: str = ""
+    # The API client it belongs to (None: nobody's, it came through Kafka) and who asked for it.
+    owner_id: int | None = None
+    requested_by: str = ""
 
 
 # --- events, audit, bookkeeping ---------------------------------------------------------------------
@@ -195,7 +205,7 @@ def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Re
         action="notification.sent",
         subject_type="notification",
         subject_id=notification.notification_id,
-        actor=WORKER_ACTOR,
+        actor=notification.requested_by or WORKER_ACTOR,
         correlation_id=notification.correlation_id,
         details={
             "channel": notification.channel,
@@ -238,7 +248,7 @@ def _fail(notification: Notification, *, reason: str, detail: str) -> None:
         action="notification.failed",
         subject_type="notification",
         subject_id=notification.notification_id,
-        actor=WORKER_ACTOR,
+        actor=notification.requested_by or WORKER_ACTOR,
         correlation_id=notification.correlation_id,
         details={"channel": notification.channel, "attempts": notification.attempts, "reason": reason},
     )
@@ -303,15 +313,25 @@ def _webhook_body(spec: NotificationSpec, created: str) -> str:
     return dumps({"type": spec.template_key or "notification", "timestamp": created, "data": data}).decode()
 
 
+def _recipient_endpoint(*, owner_id: int | None, url: str) -> WebhookEndpoint:
+    """The endpoint row of a URL given as a recipient, one per owner: an owned one signs with a secret
+    of that owner's own (it learns it by rotating the secret), so a delivery made for one client never
+    verifies with another's secret or the platform's; an ownerless one signs with the platform secret.
+    """
+    endpoint, _ = WebhookEndpoint.objects.get_or_create(
+        kind=EndpointKind.RECIPIENT,
+        owner_id=owner_id,
+        url=url,
+        defaults={"secret": generate_webhook_secret() if owner_id is not None else "", "event_types": []},
+    )
+    return endpoint
+
+
 def _prepare(notification: Notification, spec: NotificationSpec) -> None:
     """Render the message (or build the webhook body); raises _Refused for what cannot be sent."""
     _check_recipient(spec.channel, spec.recipient)
     if spec.channel == Channel.WEBHOOK:
-        endpoint = spec.endpoint
-        if endpoint is None:
-            endpoint, _ = WebhookEndpoint.objects.get_or_create(
-                kind=EndpointKind.RECIPIENT, url=spec.recipient, defaults={"secret": "", "event_types": []}
-            )
+        endpoint = spec.endpoint or _recipient_endpoint(owner_id=spec.owner_id, url=spec.recipient)
         notification.webhook_endpoint = endpoint
         notification.subject = spec.template_key or "notification"
         notification.body = _webhook_body(spec, timezone.now().isoformat().replace("+00:00", "Z"))
@@ -346,6 +366,8 @@ def _queue(spec: NotificationSpec) -> Notification | None:
         return None
     notification = Notification(
         notification_id=spec.notification_id,
+        owner_id=spec.owner_id,
+        requested_by=spec.requested_by,
         channel=spec.channel,
         recipient=spec.recipient,
         template_key=spec.template_key,
@@ -380,9 +402,12 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
     """Queue a requested notification once per notificationId (and once per event)."""
     if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
         return None
+    owner_id, requested_by = _request_owner(request)
     return _queue(
         NotificationSpec(
             notification_id=request.notificationId,
+            owner_id=owner_id,
+            requested_by=requested_by,
             channel=request.channel,
             recipient=request.recipient,
             template_key=request.template or "",
@@ -394,6 +419,31 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
             source_event_id=event.id,
         )
     )
+
+
+def _payment_client_id(payment_id: str) -> int | None:
+    """The API client that requested the payment (None when it came through Kafka or is unknown)."""
+    from payments.models import Payment  # the payments domain owns who requested a payment
+
+    return Payment.objects.filter(payment_id=payment_id).values_list("client_id", flat=True).first()
+
+
+def _request_owner(request: NotificationRequested) -> tuple[int | None, str]:
+    """Whom a requested notification belongs to, and the actor who asked for it.
+
+    Requested through the API: the requester (`requestedBy`). Under `payment:<id>:` (payments asks
+    for its refund notices on the topic): the payment's client. Otherwise nobody: it came through
+    Kafka, whose producers are the platform's service accounts.
+    """
+    from django.contrib.auth import get_user_model
+
+    if request.requestedBy and request.requestedBy.startswith(USER_PREFIX):
+        username = request.requestedBy.removeprefix(USER_PREFIX)
+        user_id = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+        return user_id, request.requestedBy
+    if request.notificationId.startswith("payment:"):
+        return _payment_client_id(request.notificationId.split(":", 2)[1]), ""
+    return None, ""
 
 
 def _payment_context(data: dict[str, Any]) -> dict[str, Any]:
@@ -426,7 +476,10 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     base_id = f"payment:{data['paymentId']}:{'captured' if captured else 'failed'}"
     customer = data.get("customer") or {}
     context = _payment_context(data)
+    # The notifications belong to the payment's client, and only that client's endpoints hear of it.
+    owner_id = _payment_client_id(data["paymentId"])
     common: dict[str, Any] = {
+        "owner_id": owner_id,
         "template_key": template_key,
         "locale": customer.get("locale"),
         "context": context,
@@ -445,7 +498,10 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
         )
         if recipient
     ]
-    for endpoint in WebhookEndpoint.objects.filter(kind=EndpointKind.REGISTERED, is_active=True):
+    registered = WebhookEndpoint.objects.filter(
+        kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id
+    )
+    for endpoint in registered:
         if endpoint.wants(template_key):
             specs.append(
                 NotificationSpec(
@@ -460,14 +516,32 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
 
 
 @transaction.atomic
-def notification_submit(*, request: NotificationRequested, correlation_id: str | None = None) -> None:
-    """Publish a notification request (the API's POST): the consumer queues it like any other."""
+def notification_submit(
+    *, request: NotificationRequested, user: Any, correlation_id: str | None = None
+) -> NotificationRequested:
+    """Publish a notification request for `user` (the API's POST): the consumer queues it like any
+    other, as `user`'s notification."""
+    if request.notificationId.startswith(SYSTEM_ID_PREFIXES):
+        raise ReservedNotificationId(
+            f"notification ids under {', '.join(SYSTEM_ID_PREFIXES)} are the platform's own"
+        )
+    actor = user_actor(user)
+    request = request.model_copy(update={"requestedBy": actor})
     outbox.record_event(
         topic=topics.NOTIFICATION_REQUESTED,
         subject=request.notificationId,
         data=request.model_dump(exclude_none=True),
         correlation_id=correlation_id,
     )
+    _audit(
+        action="notification.requested",
+        subject_type="notification",
+        subject_id=request.notificationId,
+        actor=actor,
+        correlation_id=correlation_id or "",
+        details={"channel": request.channel, "template": request.template},
+    )
+    return request
 
 
 # --- delivery -------------------------------------------------------------------------------------
@@ -614,6 +688,7 @@ def _finish_attempt(
         attempt.status = AttemptStatus.UNKNOWN if error.outcome_unknown else AttemptStatus.FAILED
         attempt.status_code = error.status_code
         attempt.error = f"{error.reason}: {error}"[:4000]
+        attempt.response_body = error.response_body[:4000]
     attempt.save()
     if not was_sending:
         # The dispatcher gave this attempt up as lost meanwhile. A late success still counts.
@@ -736,22 +811,49 @@ def notification_redeliver(*, notification_id: str, actor: str) -> Notification:
 
 @transaction.atomic
 def webhook_endpoint_register(
-    *, url: str, event_types: list[str], description: str = "", actor: str
+    *, url: str, event_types: list[str], owner: Any | None, description: str = "", actor: str
 ) -> WebhookEndpoint:
-    """A new endpoint with a generated secret; its URL must reach a public address (or an allowed one)."""
+    """A new endpoint of `owner` (None: the platform's) with a generated secret; its URL must reach
+    a public address (or an allowed one). The caller shows the secret once, now."""
     try:
         webhooks.check_url(url)
     except webhooks.ForbiddenTarget as exc:
         raise InvalidEndpoint(str(exc)) from exc
     endpoint = WebhookEndpoint.objects.create(
-        url=url, kind=EndpointKind.REGISTERED, event_types=event_types, description=description
+        url=url,
+        owner=owner,
+        kind=EndpointKind.REGISTERED,
+        event_types=event_types,
+        description=description,
+        secret=generate_webhook_secret(),
     )
     _audit(
         action="webhook_endpoint.registered",
         subject_type="webhook_endpoint",
         subject_id=str(endpoint.id),
         actor=actor,
-        details={"url": url, "eventTypes": event_types},
+        details={"url": url, "eventTypes": event_types, "owner": _owner_actor(endpoint)},
+    )
+    return endpoint
+
+
+def _owner_actor(endpoint: WebhookEndpoint) -> str | None:
+    return user_actor(endpoint.owner) if endpoint.owner is not None else None
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(*, endpoint_id: uuid.UUID, actor: str) -> WebhookEndpoint:
+    """A new secret for the endpoint, signing every delivery from now on (also retries of earlier
+    notifications: each attempt is signed when it is made). The caller shows it once, now."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    endpoint.secret = generate_webhook_secret()
+    endpoint.save(update_fields=["secret", "updated_at"])
+    _audit(
+        action="webhook_endpoint.secret_rotated",
+        subject_type="webhook_endpoint",
+        subject_id=str(endpoint.id),
+        actor=actor,
+        details={"url": endpoint.url, "kind": endpoint.kind},
     )
     return endpoint
 
@@ -768,6 +870,12 @@ def webhook_endpoint_update(
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
     changes: dict[str, Any] = {}
+    if endpoint.kind == EndpointKind.RECIPIENT and (
+        (url is not None and url != endpoint.url)
+        or (event_types is not None and list(event_types) != list(endpoint.event_types))
+    ):
+        # Its URL is the customer's webhookUrl it stands for, and it receives no fan-out.
+        raise InvalidEndpoint("the URL and event types of a recipient endpoint cannot be changed")
     if url is not None and url != endpoint.url:
         try:
             webhooks.check_url(url)

@@ -7,7 +7,12 @@ of a `whsec_...` secret as the key.
 
 Targets: a webhook may only reach public addresses. Private, loopback, link-local (cloud metadata),
 shared, reserved and multicast addresses are refused unless the host name or the address is in
-WEBHOOK_ALLOWED_HOSTS (host names, addresses or CIDRs). The check is made on the resolved
+WEBHOOK_ALLOWED_HOSTS (host names, addresses or CIDRs). An IPv6 address that embeds an IPv4 one
+(IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48,
+6to4 2002::/16, Teredo 2001::/32) is public only if every embedded IPv4 address is: a gateway
+would otherwise carry `[64:ff9b::a9fe:a9fe]` to 169.254.169.254. Only the IPv4-mapped form is
+the same address as its IPv4 one (a dual-stack socket reports IPv4 peers so), so only it is
+matched against IPv4 entries of the allowlist. The check is made on the resolved
 addresses before connecting and again on the socket's actual peer after connecting, so a DNS
 answer that changes in between (rebinding) cannot slip through; proxies from the environment are
 ignored and redirects are not followed.
@@ -86,11 +91,36 @@ class Allowlist:
         return host.lower().rstrip(".") in self.hosts
 
     def allows_address(self, address: IPAddress) -> bool:
-        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-            address = address.ipv4_mapped  # type: ignore[union-attr]
-        if address.is_global and not address.is_multicast:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.networks):
             return True
-        return any(address in network for network in self.networks)
+        return _is_public(address) and all(_is_public(v4) for v4 in embedded_ipv4(address))
+
+
+_NAT64_NETWORKS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _is_public(address: IPAddress) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (and would reach through a gateway)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address in _IPV4_COMPATIBLE or any(address in network for network in _NAT64_NETWORKS):
+        found.append(low32)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client): the client is the host reached
+    return found
 
 
 def allowlist() -> Allowlist:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from notifications.models import Channel, DeliveryAttempt, Notification, WebhookEndpoint
+from notifications.models import SYSTEM_ID_PREFIXES, Channel, DeliveryAttempt, Notification, WebhookEndpoint
 
 
 class NotificationRequestSerializer(serializers.Serializer):
@@ -23,6 +25,13 @@ class NotificationRequestSerializer(serializers.Serializer):
     context = serializers.DictField(required=False)
     locale = serializers.CharField(max_length=35, required=False)
 
+    def validate_notificationId(self, value: str) -> str:  # noqa: N802 - DRF's hook for the wire name
+        if value.startswith(SYSTEM_ID_PREFIXES):
+            raise serializers.ValidationError(
+                f"ids under {', '.join(SYSTEM_ID_PREFIXES)} are the platform's own; choose another id"
+            )
+        return value
+
     def validate(self, attrs: dict) -> dict:
         if not attrs.get("template") and not attrs.get("body"):
             raise serializers.ValidationError("either template or body is required")
@@ -35,6 +44,9 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
     latencyMs = serializers.FloatField(source="latency_ms")  # noqa: N815
     statusCode = serializers.IntegerField(source="status_code")  # noqa: N815
     providerMessageId = serializers.CharField(source="provider_message_id")  # noqa: N815
+    responseBody = serializers.CharField(  # noqa: N815
+        source="response_body", help_text="What the webhook receiver answered; shown to its owner only."
+    )
 
     class Meta:
         model = DeliveryAttempt
@@ -48,8 +60,18 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
             "statusCode",
             "providerMessageId",
             "error",
+            "responseBody",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: DeliveryAttempt) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        # A receiver's answer may carry the receiver's own data: only the endpoint's owner (the
+        # notification's, by construction) reads it here; operators read it in the admin.
+        if request is None or request.user.pk is None or request.user.pk != instance.notification.owner_id:
+            data.pop("responseBody", None)
+        return data
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -108,20 +130,34 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)  # noqa: N815
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)  # noqa: N815
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = WebhookEndpoint
+        # No secret: it is shown once, by WebhookEndpointSecretSerializer (creation, rotation).
         fields = [
             "id",
             "url",
             "kind",
+            "owner",
             "eventTypes",
             "description",
             "isActive",
-            "secret",
             "consecutiveFailures",
             "disabledAt",
             "disabledReason",
             "createdAt",
         ]
-        read_only_fields = ["id", "kind", "secret"]
+        read_only_fields = ["id", "kind", "owner"]
+
+
+class WebhookEndpointSecretSerializer(WebhookEndpointSerializer):
+    """The answer to creating an endpoint or rotating its secret: the only time the secret is shown."""
+
+    secret = serializers.CharField(
+        read_only=True, help_text="whsec_...; store it now, it is not shown again."
+    )
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = [*WebhookEndpointSerializer.Meta.read_only_fields, "secret"]

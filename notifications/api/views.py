@@ -1,30 +1,56 @@
-"""HTTP views of the notifications domain: translate requests into service calls and back."""
+"""HTTP views of the notifications domain: translate requests into service calls and back.
+
+What a user may see comes from the selectors (a client its own notifications and endpoints); what it
+may do from Django permissions. Errors are raised, and rendered as problem+json in one place
+(kafka_platform/problems.py).
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from django.shortcuts import get_object_or_404
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from pydantic import ValidationError as PydanticValidationError
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kafka_platform.actors import user_actor
+from kafka_platform.problems import Problem
 from notifications import selectors, services
 from notifications.api.serializers import (
     NotificationDetailSerializer,
     NotificationRequestSerializer,
     NotificationSerializer,
+    WebhookEndpointSecretSerializer,
     WebhookEndpointSerializer,
 )
 from notifications.events import NotificationRequested
 from notifications.models import Notification, WebhookEndpoint
 
+ADD_NOTIFICATION = "notifications.add_notification"
+CHANGE_NOTIFICATION = "notifications.change_notification"
 
-def _actor(request: Request) -> str:
-    return f"user:{request.user.get_username()}"
+
+class HoldsPermission(BasePermission):
+    """The action needs one Django permission (from a role group or granted to a service account)."""
+
+    permission = ""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm(self.permission))
+
+
+class CanRequestNotifications(HoldsPermission):
+    permission = ADD_NOTIFICATION
+
+
+class CanRedeliverNotifications(HoldsPermission):
+    permission = CHANGE_NOTIFICATION
 
 
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -34,12 +60,22 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     lookup_url_kwarg = "notification_id"
     lookup_value_regex = "[^/]+"
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self) -> list[BasePermission]:
+        # Any client may read its own notifications; asking for one (any text to anyone) or sending
+        # one again is for operators and service accounts.
+        extra = {"create": [CanRequestNotifications()], "redeliver": [CanRedeliverNotifications()]}
+        return [IsAuthenticated(), *extra.get(self.action, [])]
+
+    def get_queryset(self) -> QuerySet[Notification]:
         if self.action == "retrieve":
-            return selectors.notification_with_attempts()
+            return selectors.notification_with_attempts(user=self.request.user)
         params = self.request.query_params
         return selectors.notification_list(
-            status=params.get("status"), channel=params.get("channel"), recipient=params.get("recipient")
+            user=self.request.user,
+            status=params.get("status"),
+            channel=params.get("channel"),
+            recipient=params.get("recipient"),
+            owner=params.get("user"),
         )
 
     def get_serializer_class(self):  # type: ignore[no-untyped-def]
@@ -54,23 +90,27 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             OpenApiParameter("status", str, description="queued, sending, sent or failed"),
             OpenApiParameter("channel", str),
             OpenApiParameter("recipient", str),
+            OpenApiParameter("user", str, description="username of the API client they belong to"),
         ]
     )
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=NotificationRequestSerializer, responses={202: dict})
+    @extend_schema(request=NotificationRequestSerializer, responses={202: dict, 400: dict, 403: dict})
     def create(self, request: Request) -> Response:
         serializer = NotificationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = {"notificationId": f"ntf_{uuid.uuid4().hex}", **serializer.validated_data}
+        # A pydantic ValidationError is rendered as a 400 problem by the API's exception handler.
+        notification_request = NotificationRequested.model_validate(data)
         try:
-            notification_request = NotificationRequested.model_validate(data)
-        except PydanticValidationError as exc:
-            return Response({"detail": exc.errors(include_url=False)}, status=status.HTTP_400_BAD_REQUEST)
-        services.notification_submit(
-            request=notification_request, correlation_id=request.headers.get("X-Correlation-Id")
-        )
+            services.notification_submit(
+                request=notification_request,
+                user=request.user,
+                correlation_id=request.headers.get("X-Correlation-Id"),
+            )
+        except services.ReservedNotificationId as exc:
+            raise ValidationError({"notificationId": [str(exc)]}) from exc
         location = request.build_absolute_uri(f"{notification_request.notificationId}/")
         return Response(
             {
@@ -82,28 +122,34 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             headers={"Location": location},
         )
 
-    @extend_schema(request=None, responses={202: NotificationSerializer})
+    @extend_schema(request=None, responses={202: NotificationSerializer, 403: dict, 404: dict, 409: dict})
     @action(detail=True, methods=["post"])
     def redeliver(self, request: Request, notification_id: str) -> Response:
-        get_object_or_404(Notification, notification_id=notification_id)
+        notification: Notification = self.get_object()
         try:
             notification = services.notification_redeliver(
-                notification_id=notification_id, actor=_actor(request)
+                notification_id=notification.notification_id, actor=user_actor(request.user)
             )
-        except (services.NotificationInFlight, services.EndpointDisabled) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.NotificationInFlight as exc:
+            raise Problem(409, str(exc), code="notification_in_flight") from exc
+        except services.EndpointDisabled as exc:
+            raise Problem(409, str(exc), code="endpoint_disabled") from exc
         return Response(NotificationSerializer(notification).data, status=status.HTTP_202_ACCEPTED)
 
 
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
-    """Registered webhook endpoints: a URL, the event types it wants, and its generated secret."""
+    """A client's webhook endpoints: a URL, the event types it wants, and its own secret, shown once
+    (on creation and on rotation). Its customers' webhookUrls appear here too (kind `recipient`):
+    rotate one's secret to learn what its deliveries are signed with."""
 
     serializer_class = WebhookEndpointSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
-        return selectors.webhook_endpoint_list()
+    def get_queryset(self) -> QuerySet[WebhookEndpoint]:
+        reading = self.action in ("list", "retrieve")
+        return selectors.webhook_endpoint_list(user=self.request.user, to_change=not reading)
 
+    @extend_schema(responses={201: WebhookEndpointSecretSerializer, 400: dict})
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -113,14 +159,15 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
                 url=data["url"],
                 event_types=data["event_types"],
                 description=data.get("description", ""),
-                actor=_actor(request),
+                owner=request.user,
+                actor=user_actor(request.user),
             )
         except services.InvalidEndpoint as exc:
-            return Response({"url": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(self.get_serializer(endpoint).data, status=status.HTTP_201_CREATED)
+            raise ValidationError({"url": [str(exc)]}) from exc
+        return Response(WebhookEndpointSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: WebhookEndpoint) -> None:
-        services.webhook_endpoint_delete(endpoint_id=instance.id, actor=_actor(self.request))
+        services.webhook_endpoint_delete(endpoint_id=instance.id, actor=user_actor(self.request.user))
 
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
         endpoint: WebhookEndpoint = self.get_object()
@@ -130,12 +177,21 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
         try:
             endpoint = services.webhook_endpoint_update(
                 endpoint_id=endpoint.id,
-                actor=_actor(request),
+                actor=user_actor(request.user),
                 url=data.get("url"),
                 event_types=data.get("event_types"),
                 description=data.get("description"),
                 is_active=data.get("is_active"),
             )
         except services.InvalidEndpoint as exc:
-            return Response({"url": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"url": [str(exc)]}) from exc
         return Response(self.get_serializer(endpoint).data)
+
+    @extend_schema(request=None, responses={200: WebhookEndpointSecretSerializer, 404: dict})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str) -> Response:
+        endpoint: WebhookEndpoint = self.get_object()
+        endpoint = services.webhook_endpoint_rotate_secret(
+            endpoint_id=endpoint.id, actor=user_actor(request.user)
+        )
+        return Response(WebhookEndpointSecretSerializer(endpoint).data)

@@ -52,6 +52,7 @@ class DeliveryError(Exception):
         status_code: int | None = None,
         outcome_unknown: bool = False,
         endpoint_gone: bool = False,
+        response_body: str = "",
     ) -> None:
         super().__init__(detail)
         self.reason = reason
@@ -60,6 +61,8 @@ class DeliveryError(Exception):
         self.status_code = status_code
         self.outcome_unknown = outcome_unknown
         self.endpoint_gone = endpoint_gone
+        # A webhook receiver's answer: for its owner's eyes, never in `detail` (events, logs).
+        self.response_body = response_body
 
     @classmethod
     def unavailable(cls, detail: str, *, status_code: int | None = None) -> DeliveryError:

@@ -56,7 +56,10 @@ class WebhookProvider:
         code = response.status_code
         if 200 <= code < 300:
             return Receipt(provider_message_id=message.idempotency_key, status_code=code)
-        detail = f"receiver answered HTTP {code}: {response.text[:300]}"
+        # The receiver's answer is its owner's business: kept apart from the detail, which goes into
+        # the failed event, the notification's last error and log lines.
+        detail = f"receiver answered HTTP {code}"
+        answer = response.text[:4000]
         if code == 410:
             raise DeliveryError(
                 "endpoint_gone",
@@ -65,8 +68,16 @@ class WebhookProvider:
                 provider_fault=False,
                 status_code=code,
                 endpoint_gone=True,
+                response_body=answer,
             )
         # The receiver's own trouble (5xx, 429, 408, redirects) opens its breaker; other 4xx do not,
         # but Standard Webhooks senders retry them as well: the receiver may be mid-deploy.
         fault = code >= 500 or code in (408, 429) or 300 <= code < 400
-        raise DeliveryError("receiver_error", detail, retryable=True, provider_fault=fault, status_code=code)
+        raise DeliveryError(
+            "receiver_error",
+            detail,
+            retryable=True,
+            provider_fault=fault,
+            status_code=code,
+            response_body=answer,
+        )

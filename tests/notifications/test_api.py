@@ -7,12 +7,15 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bridge import topics
-from notifications.models import WebhookEndpoint
+from kafka_platform.roles import OPERATORS, sync_role_groups
+from notifications.models import Notification, WebhookEndpoint
 from tests.conftest import Stack
+from tests.notifications.conftest import PLATFORM_SECRET
 from tests.support.kafka import Collector, subject_is
 from tests.support.receivers import HttpReceiver, verify_standard_webhook
 from tests.support.waiting import wait_until
@@ -20,7 +23,10 @@ from tests.support.waiting import wait_until
 
 @pytest.fixture
 def api() -> APIClient:
+    """An operator: requesting and redelivering notifications need the role's permissions."""
     user = get_user_model().objects.create_user(username=f"ops-{uuid.uuid4().hex[:6]}", password="x")
+    sync_role_groups(group_model=Group, permission_model=Permission)
+    user.groups.add(Group.objects.get(name=OPERATORS))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
@@ -49,9 +55,16 @@ def test_post_notification_then_status_with_attempts_then_redeliver(
     assert published.json()["data"]["template"] == "order_shipped"
 
     [delivery] = http_receiver.wait_for(name)
+    # Signed with the requester's own secret for that URL, not the platform's.
+    endpoint = wait_until(
+        lambda: Notification.objects.filter(notification_id=notification_id).first(), what="the row"
+    ).webhook_endpoint
+    assert endpoint is not None
     assert delivery.json() == verify_standard_webhook(
-        secret=nlive.env["WEBHOOK_SIGNING_SECRET"], headers=delivery.headers, body=delivery.body
+        secret=endpoint.secret, headers=delivery.headers, body=delivery.body
     )
+    with pytest.raises(AssertionError):
+        verify_standard_webhook(secret=PLATFORM_SECRET, headers=delivery.headers, body=delivery.body)
     detail = wait_until(
         lambda: (
             (r := api.get(f"/api/v1/notifications/{notification_id}/")).status_code == 200
@@ -104,7 +117,7 @@ def test_webhook_endpoint_registration_and_reenabling(
     private = api.post(
         "/api/v1/webhook-endpoints/", {"url": "http://10.1.2.3/hook", "eventTypes": ["*"]}, format="json"
     )
-    assert private.status_code == 400 and "not public" in private.json()["url"][0]
+    assert private.status_code == 400 and "not public" in private.json()["errors"]["url"][0]
 
     disabled = api.patch(f"/api/v1/webhook-endpoints/{endpoint_id}/", {"isActive": False}, format="json")
     assert disabled.status_code == 200 and not disabled.json()["isActive"]

@@ -33,11 +33,12 @@ def test_captured_payment_notifies_every_channel_of_its_customer(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     customer_hook, merchant_hook, other_hook = f"cust{run}", f"merch{run}", f"other{run}"
+    # The platform's own endpoints (no owner): they hear of payments that came through Kafka.
     merchant = services.webhook_endpoint_register(
-        url=http_receiver.hook_url(merchant_hook), event_types=["payment_captured"], actor="test"
+        url=http_receiver.hook_url(merchant_hook), event_types=["payment_captured"], owner=None, actor="test"
     )
     services.webhook_endpoint_register(
-        url=http_receiver.hook_url(other_hook), event_types=["payment_failed"], actor="test"
+        url=http_receiver.hook_url(other_hook), event_types=["payment_failed"], owner=None, actor="test"
     )
     phone = "+1555" + str(uuid.uuid4().int)[:7]
     push_token = f"ExponentPushToken[{run}]"

@@ -50,6 +50,16 @@ def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
         ("::ffff:10.0.0.1", False),
         ("::ffff:127.0.0.1", True),
         ("192.0.2.10", True),  # a TEST-NET address, allowlisted by CIDR below
+        # IPv6 forms carrying a private IPv4 address; only the IPv4-mapped form is the allowlisted one.
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("2002:a9fe:a9fe::", False),  # 6to4 of 169.254.169.254
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8: public
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8: public
+        ("2606:4700:4700::1111", True),
     ],
 )
 def test_only_public_or_allowlisted_addresses(address: str, allowed: bool) -> None:

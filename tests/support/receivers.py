@@ -121,6 +121,8 @@ class _Route:
     script: list[int] = field(default_factory=list)
     default: int = 200
     hang_s: list[float] = field(default_factory=list)
+    # What a webhook receiver answers instead of {"status": <code>}.
+    answer: str | None = None
 
 
 class HttpReceiver:
@@ -152,9 +154,9 @@ class HttpReceiver:
     def hook_url(self, name: str) -> str:
         return f"{self.base_url}/hooks/{name}"
 
-    def script(self, name: str, statuses: list[int], *, then: int = 200) -> None:
+    def script(self, name: str, statuses: list[int], *, then: int = 200, answer: str | None = None) -> None:
         with self._lock:
-            self._routes[name] = _Route(script=list(statuses), default=then)
+            self._routes[name] = _Route(script=list(statuses), default=then, answer=answer)
 
     def hang_next(self, name: str, seconds: float) -> None:
         """The next request to `name` is recorded at once and answered only after `seconds`."""
@@ -168,12 +170,12 @@ class HttpReceiver:
     def wait_for(self, name: str, *, count: int = 1, timeout_s: float = 30.0) -> list[ReceivedRequest]:
         return _wait(lambda: self.received(name), count, timeout_s, f"requests to {name}")
 
-    def _next(self, name: str) -> tuple[int, float]:
+    def _next(self, name: str) -> tuple[int, float, str | None]:
         with self._lock:
             route = self._routes[name]
             status = route.script.pop(0) if route.script else route.default
             hang = route.hang_s.pop(0) if route.hang_s else 0.0
-            return status, hang
+            return status, hang, route.answer
 
     def _record(self, request: ReceivedRequest) -> None:
         with self._lock:
@@ -199,7 +201,7 @@ class HttpReceiver:
                     name = receiver.EXPO
                 else:
                     name = "unknown"
-                status, hang = receiver._next(name)
+                status, hang, scripted_answer = receiver._next(name)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver._record(ReceivedRequest(name, path, headers, body, time.monotonic(), status))
                 if hang:
@@ -210,7 +212,7 @@ class HttpReceiver:
                     answer = {"data": {"status": "ok", "id": str(uuid.uuid4())}}
                 else:
                     answer = {"status": status}
-                raw = json.dumps(answer).encode()
+                raw = json.dumps(answer).encode() if scripted_answer is None else scripted_answer.encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
