@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -121,6 +122,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = str(exc)
     response.data = problem_body(response.status_code, detail, code=code, **extensions)
     response.content_type = CONTENT_TYPE
+    request = context.get("request")
+    if request is not None:
+        # An error is a problem document whatever format the request asked for (e.g. CSV).
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = CONTENT_TYPE
     return response
 
 

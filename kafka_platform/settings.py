@@ -303,7 +303,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "kafka_platform.openapi.ProblemAutoSchema",
     # Numbers in JSON bodies become Decimals: money never passes through a float.
     "DEFAULT_PARSER_CLASSES": [
         "kafka_platform.parsers.DecimalJSONParser",

@@ -34,6 +34,7 @@ from audit.api.serializers import (
     ComplianceAlertSerializer,
 )
 from audit.models import AuditEvent, ComplianceAlert
+from kafka_platform.problems import Problem
 
 EXPORT_CHUNK = 2000
 
@@ -130,7 +131,7 @@ class ComplianceAlertViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             alert = do(alert_id=alert.alert_id, by=request.user, **body.validated_data)
         except services.IllegalAlertTransition as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            raise Problem(status.HTTP_409_CONFLICT, str(exc), code="illegal_transition") from None
         return Response(ComplianceAlertSerializer(alert).data)
 
     @extend_schema(request=AlertAcknowledgeSerializer, responses=ComplianceAlertSerializer)
