@@ -1,0 +1,87 @@
+"""The admin site: its start page lists what needs an operator's or auditor's attention."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One thing to look at: how many, what it means, and where to go."""
+
+    label: str
+    count: int
+    url: str
+    detail: str = ""
+
+
+def _dead_letters(request: HttpRequest) -> Attention | None:
+    from bridge.models import DeadLetter
+
+    if not request.user.has_perm("bridge.view_deadletter"):
+        return None
+    pending = DeadLetter.objects.filter(replayed_at__isnull=True)
+    return Attention(
+        "Dead letters not replayed",
+        pending.count(),
+        reverse("admin:bridge_deadletter_changelist") + "?replayed_at__isnull=True",
+    )
+
+
+def _open_alerts(request: HttpRequest) -> Attention | None:
+    from audit.models import AlertStatus, ComplianceAlert
+
+    if not request.user.has_perm("audit.view_compliancealert"):
+        return None
+    return Attention(
+        "Compliance alerts open",
+        ComplianceAlert.objects.filter(status=AlertStatus.OPEN).count(),
+        reverse("admin:audit_compliancealert_changelist") + f"?status__exact={AlertStatus.OPEN}",
+    )
+
+
+def _outbox_backlog(request: HttpRequest) -> Attention | None:
+    from bridge.models import OutboxEvent
+
+    if not request.user.has_perm("bridge.view_outboxevent"):
+        return None
+    unsent = OutboxEvent.objects.filter(sent_at__isnull=True)
+    oldest = unsent.order_by("id").values_list("created_at", flat=True).first()
+    return Attention(
+        "Outbox events not yet published",
+        unsent.count(),
+        reverse("admin:bridge_outboxevent_changelist") + "?sent_at__isnull=True",
+        f"oldest waiting {timesince(oldest, timezone.now())}" if oldest else "",
+    )
+
+
+# Each returns None when the user may not see that kind of thing. Apps add theirs here.
+ATTENTION_CHECKS: list[Callable[[HttpRequest], Attention | None]] = [
+    _dead_letters,
+    _open_alerts,
+    _outbox_backlog,
+]
+
+
+def attention_for(request: HttpRequest) -> list[Attention]:
+    return [item for check in ATTENTION_CHECKS if (item := check(request)) is not None]
+
+
+class PlatformAdminSite(admin.AdminSite):
+    site_header = "kafka-platform"
+    site_title = "kafka-platform admin"
+    index_title = "Operations"
+    index_template = "admin/platform_index.html"
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        extra_context = {**(extra_context or {}), "attention": attention_for(request)}
+        return super().index(request, extra_context)
