@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit import chain
+from bridge import topics
 
 if TYPE_CHECKING:
     from audit.models import ChainCheckpoint
@@ -80,3 +81,11 @@ class AuditAction:
     ALERT_ACKNOWLEDGED = "compliance_alert.acknowledged"
     ALERT_RESOLVED = "compliance_alert.resolved"
     LOG_ARCHIVED = "audit_log.archived"
+
+
+# The types this domain emits and the models of their `data` (bridge/schemas.py publishes their
+# JSON Schemas; the audit.* record topics are consumed, and their schema is AuditRecord's).
+EMITTED_EVENTS = {
+    topics.AUDIT_COMPLIANCE_ALERTS.name: ComplianceAlertRaised,
+    topics.AUDIT_CHECKPOINTS.name: CheckpointSigned,
+}

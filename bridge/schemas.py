@@ -30,23 +30,6 @@ Schema = dict[str, Any]
 # --- the catalog ------------------------------------------------------------------------------
 
 
-def _undeclared_emitted() -> dict[str, type[BaseModel]]:
-    """Emitted types whose events module does not declare `EMITTED_EVENTS` yet.
-
-    Transitional: these modules are being changed by their owners; once a module declares its
-    emitted events, its entries here are redundant (the declaration wins) and should go.
-    """
-    from audit.events import ComplianceAlertRaised
-    from bridge import topics
-    from notifications.events import NotificationFailed, NotificationSent
-
-    return {
-        topics.NOTIFICATION_SENT.name: NotificationSent,
-        topics.NOTIFICATION_FAILED.name: NotificationFailed,
-        topics.AUDIT_COMPLIANCE_ALERTS.name: ComplianceAlertRaised,
-    }
-
-
 def declared_emitted(app_modules: Iterable[str]) -> dict[str, type[BaseModel]]:
     """`EMITTED_EVENTS` of each app's `events` module (apps without one declare nothing)."""
     declared: dict[str, type[BaseModel]] = {}
@@ -64,8 +47,7 @@ def event_models(app_modules: Iterable[str]) -> dict[str, type[BaseModel]]:
     """Every event type the platform emits or consumes, with the model that defines its `data`."""
     from bridge import routing, topics
 
-    models: dict[str, type[BaseModel]] = dict(_undeclared_emitted())
-    models.update(declared_emitted(app_modules))
+    models: dict[str, type[BaseModel]] = declared_emitted(app_modules)
     models.update(
         {t.name: routing.AUDIT_ROUTE.schema for t in topics.CATALOG if topics.is_audit_topic(t.name)}
     )

@@ -325,6 +325,8 @@ SPECTACULAR_SETTINGS = {
         "RefundStatusEnum": "payments.models.RefundStatus",
         "NotificationStatusEnum": "notifications.models.NotificationStatus",
         "DeliveryAttemptStatusEnum": "notifications.models.AttemptStatus",
+        "LedgerTransactionKindEnum": "ledger.kinds.TransactionKind",
+        "WebhookEndpointKindEnum": "notifications.models.EndpointKind",
     },
     # 3.1: the request bodies are the events' pydantic models, whose optional fields are
     # `anyOf [..., {"type": "null"}]` (JSON Schema 2020-12, which OpenAPI 3.0 lacks).

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge import topics
 from kafka_platform.money import Amount, Currency, check_precision, format_amount, minor_units
 from ledger.kinds import (
     ACCOUNT_ID_MAX_LENGTH,
@@ -93,19 +94,34 @@ def money_string(amount: Decimal, currency: str) -> str:
     return format_amount(amount.quantize(Decimal(1).scaleb(-minor_units(currency))))
 
 
+class BalanceUpdated(BaseModel):
+    """Data of ledger.balance-updated: an account's balance in one currency after a posting."""
+
+    accountId: str  # noqa: N815 - the wire name
+    currency: str
+    balance: str = Field(description="In the account's normal sign, with the currency's decimals.")
+    transactionId: str  # noqa: N815
+    version: int = Field(description="Increases by one with each change of this balance.")
+
+
 def balance_updated(
     *, account_id: str, currency: str, balance: Decimal, transaction_id: str, version: int
 ) -> dict[str, Any]:
     """Data of ledger.balance-updated."""
-    return {
-        "accountId": account_id,
-        "currency": currency,
-        "balance": money_string(balance, currency),
-        "transactionId": transaction_id,
-        "version": version,
-    }
+    return BalanceUpdated(
+        accountId=account_id,
+        currency=currency,
+        balance=money_string(balance, currency),
+        transactionId=transaction_id,
+        version=version,
+    ).model_dump()
 
 
 def transaction_failed(*, transaction_id: str, reason: str, message: str) -> dict[str, Any]:
     """Data of ledger.transaction-failed."""
     return {"transactionId": transaction_id, "reason": reason, "message": message}
+
+
+# The types this domain emits and the models of their `data` (bridge/schemas.py publishes their
+# JSON Schemas; ledger.transaction-failed is described by its consumer's model).
+EMITTED_EVENTS = {topics.LEDGER_BALANCE_UPDATED.name: BalanceUpdated}

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge import topics
+
 ChannelName = Literal["email", "sms", "push", "webhook"]
 
 
@@ -54,3 +56,11 @@ class NotificationFailed(BaseModel):
     attempts: int
     reason: str
     message: str = ""
+
+
+# The types this domain emits and the models of their `data` (bridge/schemas.py publishes their
+# JSON Schemas).
+EMITTED_EVENTS = {
+    topics.NOTIFICATION_SENT.name: NotificationSent,
+    topics.NOTIFICATION_FAILED.name: NotificationFailed,
+}
