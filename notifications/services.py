@@ -56,6 +56,7 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from notifications.providers import DeliveryError, OutgoingMessage, Provider, Receipt, provider_for
+from notifications.recipients import customer_recipients
 
 logger = logging.getLogger(__name__)
 
@@ -435,15 +436,9 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     }
     specs = [
         NotificationSpec(
-            notification_id=f"{base_id}:{channel}", channel=channel, recipient=str(recipient), **common
+            notification_id=f"{base_id}:{channel}", channel=channel, recipient=recipient, **common
         )
-        for channel, recipient in (
-            (Channel.EMAIL, customer.get("email")),
-            (Channel.SMS, customer.get("phone")),
-            (Channel.PUSH, customer.get("pushToken")),
-            (Channel.WEBHOOK, customer.get("webhookUrl")),
-        )
-        if recipient
+        for channel, recipient in customer_recipients(customer)
     ]
     for endpoint in WebhookEndpoint.objects.filter(kind=EndpointKind.REGISTERED, is_active=True):
         if endpoint.wants(template_key):
