@@ -46,7 +46,7 @@ class SagaStepSerializer(serializers.ModelSerializer):
         fields = ["step", "detail", "at"]
 
 
-class TotalsSerializer(serializers.Serializer):
+class OrderAmountsSerializer(serializers.Serializer):
     subtotal = MoneyField()
     tax = MoneyField()
     shipping = MoneyField()
@@ -58,7 +58,7 @@ class OrderSerializer(serializers.ModelSerializer):
     userId = serializers.CharField(source="user_id")
     merchantId = serializers.CharField(source="merchant_id")
     items = OrderLineSerializer(source="lines", many=True, read_only=True)
-    totals = TotalsSerializer(source="*", read_only=True)
+    totals = OrderAmountsSerializer(source="*", read_only=True)
     paymentId = serializers.CharField(source="payment_id")
     reasonMessage = serializers.CharField(source="reason_message")
     trackingNumber = serializers.CharField(source="tracking_number")
