@@ -12,6 +12,7 @@ from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
 from ledger.events import TransactionRequested
 from notifications.events import NotificationRequested
+from orders.events import OrderRequested, UserLogin, UserRegistered
 from payments.events import LedgerPostingRefused, PaymentFailed, PaymentProcessed, PaymentRequested
 
 
@@ -23,11 +24,19 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
-    # A captured payment is posted by the ledger and announced to the customer.
+    # A captured payment is posted by the ledger and announced to the customer; an order's payment
+    # also moves its order's saga on (orders ignores every other payment).
     topics.PAYMENT_PROCESSED.name: Route(
-        PaymentProcessed, ("ledger.post_captured_payment", "notifications.notify_payment_outcome")
+        PaymentProcessed,
+        (
+            "ledger.post_captured_payment",
+            "notifications.notify_payment_outcome",
+            "orders.settle_order_payment",
+        ),
     ),
-    topics.PAYMENT_FAILED.name: Route(PaymentFailed, ("notifications.notify_payment_outcome",)),
+    topics.PAYMENT_FAILED.name: Route(
+        PaymentFailed, ("notifications.notify_payment_outcome", "orders.settle_order_payment")
+    ),
     topics.LEDGER_TRANSACTION_REQUESTED.name: Route(
         TransactionRequested, ("ledger.post_transaction_requested",)
     ),
@@ -35,6 +44,10 @@ ROUTES: dict[str, Route] = {
         LedgerPostingRefused, ("payments.compensate_refused_posting",)
     ),
     topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, ("notifications.request_notification",)),
+    topics.ORDER_REQUESTED.name: Route(OrderRequested, ("orders.place_order",)),
+    # Seed 004's identity events: a welcome email, and both into the audit log (security log).
+    topics.USER_REGISTERED.name: Route(UserRegistered, ("orders.welcome_user", "orders.audit_user_event")),
+    topics.USER_LOGIN.name: Route(UserLogin, ("orders.audit_user_event",)),
 }
 AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
 

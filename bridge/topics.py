@@ -68,6 +68,18 @@ PAYMENTS_DLQ = Topic("payments.dlq", "original key", partitions=3, retention_ms=
 LEDGER_DLQ = Topic("ledger.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 NOTIFICATIONS_DLQ = Topic("notifications.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 AUDIT_DLQ = Topic("audit.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+# Orders and inventory (issue 17): the shop's order saga, its stock, and the users it serves.
+ORDER_REQUESTED = Topic("orders.order-requested", "orderId")
+ORDER_CREATED = Topic("orders.order-created", "orderId")
+ORDER_STATUS_UPDATED = Topic("orders.order-status-updated", "orderId")
+INVENTORY_STOCK_UPDATED = Topic("inventory.stock-updated", "productId")
+USER_REGISTERED = Topic("users.user-registered", "userId")
+# Bare JSON logins have no id of their own: the key field names none (CONTRACT §4).
+USER_LOGIN = Topic("users.user-login", "-")
+AUDIT_ORDER_EVENTS = Topic("audit.order-events", "subject", retention_ms=30 * DAY_MS)
+AUDIT_USER_EVENTS = Topic("audit.user-events", "subject", retention_ms=30 * DAY_MS)
+ORDERS_DLQ = Topic("orders.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
+USERS_DLQ = Topic("users.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 
 CATALOG: tuple[Topic, ...] = (
     PAYMENT_REQUESTED,
@@ -90,10 +102,20 @@ CATALOG: tuple[Topic, ...] = (
     LEDGER_DLQ,
     NOTIFICATIONS_DLQ,
     AUDIT_DLQ,
+    ORDER_REQUESTED,
+    ORDER_CREATED,
+    ORDER_STATUS_UPDATED,
+    INVENTORY_STOCK_UPDATED,
+    USER_REGISTERED,
+    USER_LOGIN,
+    AUDIT_ORDER_EVENTS,
+    AUDIT_USER_EVENTS,
+    ORDERS_DLQ,
+    USERS_DLQ,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOG}
 DLQ_BY_DOMAIN: dict[str, Topic] = {
-    t.domain: t for t in (PAYMENTS_DLQ, LEDGER_DLQ, NOTIFICATIONS_DLQ, AUDIT_DLQ)
+    t.domain: t for t in (PAYMENTS_DLQ, LEDGER_DLQ, NOTIFICATIONS_DLQ, AUDIT_DLQ, ORDERS_DLQ, USERS_DLQ)
 }
 
 # Audit topics are matched by pattern so that a new `audit.<x>-events` topic is consumed without a

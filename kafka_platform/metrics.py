@@ -42,6 +42,7 @@ NOTIFICATIONS_SENT = Counter("notifications_sent", "Notifications delivered.", [
 NOTIFICATIONS_FAILED = Counter("notifications_failed", "Notifications failed.", ["channel"])
 AUDIT_EVENTS = Counter("audit_events", "Audit events stored.")
 COMPLIANCE_VIOLATIONS = Counter("compliance_violations", "Compliance alerts raised, by rule.", ["rule"])
+ORDERS = Counter("orders", "Orders that reached a status, by status.", ["status"])
 
 
 class OutboxPendingCollector(Collector):
@@ -89,4 +90,5 @@ PROCESS_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     NOTIFICATIONS_FAILED,
     AUDIT_EVENTS,
     COMPLIANCE_VIOLATIONS,
+    ORDERS,
 )

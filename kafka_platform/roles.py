@@ -29,6 +29,9 @@ ROLE_PERMISSIONS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
         ("ledger", "clientaccount", ("add", "change", "delete")),
         ("bridge", ALL_MODELS, ("view", "change")),
         ("django_celery_beat", ALL_MODELS, ("view", "change")),
+        # Orders (cancel, mark shipped and delivered) and the product catalog with its stock.
+        ("orders", ALL_MODELS, ("view", "change")),
+        ("orders", "product", ("add",)),
     ),
     # Auditors read everything the domains record and work compliance alerts; nobody may change
     # the audit log itself.
@@ -39,6 +42,7 @@ ROLE_PERMISSIONS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
         ("payments", ALL_MODELS, ("view",)),
         ("ledger", ALL_MODELS, ("view",)),
         ("notifications", ALL_MODELS, ("view",)),
+        ("orders", ALL_MODELS, ("view",)),
     ),
 }
 

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "ledger",
     "notifications",
     "audit",
+    "orders",
 ]
 
 MIDDLEWARE = [
@@ -281,6 +282,11 @@ NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", def
 # An attempt still `sending` this long after it started belongs to a lost worker (more than the
 # task time limit): the dispatcher resolves it (see README, Notifications).
 NOTIFICATIONS_SENDING_STUCK_AFTER_S = env.float("NOTIFICATIONS_SENDING_STUCK_AFTER_S", default=330.0)
+
+# --- Orders and inventory --------------------------------------------------------------------
+# A reservation whose payment has not answered within this many seconds is released and its
+# order cancelled (payment_timeout) by the beat task `orders.expire_reservations`.
+ORDERS_RESERVATION_TTL_S = env.int("ORDERS_RESERVATION_TTL_S", default=900)
 
 # --- HTTP API ---------------------------------------------------------------------------------
 # A request body over this many bytes is refused with 413 before any view reads it.

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/ledger/", include("ledger.api.urls")),
     path("api/v1/", include("audit.api.urls")),
+    path("api/v1/", include("orders.api.urls")),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),

@@ -59,6 +59,7 @@ from notifications.models import (
     generate_webhook_secret,
 )
 from notifications.providers import DeliveryError, OutgoingMessage, Provider, Receipt, provider_for
+from notifications.recipients import customer_recipients
 
 logger = logging.getLogger(__name__)
 
@@ -488,15 +489,9 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     }
     specs = [
         NotificationSpec(
-            notification_id=f"{base_id}:{channel}", channel=channel, recipient=str(recipient), **common
+            notification_id=f"{base_id}:{channel}", channel=channel, recipient=recipient, **common
         )
-        for channel, recipient in (
-            (Channel.EMAIL, customer.get("email")),
-            (Channel.SMS, customer.get("phone")),
-            (Channel.PUSH, customer.get("pushToken")),
-            (Channel.WEBHOOK, customer.get("webhookUrl")),
-        )
-        if recipient
+        for channel, recipient in customer_recipients(customer)
     ]
     registered = WebhookEndpoint.objects.filter(
         kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id

@@ -212,6 +212,8 @@ SEED_MIGRATIONS = (
     "ledger.migrations.0003_reconciliation_schedule",
     "notifications.migrations.0002_seed_payment_templates",
     "notifications.migrations.0003_dispatch_schedule",
+    "orders.migrations.0002_reservation_expiry_schedule",
+    "orders.migrations.0003_seed_templates",
     "payments.migrations.0003_settlement_schedule",
 )
 

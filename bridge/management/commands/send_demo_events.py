@@ -1,9 +1,10 @@
-"""`manage.py send_demo_events`: put sample payment requests on Kafka and show what comes back."""
+"""`manage.py send_demo_events`: put sample payment requests and orders on Kafka and show what comes back."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -11,6 +12,8 @@ from kafka import TopicPartition
 
 from bridge import codec, topics
 from bridge.clients import new_consumer, shared_producer
+from orders.models import OrderStatus
+from orders.services import product_set
 
 DEMOS: list[tuple[str, dict[str, Any] | bytes]] = [
     (
@@ -43,7 +46,18 @@ DEMOS: list[tuple[str, dict[str, Any] | bytes]] = [
     ),
     ("not JSON at all (to payments.dlq)", b"this is not json"),
 ]
-RESULT_TOPICS = [topics.PAYMENT_PROCESSED.name, topics.PAYMENT_FAILED.name, topics.PAYMENTS_DLQ.name]
+RESULT_TOPICS = [
+    topics.PAYMENT_PROCESSED.name,
+    topics.PAYMENT_FAILED.name,
+    topics.PAYMENTS_DLQ.name,
+    topics.ORDER_STATUS_UPDATED.name,
+]
+# Orders: a demo product with two units; one order takes both and is confirmed, the other asks for
+# more than the shelf holds and is rejected (out_of_stock), whichever the bridge takes first.
+DEMO_PRODUCT = {"name": "Demo mug", "price": Decimal("12.50"), "currency": "USD", "available": 2}
+ORDER_DEMOS = [("an order that is confirmed", 2), ("an order that runs out of stock", 3)]
+# The statuses at which an order's demo is over.
+ORDER_OUTCOMES = {OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}
 
 
 class Command(BaseCommand):
@@ -80,6 +94,7 @@ class Command(BaseCommand):
             producer.send(topics.PAYMENT_REQUESTED.name, key=payment_id.encode(), value=value).get(timeout=30)
             keys[payment_id] = label
             self.stdout.write(f"sent {payment_id}: {label}")
+        keys.update(self._send_orders(producer))
         if consumer is None:
             return
         deadline = time.monotonic() + options["timeout"]
@@ -87,12 +102,43 @@ class Command(BaseCommand):
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     payment_id = (record.key or b"").decode()
-                    if payment_id in keys:
+                    if payment_id in keys and self._is_outcome(record):
                         self.stdout.write(f"{record.topic:28} {payment_id}  {self._summary(record)}")
                         keys.pop(payment_id)
         for payment_id, label in keys.items():
             self.stdout.write(self.style.WARNING(f"no result yet for {payment_id} ({label})"))
         consumer.close()
+
+    def _send_orders(self, producer: Any) -> dict[str, str]:
+        """Stock a demo product, then order more of it than there is; returns orderId -> label."""
+        product, _ = product_set(
+            product_id=f"demo_mug_{uuid.uuid4().hex[:6]}", actor="system:demo", **DEMO_PRODUCT
+        )
+        # A shopper of its own each run: the payment demos above already count towards the
+        # fraud rules' velocity of demo_user.
+        shopper = f"demo_shopper_{uuid.uuid4().hex[:6]}"
+        sent = {}
+        for label, quantity in ORDER_DEMOS:
+            order_id = f"demo_order_{uuid.uuid4().hex[:10]}"
+            data = {
+                "orderId": order_id,
+                "userId": shopper,
+                "items": [{"productId": product.product_id, "quantity": quantity, "price": "12.50"}],
+                "currency": "USD",
+                "paymentMethod": {"type": "card", "token": "tok_visa"},
+                "customer": {"email": "demo@example.com"},
+            }
+            producer.send(topics.ORDER_REQUESTED.name, key=order_id.encode(), value=codec.dumps(data)).get(
+                timeout=30
+            )
+            sent[order_id] = label
+            self.stdout.write(f"sent {order_id}: {label} ({quantity} of {product.product_id})")
+        return sent
+
+    def _is_outcome(self, record: Any) -> bool:
+        if record.topic != topics.ORDER_STATUS_UPDATED.name:
+            return True
+        return codec.loads(record.value)["data"]["newStatus"] in ORDER_OUTCOMES
 
     def _tail_results(self) -> Any:
         consumer = new_consumer(group_id=None)
@@ -110,4 +156,6 @@ class Command(BaseCommand):
         if "dlq-reason" in headers:
             return f"dead-lettered: {headers['dlq-reason'].decode()}"
         data = codec.loads(record.value)["data"]
+        if record.topic == topics.ORDER_STATUS_UPDATED.name:
+            return f"order {data['newStatus']}" + (f" ({data['reason']})" if data.get("reason") else "")
         return f"{data.get('status') or data.get('reason')} {data['amount']} {data['currency']}"

@@ -1,0 +1,668 @@
+"""Order and inventory use cases: intake and validation, the reservation, the order saga (pay,
+confirm, ship; release, refund), the reservation timeout, the catalog, and the users.* events.
+
+Every step of an order happens in one transaction with the status change, the transition row,
+the audit record and the events it announces (outbox). The order row is locked before any
+product row, and products are locked in productId order, so reservations never deadlock and
+never oversell: the CHECK constraint on_hand >= reserved is the database's backstop.
+
+Idempotency: an order is one row per orderId; each consumer claims its event in the inbox; each
+saga step is a row unique per order (a redelivered event finds it done); the payment's id is
+derived from the orderId, so a redelivered order can never pay twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bridge import inbox, outbox, topics
+from bridge.codec import Envelope
+from kafka_platform import bulk, metrics
+from kafka_platform.actors import USER_PREFIX, user_actor
+from kafka_platform.money import MoneyError, check_precision, format_money, parse_currency
+from notifications.recipients import customer_recipients
+from orders.events import (
+    OrderRequested,
+    StockReason,
+    UserLogin,
+    UserRegistered,
+    order_created_event,
+    order_payment_request,
+    order_status_updated_event,
+    stock_updated_event,
+)
+from orders.models import (
+    CANCELLABLE,
+    ORDER_PAYMENT_PREFIX,
+    TRANSITIONS,
+    CancelReason,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderTransition,
+    Product,
+    RejectReason,
+    Reservation,
+    ReservationStatus,
+    SagaStep,
+    order_payment_id,
+)
+from payments import services as payments
+
+logger = logging.getLogger(__name__)
+
+INBOX_CONSUMER = "orders"
+PAYMENT_OUTCOME_CONSUMER = "orders.payments"
+WELCOME_CONSUMER = "orders.welcome"
+USER_AUDIT_CONSUMER = "orders.user-audit"
+WORKER_ACTOR = "system:orders-worker"
+SAGA_ACTOR = "system:orders-saga"
+CARRIER = "simulated-carrier"
+EXPIRE_MAX_PER_RUN = 500
+
+# Template keys (seeded by orders/migrations/0003_seed_templates.py).
+ORDER_CONFIRMED = "order_confirmed"
+ORDER_CANCELLED = "order_cancelled"
+ORDER_SHIPPED = "order_shipped"
+WELCOME = "welcome"
+
+# Audit actions of the users.* events.
+USER_REGISTERED_ACTION = "user.registered"
+USER_LOGIN_ACTION = "user.login"
+
+
+class IllegalTransition(Exception):
+    def __init__(self, order: Order, to_status: str) -> None:
+        super().__init__(f"order {order.order_id}: {order.status} -> {to_status} is not allowed")
+
+
+class OrderNotCancellable(Exception):
+    """Only an order that has not left the warehouse may be cancelled."""
+
+
+class ProductInvalid(ValueError):
+    """A product an operator set that cannot be (negative stock, a price its currency cannot hold)."""
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def _audit(order: Order, *, action: str, actor: str, details: dict[str, Any]) -> None:
+    if actor in (WORKER_ACTOR, SAGA_ACTOR) and order.client_id is not None:
+        # The worker finishes what an API client asked for: the client is the actor on record.
+        details = {**details, "performedBy": actor}
+        actor = user_actor(order.client)
+    outbox.record_event(
+        topic=topics.AUDIT_ORDER_EVENTS,
+        subject=order.order_id,
+        correlation_id=order.correlation_id or None,
+        data={
+            "action": action,
+            "subjectType": "order",
+            "subjectId": order.order_id,
+            "actor": actor,
+            "details": {
+                "total": format_money(order.total, order.currency),
+                "currency": order.currency,
+                "userId": order.user_id,
+                **details,
+            },
+        },
+    )
+
+
+def _transition(order: Order, to_status: str, *, actor: str, reason: str = "") -> None:
+    """Move `order` (row locked by the caller) to `to_status`: guarded, recorded, audited, announced."""
+    from_status = order.status
+    if from_status and to_status not in TRANSITIONS[from_status]:
+        raise IllegalTransition(order, to_status)
+    order.status = to_status
+    order.save()
+    bulk.insert(
+        OrderTransition(order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason)
+    )
+    _audit(
+        order,
+        action=f"order.{to_status}",
+        actor=actor,
+        details={"fromStatus": from_status or None, "toStatus": to_status, "reason": reason or None},
+    )
+    outbox.record_event(
+        topic=topics.ORDER_STATUS_UPDATED,
+        subject=order.order_id,
+        correlation_id=order.correlation_id or None,
+        data=order_status_updated_event(
+            order, old_status=from_status, actor=actor, reason=reason
+        ).model_dump(),
+    )
+    transaction.on_commit(lambda: metrics.ORDERS.labels(status=to_status).inc())
+
+
+def _saga_step(order: Order, step: str, detail: str = "") -> bool:
+    """Record `step` of the order's saga; False when it was already done (a redelivery)."""
+    _, created = SagaStep.objects.get_or_create(order=order, step=step, defaults={"detail": detail[:4000]})
+    return created
+
+
+def _notify_customer(order: Order, *, template: str, occasion: str, context: dict[str, Any]) -> None:
+    """Ask notifications to tell the customer, on every channel the order's customer gave."""
+    customer = order.request.get("customer") or {}
+    for channel, recipient in customer_recipients(customer):
+        notification_id = f"order:{order.order_id}:{occasion}:{channel}"
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=notification_id,
+            correlation_id=order.correlation_id or None,
+            data={
+                "notificationId": notification_id,
+                "channel": channel,
+                "recipient": recipient,
+                "template": template,
+                "context": {
+                    "orderId": order.order_id,
+                    "total": format_money(order.total, order.currency),
+                    "currency": order.currency,
+                    "itemCount": sum(line.quantity for line in order.lines.all()),
+                    **context,
+                },
+                "locale": customer.get("locale") or "en",
+            },
+        )
+
+
+def _stock_changed(product: Product, *, change: int, reason: str) -> None:
+    product.save(update_fields=["on_hand", "reserved", "updated_at"])
+    outbox.record_event(
+        topic=topics.INVENTORY_STOCK_UPDATED,
+        subject=product.product_id,
+        data=stock_updated_event(product, change=change, reason=reason).model_dump(),
+    )
+
+
+def _locked_products(product_ids: set[str]) -> dict[str, Product]:
+    """The products, row-locked in productId order (one order for every transaction: no deadlock)."""
+    return {
+        p.product_id: p
+        for p in Product.objects.select_for_update().filter(product_id__in=product_ids).order_by("product_id")
+    }
+
+
+def _wanted(order: Order) -> dict[str, int]:
+    """Units per product (two lines of one product reserve their sum)."""
+    wanted: dict[str, int] = defaultdict(int)
+    for line in order.lines.all():
+        wanted[line.product_id] += line.quantity
+    return dict(wanted)
+
+
+# --- intake ---------------------------------------------------------------------------------------
+
+
+def _create(
+    *, request: OrderRequested, data: dict[str, Any], client: Any, correlation_id: str, actor: str
+) -> Order:
+    subtotal = sum((item.price * item.quantity for item in request.items), Decimal(0))
+    given = request.totals
+    tax = given.tax if given and given.tax is not None else Decimal(0)
+    shipping = given.shipping if given and given.shipping is not None else Decimal(0)
+    order = Order.objects.create(
+        order_id=request.orderId,
+        user_id=request.userId,
+        merchant_id=request.merchantId,
+        currency=request.currency,
+        subtotal=subtotal,
+        tax=tax,
+        shipping=shipping,
+        total=subtotal + tax + shipping,
+        status="",
+        payment_id=order_payment_id(request.orderId),
+        request=data,
+        client=client,
+        correlation_id=correlation_id,
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(order=order, product_id=item.productId, quantity=item.quantity, unit_price=item.price)
+        for item in request.items
+    )
+    _transition(order, OrderStatus.PENDING, actor=actor)
+    outbox.record_event(
+        topic=topics.ORDER_CREATED,
+        subject=order.order_id,
+        correlation_id=correlation_id or None,
+        data=order_created_event(order).model_dump(exclude_none=True),
+    )
+    return order
+
+
+@transaction.atomic
+def order_request_create(*, client: Any, request: OrderRequested, correlation_id: str) -> Order:
+    """An API client's order: it exists (pending) and its orders.order-requested is on its way."""
+    data = request.model_dump(exclude_none=True)
+    order = _create(
+        request=request, data=data, client=client, correlation_id=correlation_id, actor=user_actor(client)
+    )
+    outbox.record_event(
+        topic=topics.ORDER_REQUESTED, subject=order.order_id, data=data, correlation_id=correlation_id
+    )
+    return order
+
+
+def _check(order: Order, request: OrderRequested) -> None:
+    """The business rules of an order; raises _Refused with the contract's reason."""
+    if not request.items:
+        raise _Refused(RejectReason.VALIDATION_ERROR, "an order needs at least one item")
+    for item in request.items:
+        if item.quantity < 1:
+            raise _Refused(
+                RejectReason.VALIDATION_ERROR,
+                f"quantity of {item.productId} must be at least 1, got {item.quantity}",
+            )
+    catalog = Product.objects.in_bulk({item.productId for item in request.items}, field_name="product_id")
+    for item in request.items:
+        product = catalog.get(item.productId)
+        if product is None:
+            raise _Refused(RejectReason.UNKNOWN_PRODUCT, f"product {item.productId} is not in the catalog")
+        if product.currency != order.currency:
+            raise _Refused(
+                RejectReason.VALIDATION_ERROR,
+                f"product {item.productId} is sold in {product.currency}, the order is in {order.currency}",
+            )
+        if item.price != product.price:
+            raise _Refused(
+                RejectReason.VALIDATION_ERROR,
+                f"price of {item.productId} is {format_money(product.price, product.currency)}, "
+                f"not {format_money(item.price, order.currency)}",
+            )
+    given = request.totals
+    if given is None:
+        return
+    if given.subtotal is not None and given.subtotal != order.subtotal:
+        computed = format_money(order.subtotal, order.currency)
+        raise _Refused(
+            RejectReason.VALIDATION_ERROR,
+            f"subtotal {given.subtotal:f} is not the sum of the items, {computed}",
+        )
+    if given.total is not None and given.total != order.total:
+        computed = format_money(order.total, order.currency)
+        raise _Refused(
+            RejectReason.VALIDATION_ERROR,
+            f"total {given.total:f} is not subtotal + tax + shipping, {computed}",
+        )
+
+
+def _reserve(order: Order) -> None:
+    """Hold every line's units, all or nothing; raises _Refused(out_of_stock) when any is short."""
+    wanted = _wanted(order)
+    products = _locked_products(set(wanted))
+    short = [pid for pid, quantity in wanted.items() if products[pid].available < quantity]
+    if short:
+        raise _Refused(RejectReason.OUT_OF_STOCK, f"not enough stock of {', '.join(sorted(short))}")
+    for product_id in sorted(wanted):
+        product, quantity = products[product_id], wanted[product_id]
+        product.reserved += quantity
+        _stock_changed(product, change=-quantity, reason=StockReason.RESERVED)
+        Reservation.objects.create(order=order, product=product, quantity=quantity)
+
+
+def _reject(order: Order, refused: _Refused) -> None:
+    order.reason = refused.reason
+    order.reason_message = str(refused)
+    _transition(order, OrderStatus.REJECTED, actor=WORKER_ACTOR, reason=refused.reason)
+
+
+def _request_payment(order: Order) -> None:
+    if _saga_step(order, "payment_requested", order.payment_id):
+        outbox.record_event(
+            topic=topics.PAYMENT_REQUESTED,
+            subject=order.payment_id,
+            correlation_id=order.correlation_id or None,
+            data=order_payment_request(order).model_dump(exclude_none=True),
+        )
+
+
+@transaction.atomic
+def order_place(*, event: Envelope, request: OrderRequested) -> Order | None:
+    """Take an order once per orderId: check it, reserve its stock, ask for its payment.
+
+    A repeated or redelivered request returns the order as it is; the payment is asked for once.
+    """
+    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+        return None
+    order = Order.objects.select_for_update().filter(order_id=request.orderId).first()
+    if order is None:
+        try:
+            with transaction.atomic():
+                order = _create(
+                    request=request,
+                    data=event.data,
+                    client=None,
+                    correlation_id=event.correlation_id or event.id,
+                    actor=WORKER_ACTOR,
+                )
+        except IntegrityError:
+            # Another delivery of this orderId (another event id) created it meanwhile: one order.
+            order = Order.objects.select_for_update().get(order_id=request.orderId)
+    if order.status != OrderStatus.PENDING:
+        return order
+    try:
+        _check(order, request)
+        with transaction.atomic():  # a short product leaves no partial reservation behind
+            _reserve(order)
+    except _Refused as refused:
+        _reject(order, refused)
+        return order
+    order.reservation_expires_at = timezone.now() + timedelta(seconds=settings.ORDERS_RESERVATION_TTL_S)
+    _transition(order, OrderStatus.RESERVED, actor=WORKER_ACTOR)
+    _saga_step(order, "stock_reserved")
+    _request_payment(order)
+    return order
+
+
+# --- the saga: the payment's answer ---------------------------------------------------------------
+
+
+def _release(order: Order, *, reason: str) -> None:
+    """Give back what the order holds (a reservation not paid for)."""
+    held = list(order.reservations.select_related("product").filter(status=ReservationStatus.HELD))
+    products = _locked_products({r.product.product_id for r in held})
+    for reservation in held:
+        product = products[reservation.product.product_id]
+        product.reserved -= reservation.quantity
+        _stock_changed(product, change=reservation.quantity, reason=StockReason.RELEASED)
+        reservation.status = ReservationStatus.RELEASED
+        reservation.save(update_fields=["status", "updated_at"])
+    _saga_step(order, "stock_released", reason)
+
+
+def _commit(order: Order) -> None:
+    """The paid-for units leave the stock for good."""
+    held = list(order.reservations.select_related("product").filter(status=ReservationStatus.HELD))
+    products = _locked_products({r.product.product_id for r in held})
+    for reservation in held:
+        product = products[reservation.product.product_id]
+        product.reserved -= reservation.quantity
+        product.on_hand -= reservation.quantity
+        _stock_changed(product, change=-reservation.quantity, reason=StockReason.COMMITTED)
+        reservation.status = ReservationStatus.COMMITTED
+        reservation.save(update_fields=["status", "updated_at"])
+    _saga_step(order, "stock_committed")
+
+
+def _restock(order: Order) -> None:
+    """Units sold to an order cancelled before it shipped go back on the shelf."""
+    committed = list(order.reservations.select_related("product").filter(status=ReservationStatus.COMMITTED))
+    products = _locked_products({r.product.product_id for r in committed})
+    for reservation in committed:
+        product = products[reservation.product.product_id]
+        product.on_hand += reservation.quantity
+        _stock_changed(product, change=reservation.quantity, reason=StockReason.RESTOCKED)
+        reservation.status = ReservationStatus.RESTOCKED
+        reservation.save(update_fields=["status", "updated_at"])
+    _saga_step(order, "stock_restocked")
+
+
+def _refund(order: Order, *, step: str, reason: str, actor: str) -> None:
+    """Have payments refund the order's payment (its own service, as payments' saga does), once."""
+    if not _saga_step(order, step, reason):
+        return
+    try:
+        refund = payments.refund_request(payment_id=order.payment_id, amount=None, reason=reason, actor=actor)
+    except payments.RefundRefused as exc:
+        # Refunded already (say by an operator): nothing is left to give back.
+        SagaStep.objects.filter(order=order, step=step).update(detail=f"{reason}; not refunded: {exc}"[:4000])
+    else:
+        SagaStep.objects.filter(order=order, step=step).update(detail=f"{reason}; refund {refund.refund_id}")
+
+
+def _cancel(order: Order, *, reason: str, message: str, actor: str) -> None:
+    order.reason = reason
+    order.reason_message = message
+    order.reservation_expires_at = None
+    _transition(order, OrderStatus.CANCELLED, actor=actor, reason=reason)
+    _notify_customer(order, template=ORDER_CANCELLED, occasion="cancelled", context={"reason": reason})
+    _saga_step(order, "customer_notified_cancelled")
+
+
+def _book_shipment(order: Order) -> None:
+    """The simulated carrier: a tracking number at once; operators say when it ships and arrives."""
+    order.carrier = CARRIER
+    order.tracking_number = f"SIM{uuid.uuid4().hex[:12].upper()}"
+    order.save(update_fields=["carrier", "tracking_number", "updated_at"])
+    _saga_step(order, "shipment_booked", f"{CARRIER} {order.tracking_number}")
+
+
+def _order_of_payment(data: dict[str, Any]) -> Order | None:
+    """The order (locked) that a payment event is about; None for payments that are not an order's."""
+    payment_id = str(data.get("paymentId", ""))
+    order_id = (data.get("metadata") or {}).get("orderId")
+    if not payment_id.startswith(ORDER_PAYMENT_PREFIX) or not isinstance(order_id, str):
+        return None
+    order = Order.objects.select_for_update().filter(order_id=order_id).first()
+    # Only the order's own payment moves it; another payment naming the order does not.
+    return order if order is not None and order.payment_id == payment_id else None
+
+
+@transaction.atomic
+def order_payment_settle(*, event: Envelope) -> Order | None:
+    """payments.payment-processed or -failed for an order: confirm it, or release and cancel it.
+
+    A capture that finds the order already cancelled (timed out, or cancelled by its customer
+    while the payment was under way) is refunded.
+    """
+    order = _order_of_payment(event.data)
+    if order is None or not inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event):
+        return order
+    captured = event.type == topics.PAYMENT_PROCESSED.name
+    if captured and order.status == OrderStatus.RESERVED:
+        _saga_step(order, "payment_captured", order.payment_id)
+        _commit(order)
+        order.reservation_expires_at = None
+        _transition(order, OrderStatus.PAID, actor=SAGA_ACTOR, reason=f"payment {order.payment_id} captured")
+        _transition(order, OrderStatus.CONFIRMED, actor=SAGA_ACTOR)
+        _book_shipment(order)
+        _notify_customer(
+            order,
+            template=ORDER_CONFIRMED,
+            occasion="confirmed",
+            context={"carrier": order.carrier, "trackingNumber": order.tracking_number},
+        )
+        _saga_step(order, "customer_notified_confirmed")
+    elif captured and order.status == OrderStatus.CANCELLED:
+        _refund(
+            order,
+            step="late_capture_refunded",
+            reason=f"order {order.order_id} was cancelled ({order.reason}) before its payment was captured",
+            actor=SAGA_ACTOR,
+        )
+    elif not captured and order.status == OrderStatus.RESERVED:
+        reason = str(event.data.get("reason") or "payment_failed")
+        _saga_step(order, "payment_failed", reason)
+        _release(order, reason=reason)
+        _cancel(order, reason=reason, message=str(event.data.get("message") or ""), actor=SAGA_ACTOR)
+    return order
+
+
+def _expire_one() -> Order | None:
+    """Cancel one order whose reservation is due; None when there is none left (or all are taken)."""
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(status=OrderStatus.RESERVED, reservation_expires_at__lte=timezone.now())
+            .order_by("reservation_expires_at")
+            .first()
+        )
+        if order is None:
+            return None
+        ttl = settings.ORDERS_RESERVATION_TTL_S
+        _saga_step(order, "reservation_expired", f"no payment answer within {ttl}s")
+        _release(order, reason=CancelReason.PAYMENT_TIMEOUT)
+        _cancel(
+            order,
+            reason=CancelReason.PAYMENT_TIMEOUT,
+            message=f"the payment did not answer within {ttl} seconds",
+            actor=SAGA_ACTOR,
+        )
+        return order
+
+
+def orders_expire_reservations() -> int:
+    """The beat task's body: release and cancel every reservation past its time, one order per
+    transaction, claimed with FOR UPDATE SKIP LOCKED so that concurrent runs never take the same."""
+    expired = 0
+    while expired < EXPIRE_MAX_PER_RUN and _expire_one() is not None:
+        expired += 1
+    return expired
+
+
+# --- operators and customers ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_cancel(*, order_id: str, actor: str) -> Order:
+    """Cancel before shipping: a reservation is released; a paid order is restocked and refunded."""
+    order = Order.objects.select_for_update().get(order_id=order_id)
+    if order.status not in CANCELLABLE:
+        raise OrderNotCancellable(f"order {order_id} is {order.status}; it can no longer be cancelled")
+    if order.status == OrderStatus.CONFIRMED:
+        _restock(order)
+        _refund(order, step="payment_refunded", reason=f"order {order_id} cancelled", actor=actor)
+    else:
+        _release(order, reason=CancelReason.BY_CUSTOMER)
+    _cancel(order, reason=CancelReason.BY_CUSTOMER, message=f"cancelled by {actor}", actor=actor)
+    return order
+
+
+@transaction.atomic
+def order_mark_shipped(*, order_id: str, actor: str) -> Order:
+    order = Order.objects.select_for_update().get(order_id=order_id)
+    _transition(order, OrderStatus.SHIPPED, actor=actor, reason=f"{order.carrier} {order.tracking_number}")
+    _saga_step(order, "shipped", f"{order.carrier} {order.tracking_number}")
+    _notify_customer(
+        order,
+        template=ORDER_SHIPPED,
+        occasion="shipped",
+        context={"carrier": order.carrier, "trackingNumber": order.tracking_number},
+    )
+    return order
+
+
+@transaction.atomic
+def order_mark_delivered(*, order_id: str, actor: str) -> Order:
+    order = Order.objects.select_for_update().get(order_id=order_id)
+    _transition(order, OrderStatus.DELIVERED, actor=actor)
+    _saga_step(order, "delivered", f"{order.carrier} {order.tracking_number}")
+    return order
+
+
+@transaction.atomic
+def product_set(
+    *, product_id: str, name: str, price: Decimal, currency: str, available: int, actor: str
+) -> tuple[Product, bool]:
+    """Create or update a product and set how many units are free to sell (reserved ones stay held)."""
+    if available < 0:
+        raise ProductInvalid(f"available must be zero or more, got {available}")
+    try:
+        price = check_precision(price, parse_currency(currency))
+    except MoneyError as exc:
+        raise ProductInvalid(str(exc)) from None
+    if price < 0:
+        raise ProductInvalid(f"price must not be negative, got {price:f}")
+    product = Product.objects.select_for_update().filter(product_id=product_id).first()
+    created = product is None
+    if product is None:
+        product = Product(product_id=product_id, on_hand=0, reserved=0)
+    before = product.available
+    product.name, product.price, product.currency = name, price, currency
+    product.on_hand = product.reserved + available
+    product.save()
+    change = available - before
+    if change or created:
+        outbox.record_event(
+            topic=topics.INVENTORY_STOCK_UPDATED,
+            subject=product.product_id,
+            data=stock_updated_event(product, change=change, reason=StockReason.ADJUSTED).model_dump(),
+        )
+    outbox.record_event(
+        topic=topics.AUDIT_ORDER_EVENTS,
+        subject=product.product_id,
+        data={
+            "action": "product.created" if created else "product.updated",
+            "subjectType": "product",
+            "subjectId": product.product_id,
+            "actor": actor,
+            "details": {
+                "name": name,
+                "price": format_money(price, currency),
+                "currency": currency,
+                "available": product.available,
+                "reserved": product.reserved,
+                "change": change,
+            },
+        },
+    )
+    return product, created
+
+
+# --- users.* (seed 004) -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_welcome(*, event: Envelope, registered: UserRegistered) -> bool:
+    """Ask notifications for the welcome email of a new user, once per registration."""
+    if not inbox.claim(consumer=WELCOME_CONSUMER, event=event):
+        return False
+    for channel, recipient in customer_recipients({"email": registered.email}):
+        notification_id = f"user:{registered.userId}:welcome:{channel}"
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=notification_id,
+            correlation_id=event.correlation_id or event.id,
+            data={
+                "notificationId": notification_id,
+                "channel": channel,
+                "recipient": recipient,
+                "template": WELCOME,
+                "context": {"userId": registered.userId, "email": registered.email},
+                "locale": registered.locale or "en",
+            },
+        )
+    return True
+
+
+@transaction.atomic
+def user_event_audit(*, event: Envelope) -> bool:
+    """Write a registration or a login to the audit log (the user is the actor), once per event."""
+    if not inbox.claim(consumer=USER_AUDIT_CONSUMER, event=event):
+        return False
+    registered = event.type == topics.USER_REGISTERED.name
+    user: UserRegistered | UserLogin = (
+        UserRegistered.model_validate(event.data) if registered else UserLogin.model_validate(event.data)
+    )
+    outbox.record_event(
+        topic=topics.AUDIT_USER_EVENTS,
+        subject=user.userId,
+        correlation_id=event.correlation_id or event.id,
+        data={
+            "action": USER_REGISTERED_ACTION if registered else USER_LOGIN_ACTION,
+            "subjectType": "user",
+            "subjectId": user.userId,
+            "actor": f"{USER_PREFIX}{user.userId}",
+            "details": {**user.model_dump(exclude_none=True, exclude={"userId"}), "sourceEventId": event.id},
+        },
+    )
+    return True
