@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge import topics
 from kafka_platform.money import Amount, Currency, check_precision, format_money
 from orders.models import Order, OrderStatus, Product
 from payments.events import DEFAULT_MERCHANT, Customer, PaymentMethod, PaymentRequested
@@ -191,3 +192,12 @@ def order_payment_request(order: Order) -> PaymentRequested:
             "metadata": {"orderId": order.order_id, "description": f"Order {order.order_id}"},
         }
     )
+
+
+# The types this domain emits and the models of their `data` (bridge/schemas.py publishes their
+# JSON Schemas; orders.order-requested and users.* are consumed and described by their routes).
+EMITTED_EVENTS = {
+    topics.ORDER_CREATED.name: OrderCreated,
+    topics.ORDER_STATUS_UPDATED.name: OrderStatusUpdated,
+    topics.INVENTORY_STOCK_UPDATED.name: StockUpdated,
+}
