@@ -19,6 +19,8 @@ $(STAMP): requirements/base.txt requirements/dev.txt requirements/prod.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# A terminal reads the console log format; production (and the tests) log JSON lines.
+run: export LOG_FORMAT ?= console
 run: install
 	$(PY) manage.py dev_up
 

@@ -38,3 +38,27 @@ def test_development_admin_is_created_only_in_development(
     Command()._prepare()
 
     assert get_user_model().objects.filter(username=DEV_ADMIN[0], is_superuser=True).exists() is debug
+
+
+def test_make_run_logs_for_a_terminal_and_everything_else_logs_json() -> None:
+    """`make run` asks for the console format; other targets (the tests) keep JSON lines."""
+    import subprocess
+
+    def log_format(target: str) -> str:
+        database = subprocess.run(
+            ["make", "-n", "-p", target], capture_output=True, text=True, check=False
+        ).stdout
+        for line in database.splitlines():
+            if line.startswith(f"{target}: LOG_FORMAT"):
+                return line.split("=", 1)[1].strip()
+        return ""
+
+    assert log_format("run") == "console"
+    assert log_format("test") == ""
+
+    from kafka_platform.logs import logging_config
+
+    console = logging_config(level="INFO", fmt="console")
+    renderer = console["formatters"]["structured"]["processors"][-1]
+    line = renderer(None, "info", {"event": "payment captured", "level": "info"})
+    assert "payment captured" in line and not line.lstrip().startswith("{")
