@@ -333,6 +333,7 @@ SPECTACULAR_SETTINGS = {
         "DeliveryAttemptStatusEnum": "notifications.models.AttemptStatus",
         "LedgerTransactionKindEnum": "ledger.kinds.TransactionKind",
         "WebhookEndpointKindEnum": "notifications.models.EndpointKind",
+        "OrderStatusEnum": "orders.models.OrderStatus",
     },
     # 3.1: the request bodies are the events' pydantic models, whose optional fields are
     # `anyOf [..., {"type": "null"}]` (JSON Schema 2020-12, which OpenAPI 3.0 lacks).
