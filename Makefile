@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 # caller sets DJANGO_DEBUG. Without it the settings refuse the development secrets and providers.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install run test lint format bench migrate topics clean
+.PHONY: install run test test-fast lint format bench migrate topics clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ run: install
 
 test: install
 	$(PY) -m pytest --create-db
+
+# The quick loop while working: everything but the chaos suite, on the test database of the last
+# run (migrated forward, not recreated). `make test` is what CI runs.
+test-fast: install
+	$(PY) -m pytest -m "not chaos" --reuse-db -q $(ARGS)
 
 # N payments through the pipeline and the naive baseline: make bench ARGS="--n 5000" or ARGS="--rate 200"
 bench: install

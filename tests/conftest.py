@@ -105,14 +105,20 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
-    """Always create the test database: pytest-django creates it only for tests marked django_db,
-    and the flow tests use `shared_db` instead of that mark."""
+def django_db_setup(
+    django_test_environment: None, django_db_blocker: Any, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """Always set up the test database: pytest-django does it only for tests marked django_db,
+    and the flow tests use `shared_db` instead of that mark. With `--reuse-db` (make test-fast)
+    an existing test database is kept and only migrated forward, and left for the next run."""
     from django.test.utils import setup_databases, teardown_databases
 
+    keep = bool(request.config.getoption("reuse_db")) and not request.config.getoption("create_db")
     with django_db_blocker.unblock():
-        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        config = setup_databases(verbosity=0, interactive=False, keepdb=keep, aliases={"default"})
     yield
+    if keep:
+        return
     with django_db_blocker.unblock():
         from django.db import connection
 
