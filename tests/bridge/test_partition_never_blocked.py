@@ -35,6 +35,7 @@ DLQ = topics.PAYMENTS_DLQ.name
 KIB = 1024
 MIB = 1024 * KIB
 PARTITION = 5
+OTHERS = [p for p in range(topics.PAYMENT_REQUESTED.partitions) if p != PARTITION][:6]
 
 
 @pytest.fixture
@@ -79,8 +80,8 @@ def test_a_record_too_large_to_hand_on_goes_to_the_dlq_as_a_reference_and_the_pa
         send(big_producer, big, key=big_key, partition=PARTITION)
         send(big_producer, structured(REQUESTED, behind), key=behind["paymentId"], partition=PARTITION)
         others = [payment_request() for _ in range(6)]
-        for other in others:
-            send(big_producer, structured(REQUESTED, other), key=other["paymentId"])
+        for n, other in enumerate(others):  # on other partitions than the one held up
+            send(big_producer, structured(REQUESTED, other), key=other["paymentId"], partition=OTHERS[n])
 
         # Behind them on the same partition, and on other keys: processed.
         for payment in (behind, *others):
@@ -151,15 +152,17 @@ def test_a_record_that_cannot_be_dispatched_is_reported_stuck_and_an_operator_sk
         send(big_producer, refused_value, key=refused["paymentId"], partition=PARTITION)
         send(big_producer, structured(REQUESTED, behind), key=behind["paymentId"], partition=PARTITION)
         others = [payment_request() for _ in range(6)]
-        for other in others:
-            send(big_producer, structured(REQUESTED, other), key=other["paymentId"])
+        for n, other in enumerate(others):  # on other partitions than the one held up
+            send(big_producer, structured(REQUESTED, other), key=other["paymentId"], partition=OTHERS[n])
 
         # The other partitions flow while this one cannot.
         for other in others:
             collector.wait_for(PROCESSED, subject_is(other["paymentId"]), timeout_s=90)
 
         stuck = wait_until(
-            lambda: (r := probe(live, "/healthz")).status_code == 503 and names_partition(r.json()) and r.json(),
+            lambda: (
+                (r := probe(live, "/healthz")).status_code == 503 and names_partition(r.json()) and r.json()
+            ),
             timeout_s=60,
             what="bridge /healthz 503 naming the stuck partition",
         )
@@ -214,15 +217,18 @@ def test_a_record_that_cannot_be_dispatched_is_reported_stuck_and_an_operator_sk
         try:
             waiting = payment_request()
             send(big_producer, structured(REQUESTED, waiting), key=waiting["paymentId"], partition=PARTITION)
-            paused = wait_until(
-                lambda: (
-                    (r := probe(live, "/healthz")).status_code == 503
-                    and r.json()["checks"]["redis"]["status"] == "down"
-                    and r
-                ),
-                timeout_s=60,
-                what="bridge /healthz 503 naming Redis",
-            )
+            seen: list[Any] = []
+
+            def redis_named_down() -> Any:
+                response = probe(live, "/healthz")
+                seen.append(response.text)
+                body = response.json()
+                return response.status_code == 503 and body["checks"]["redis"]["status"] == "down" and body
+
+            try:
+                paused = wait_until(redis_named_down, timeout_s=60, what="bridge /healthz 503 naming Redis")
+            except TimeoutError:
+                pytest.fail(f"/healthz never named Redis down; last answers: {seen[-2:]}")
             check = paused["checks"]["redis"]
             assert "Timeout" in check["error"] or "Connection" in check["error"], check
             assert {"topic": REQUESTED, "partition": PARTITION} in [
