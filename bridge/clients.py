@@ -77,7 +77,9 @@ def new_producer(**overrides: Any) -> KafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 2,
         "compression_type": None,
-        "max_request_size": TOPIC_MAX_MESSAGE_BYTES,
+        # A record over it is refused by the client (MessageSizeTooLargeError) before it is sent:
+        # dead letters that large go out as references (bridge.deadletters).
+        "max_request_size": settings.KAFKA_MAX_REQUEST_BYTES,
         "request_timeout_ms": 15000,
         "delivery_timeout_ms": 30000,
         "max_block_ms": 30000,

@@ -4,6 +4,13 @@ Delivery is at-least-once and never skips: a partition's offset is committed onl
 message that is safely on the Redis broker (or in its dead-letter topic). When Redis, Kafka or
 PostgreSQL is away, the failing message is sought back to and retried with backoff; consumers
 are idempotent, so redelivery after a crash has its effect once.
+
+No record blocks more than its own partition: a partition whose next record fails to go out is
+paused and retried on its own with backoff (one record at a time) while the others flow. A record
+too large to hand on goes to the DLQ as a reference (bridge.deadletters). One that still cannot
+get past for BRIDGE_STUCK_AFTER_S is reported stuck: `/healthz` 503 naming it,
+`bridge_partition_stuck` 1, a StuckPartition row for the web `/health` and for operators, who may
+skip it to the DLQ from the admin (the bridge picks the request up here).
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
@@ -29,16 +38,19 @@ from bridge import codec, routing
 from bridge.clients import new_consumer
 from bridge.codec import Envelope
 from bridge.deadletters import dead_letter
+from bridge.models import StuckPartition
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
 from kafka_platform import correlation, metrics
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
-from kafka_platform.probes import Heartbeat
+from kafka_platform.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 
 logger = logging.getLogger(__name__)
 
 BATCH_TASK = "bridge.process_batch"
+SKIPPED_BY_OPERATOR = "skipped_by_operator"
+TOO_LARGE = "too_large"
 
 # Failures that pass: a broker, Redis or the database away for a while. Anything else is a bug
 # and stops the bridge (uncommitted messages are redelivered to its successor).
@@ -76,6 +88,12 @@ class BridgeOptions:
     batch_linger_ms: int = 10
     # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
     max_silence_s: float = 60.0
+    # ... or when a partition has not got past a record for this long (it is "stuck").
+    stuck_after_s: float = 60.0
+    # Records with larger values are not handed to Celery: they go to the DLQ as references.
+    max_handoff_bytes: int = 10 * 1024 * 1024
+    # How often the heartbeat and the stuck partitions are published for the web /health.
+    report_interval_s: float = 2.0
 
 
 @dataclass
@@ -90,13 +108,61 @@ class _Offsets:
         return {tp: self.done[tp] for tp in keys if self.committed.get(tp) != self.done[tp]}
 
 
-class _NotDispatched(Exception):
-    """Redis or Kafka failed us (at `where`): the partitions resume from what was not handled."""
+@dataclass
+class _Blocked:
+    """A partition whose record at `offset` failed to go out: paused, retried with backoff."""
 
-    def __init__(self, where: str, cause: BaseException) -> None:
-        super().__init__(where, cause)
-        self.where = where
-        self.cause = cause
+    offset: int
+    message: codec.IncomingMessage
+    error: str
+    since: float  # monotonic, first failure at this offset
+    since_at: float  # the same as a Unix time, for reports
+    attempts: int = 1
+    retry_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class _InHand:
+    """Records being handed to Redis right now (a paused Redis blocks the call for its duration)."""
+
+    since: float
+    since_at: float
+    partitions: dict[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class _Stuck:
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    since_at: float
+    stuck_for_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "error": self.error,
+            "since": datetime.fromtimestamp(self.since_at, UTC).isoformat(),
+            "stuck_for_s": round(self.stuck_for_s, 1),
+        }
+
+
+@dataclass(frozen=True)
+class _SkipRequest:
+    row_id: int
+    offset: int
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    tp: TopicPartition
+    record: Any
+    envelope: Envelope
+    message: codec.IncomingMessage
 
 
 class _CommitOnRevoke(AsyncConsumerRebalanceListener):
@@ -136,8 +202,13 @@ def _forget(bridge: Bridge, partitions: Iterable[TopicPartition]) -> None:
         bridge.offsets.done.pop(tp, None)
         bridge.offsets.committed.pop(tp, None)
         bridge.paused.discard(tp)
+        bridge.forget_blocked(tp)
+        bridge.lag.pop(f"{tp.topic}:{tp.partition}", None)
         # The partition's new owner reports its lag; a stale value here would hide recovery.
-        metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        try:
+            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        except KeyError:
+            pass  # never measured here
 
 
 class Bridge:
@@ -155,6 +226,22 @@ class Bridge:
         self._last_commit = self._last_pressure_check = self._last_lag_check = 0.0
         self._failures = 0
         self.heartbeat = Heartbeat(max_silence_s=options.max_silence_s)
+        self.lag: dict[str, int] = {}
+        self.reporter: HeartbeatPublisher | None = None
+        # Partitions whose next record failed to go out, and those of them paused until retry_at.
+        self._blocked: dict[TopicPartition, _Blocked] = {}
+        self._retry_paused: set[TopicPartition] = set()
+        self._in_hand: _InHand | None = None
+        self._assigned: frozenset[TopicPartition] = frozenset()
+        # Read and written by the probe and reporter threads too.
+        self._state_lock = threading.Lock()
+        self._gauged_stuck: set[TopicPartition] = set()
+        self._skip_requests: dict[TopicPartition, _SkipRequest] = {}
+        self._probe_redis = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
+        )
+        self._redis_down_since: float | None = None
+        self._report_warned = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -182,11 +269,24 @@ class Bridge:
             release=self._release_assignment,
         )
         self.subscription.start()
+        self.reporter = HeartbeatPublisher(
+            kind="bridge",
+            name=process_name(),
+            heartbeat=self.heartbeat,
+            redis_url=settings.CELERY_BROKER_URL,
+            interval_s=self.options.report_interval_s,
+            # A killed bridge's key lingers this long (reported stale), then it is gone.
+            ttl_s=max(5 * self.options.max_silence_s, 60.0),
+            details=self._report_details,
+            also=self._report_stuck,
+        )
+        self.reporter.start()
         logger.info("bridge consuming %s as group %s", routing.subscription_pattern(), self.options.group_id)
         try:
             while not self.stopping.is_set():
                 self._step()
         finally:
+            self.reporter.stop()
             self.commit()
             self.consumer.close(autocommit=False)
             if self.relay:
@@ -216,6 +316,168 @@ class Bridge:
             "paused_partitions": len(self.paused),
         }
 
+    def partitions_health(self) -> dict[str, Any]:
+        """For /healthz: `stuck` (503) while a partition has not got past a record for
+        BRIDGE_STUCK_AFTER_S; the partitions still retrying are listed too."""
+        stuck = self.stuck_partitions()
+        stuck_keys = {(s.topic, s.partition) for s in stuck}
+        now = time.monotonic()
+        retrying = [
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": b.offset,
+                "attempts": b.attempts,
+                "error": b.error,
+                "failing_for_s": round(now - b.since, 1),
+            }
+            for tp, b in list(self._blocked.items())
+            if (tp.topic, tp.partition) not in stuck_keys
+        ]
+        return {
+            "status": "stuck" if stuck else OK,
+            "stuck": [s.as_dict() for s in stuck],
+            "retrying": retrying,
+            "stuck_after_s": self.options.stuck_after_s,
+        }
+
+    def redis_health(self) -> dict[str, Any]:
+        """For /healthz: can the bridge reach its Celery broker? While it cannot, names Redis and
+        the partitions waiting on it: `degraded` at first, `down` (503) once that has lasted
+        HEALTH_MAX_SILENCE_S."""
+        started = time.monotonic()
+        try:
+            self._probe_redis.ping()
+        except redis.exceptions.RedisError as exc:
+            if self._redis_down_since is None:
+                self._redis_down_since = started
+            down_for = time.monotonic() - self._redis_down_since
+            return {
+                "status": DOWN if down_for >= self.options.max_silence_s else DEGRADED,
+                "error": f"{type(exc).__name__}: {exc}",
+                "broker": _redacted(settings.CELERY_BROKER_URL),
+                "unreachable_for_s": round(down_for, 1),
+                "waiting_partitions": self.waiting_partitions(),
+            }
+        self._redis_down_since = None
+        return {"status": OK, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+
+    def waiting_partitions(self) -> list[dict[str, Any]]:
+        """Partitions whose next record is being handed on, or failed to be."""
+        waiting: dict[tuple[str, int], dict[str, Any]] = {}
+        in_hand = self._in_hand
+        if in_hand is not None:
+            for tp, offset in in_hand.partitions.items():
+                waiting[(tp.topic, tp.partition)] = {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": offset,
+                    "waiting_s": round(time.monotonic() - in_hand.since, 1),
+                }
+        for tp, b in list(self._blocked.items()):
+            waiting[(tp.topic, tp.partition)] = {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": b.offset,
+                "waiting_s": round(time.monotonic() - b.since, 1),
+            }
+        return sorted(waiting.values(), key=lambda w: (w["topic"], w["partition"]))
+
+    def stuck_partitions(self) -> list[_Stuck]:
+        """Partitions that have not got past a record for BRIDGE_STUCK_AFTER_S (failing, or in a
+        hand-off that has not returned); keeps `bridge_partition_stuck` in step. Any thread."""
+        now = time.monotonic()
+        after = self.options.stuck_after_s
+        found: dict[TopicPartition, _Stuck] = {}
+        in_hand = self._in_hand
+        if in_hand is not None and now - in_hand.since >= after:
+            for tp, offset in in_hand.partitions.items():
+                found[tp] = _Stuck(
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    "hand-off to Celery (Redis) has not returned",
+                    in_hand.since_at,
+                    now - in_hand.since,
+                )
+        for tp, b in list(self._blocked.items()):
+            if now - b.since >= after:
+                found[tp] = _Stuck(tp.topic, tp.partition, b.offset, b.error, b.since_at, now - b.since)
+        with self._state_lock:
+            for tp in set(found) - self._gauged_stuck:
+                metrics.BRIDGE_PARTITION_STUCK.labels(topic=tp.topic, partition=str(tp.partition)).set(1)
+                logger.error(
+                    "bridge: partition %s@%s stuck at offset %s for %.0fs: %s",
+                    tp.topic,
+                    tp.partition,
+                    found[tp].offset,
+                    found[tp].stuck_for_s,
+                    found[tp].error,
+                )
+            for tp in self._gauged_stuck - set(found):
+                metrics.BRIDGE_PARTITION_STUCK.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
+                logger.info("bridge: partition %s@%s moves again", tp.topic, tp.partition)
+            self._gauged_stuck = set(found)
+        return sorted(found.values(), key=lambda s: (s.topic, s.partition))
+
+    def forget_blocked(self, tp: TopicPartition) -> None:
+        """A partition gone to another bridge: its blocked state and stuck gauge go too."""
+        self._blocked.pop(tp, None)
+        self._retry_paused.discard(tp)
+        with self._state_lock:
+            self._skip_requests.pop(tp, None)
+            if tp in self._gauged_stuck:
+                self._gauged_stuck.discard(tp)
+                metrics.BRIDGE_PARTITION_STUCK.remove(tp.topic, str(tp.partition))
+
+    # --- reports for the web /health and operators (the reporter thread) -------------------------
+
+    def _report_details(self) -> dict[str, Any]:
+        return {
+            "group": self.options.group_id,
+            "assigned_partitions": len(self._assigned),
+            "lag": dict(self.lag),
+            "stuck": [s.as_dict() for s in self.stuck_partitions()],
+        }
+
+    def _report_stuck(self) -> None:
+        """Keep this bridge's StuckPartition rows in step, and pick up operators' skip requests."""
+        stuck = {(s.topic, s.partition): s for s in self.stuck_partitions()}
+        assigned = {(tp.topic, tp.partition) for tp in self._assigned}
+        group = self.options.group_id
+        try:
+            now = timezone.now()
+            rows = {(r.topic, r.partition): r for r in StuckPartition.objects.filter(group=group)}
+            for key, s in stuck.items():
+                row = rows.get(key)
+                fields = {
+                    "offset": s.offset,
+                    "error": s.error[:4000],
+                    "stuck_since": datetime.fromtimestamp(s.since_at, UTC),
+                    "reported_at": now,
+                    "reported_by": process_name(),
+                }
+                if row is None:
+                    StuckPartition.objects.create(group=group, topic=s.topic, partition=s.partition, **fields)
+                    continue
+                if row.offset != s.offset:  # a request to skip another record is void
+                    fields.update(skip_requested_at=None, skip_requested_by="")
+                StuckPartition.objects.filter(pk=row.pk).update(**fields)
+                if row.skip_requested_at is not None and row.offset == s.offset:
+                    with self._state_lock:
+                        self._skip_requests[TopicPartition(s.topic, s.partition)] = _SkipRequest(
+                            row.pk, row.offset, row.skip_requested_by
+                        )
+            moved_on = [row.pk for key, row in rows.items() if key in assigned and key not in stuck]
+            if moved_on:
+                StuckPartition.objects.filter(pk__in=moved_on).delete()
+            self._report_warned = False
+        except DatabaseError as exc:
+            if not self._report_warned:
+                logger.warning("bridge: stuck partitions not reported: %s", exc)
+                self._report_warned = True
+            connection.close()
+
     def relay_health(self) -> dict[str, Any]:
         if self.relay is None:
             return {"status": "ok", "detail": "relay not run by this bridge (--no-relay)"}
@@ -228,6 +490,9 @@ class Bridge:
         self.heartbeat.beat()
         if self.subscription is not None:
             self.subscription.follow()
+        self._assigned = frozenset(self.consumer.assignment())
+        self._apply_skip_requests()
+        self._resume_due_retries()
         now = time.monotonic()
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
@@ -236,29 +501,13 @@ class Bridge:
         assignment = self.consumer.assignment()
         for tp in [tp for tp in records if tp not in assignment]:  # revoked while we polled
             del records[tp]
-        failed = False
         if records:
-            try:
-                self._dispatch_records(records)
-            except _NotDispatched as stop:
-                failed = True
+            if self._dispatch_records(records):
                 self._failures += 1
-                logger.warning(
-                    "bridge: %s not dispatched (%s: %s); retrying",
-                    stop.where,
-                    type(stop.cause).__name__,
-                    stop.cause,
-                )
-        if failed:
-            close_old_connections()
-            time.sleep(
-                min(
-                    self.options.retry_backoff_s * 2 ** min(self._failures, 8),
-                    self.options.retry_backoff_max_s,
-                )
-            )
-        else:
-            self._failures = 0
+                close_old_connections()
+            else:
+                self._failures = 0
+        self.stuck_partitions()  # moves the gauge even while nobody scrapes /healthz
         now = time.monotonic()
         if now - self._last_commit >= self.options.commit_interval_s:
             self.commit()
@@ -285,21 +534,37 @@ class Bridge:
                     count += len(messages)
         return records
 
-    def _dispatch_records(self, records: dict[TopicPartition, list[Any]]) -> None:
+    def _dispatch_records(self, records: dict[TopicPartition, list[Any]]) -> bool:
         """Dead-letter the poison, pack the rest by route (across partitions, in each partition's
         order) into batches of up to `batch_max`, and dispatch them. Each partition's offset moves
-        up to its first record not yet handled.
+        up to its first record not yet handled. Returns whether something failed.
 
-        Raises _NotDispatched when Redis or Kafka is away: every partition is sought back to its
-        first record not handled (a record after it that did go out goes out again, which the
-        consumers' idempotency absorbs).
+        When a record (or a batch) fails to go out, its partitions are sought back to it and paused
+        for a backoff (`_block`); nothing more is tried in this step, and the partitions not reached
+        are sought back to be polled again at once, so Redis or Kafka being away costs one failure
+        per step while the partitions that are fine keep flowing. A partition being retried goes
+        one record at a time, so that a batch-mate's failure cannot hold it.
         """
         assert self.consumer is not None
         handled: dict[TopicPartition, set[int]] = {tp: set() for tp in records}
-        groups: dict[routing.Route, list[tuple[TopicPartition, Any, Envelope]]] = {}
-        failure: _NotDispatched | None = None
+        failed: dict[TopicPartition, tuple[int, BaseException, codec.IncomingMessage]] = {}
+        groups: dict[routing.Route, list[_Item]] = {}
+        singles: list[tuple[routing.Route, _Item]] = []
+
+        def to_dlq(tp: TopicPartition, message: codec.IncomingMessage, **kwargs: Any) -> bool:
+            try:
+                dead_letter(message, **kwargs)
+            except TRANSIENT_ERRORS as exc:
+                failed[tp] = (message.offset, exc, message)
+                return False
+            metrics.KAFKA_MESSAGES.labels(topic=message.topic, outcome="dead_lettered").inc()
+            handled[tp].add(message.offset)
+            return True
+
         for tp, messages in records.items():
             for record in messages:
+                if failed:
+                    break
                 message = codec.IncomingMessage(
                     topic=record.topic,
                     partition=record.partition,
@@ -311,40 +576,163 @@ class Bridge:
                 try:
                     envelope, route = routing.validate(codec.decode(message))
                 except codec.PoisonMessage as poison:
-                    if failure is None:
-                        try:
-                            dead_letter(message, reason=poison.reason, error=str(poison))
-                        except TRANSIENT_ERRORS as exc:
-                            failure = _NotDispatched(f"{tp.topic}@{tp.partition}:{record.offset}", exc)
-                            continue
-                        metrics.KAFKA_MESSAGES.labels(topic=record.topic, outcome="dead_lettered").inc()
-                        handled[tp].add(record.offset)
+                    to_dlq(tp, message, reason=poison.reason, error=str(poison))
                     continue
-                groups.setdefault(route, []).append((tp, record, envelope))
-        if failure is None:
+                size = len(record.value or b"")
+                if size > self.options.max_handoff_bytes:
+                    to_dlq(
+                        tp,
+                        message,
+                        reason=TOO_LARGE,
+                        error=(
+                            f"record of {size} bytes exceeds BRIDGE_MAX_HANDOFF_BYTES "
+                            f"({self.options.max_handoff_bytes}): not handed to Celery"
+                        ),
+                        as_reference=True,
+                    )
+                    continue
+                item = _Item(tp, record, envelope, message)
+                if tp in self._blocked:
+                    singles.append((route, item))
+                else:
+                    groups.setdefault(route, []).append(item)
+        in_hand = {tp: messages[0].offset for tp, messages in records.items()}
+        self._in_hand = _InHand(time.monotonic(), time.time(), in_hand)
+        try:
+            for route, item in singles:
+                if failed:
+                    break
+                try:
+                    self._dispatch(route, [(item.record, item.envelope)])
+                except TRANSIENT_ERRORS as exc:
+                    failed[item.tp] = (item.record.offset, exc, item.message)
+                    break
+                handled[item.tp].add(item.record.offset)
             for route, items in groups.items():
                 for start in range(0, len(items), self.options.batch_max):
+                    if failed:
+                        break
                     chunk = items[start : start + self.options.batch_max]
                     try:
-                        self._dispatch(route, [(record, envelope) for _, record, envelope in chunk])
+                        self._dispatch(route, [(item.record, item.envelope) for item in chunk])
                     except TRANSIENT_ERRORS as exc:
-                        first = chunk[0][1]
-                        failure = _NotDispatched(f"{first.topic}@{first.partition}:{first.offset}", exc)
+                        for item in chunk:  # which of them Redis refused is not known: all retry
+                            failed.setdefault(item.tp, (item.record.offset, exc, item.message))
                         break
-                    for tp, record, _ in chunk:
-                        handled[tp].add(record.offset)
-                if failure is not None:
-                    break
+                    for item in chunk:
+                        handled[item.tp].add(item.record.offset)
+        finally:
+            self._in_hand = None
         for tp, messages in records.items():
             resume = next((r.offset for r in messages if r.offset not in handled[tp]), None)
             if resume is None:
                 self.offsets.done[tp] = messages[-1].offset + 1
+            else:
+                if resume > messages[0].offset:
+                    self.offsets.done[tp] = resume
+                self.consumer.seek(tp, resume)
+            blocked = self._blocked.get(tp)
+            if blocked is not None and self.offsets.done.get(tp, -1) > blocked.offset:
+                self._unblock(tp)
+        for tp, (offset, exc, message) in failed.items():
+            self._block(tp, offset, exc, message)
+        return bool(failed)
+
+    def _block(
+        self, tp: TopicPartition, offset: int, exc: BaseException, message: codec.IncomingMessage
+    ) -> None:
+        """Pause `tp` at the record that failed; it is retried after a backoff that grows with
+        each failure at that offset (`_resume_due_retries`)."""
+        assert self.consumer is not None
+        now = time.monotonic()
+        error = f"{type(exc).__name__}: {exc}"
+        blocked = self._blocked.get(tp)
+        if blocked is None or blocked.offset != offset:
+            blocked = _Blocked(offset, message, error, since=now, since_at=time.time())
+            self._blocked[tp] = blocked
+        else:
+            blocked.attempts += 1
+            blocked.error, blocked.message = error, message
+        delay = min(
+            self.options.retry_backoff_s * 2 ** min(blocked.attempts - 1, 8), self.options.retry_backoff_max_s
+        )
+        blocked.retry_at = now + delay
+        self.consumer.pause(tp)
+        self._retry_paused.add(tp)
+        logger.warning(
+            "bridge: %s@%s:%s not handed on (%s); partition retried in %.1fs (attempt %d)",
+            tp.topic,
+            tp.partition,
+            offset,
+            error,
+            delay,
+            blocked.attempts,
+        )
+
+    def _unblock(self, tp: TopicPartition) -> None:
+        assert self.consumer is not None
+        self._blocked.pop(tp, None)
+        if tp in self._retry_paused:
+            self._retry_paused.discard(tp)
+            if tp not in self.paused:
+                self.consumer.resume(tp)
+
+    def _resume_due_retries(self) -> None:
+        assert self.consumer is not None
+        now = time.monotonic()
+        for tp in list(self._retry_paused):
+            blocked = self._blocked.get(tp)
+            if blocked is None or blocked.retry_at <= now:
+                self._retry_paused.discard(tp)
+                if tp not in self.paused and tp in self._assigned:
+                    self.consumer.resume(tp)
+
+    def _apply_skip_requests(self) -> None:
+        """An operator asked (admin) to skip a stuck partition's record: dead-letter it with
+        dlq-reason `skipped_by_operator` and seek past it."""
+        assert self.consumer is not None
+        with self._state_lock:
+            requests, self._skip_requests = self._skip_requests, {}
+        for tp, request in requests.items():
+            blocked = self._blocked.get(tp)
+            if blocked is None or blocked.offset != request.offset or tp not in self._assigned:
+                continue  # moved on meanwhile, or no longer ours: the request is void
+            try:
+                dead_letter(
+                    blocked.message,
+                    reason=SKIPPED_BY_OPERATOR,
+                    error=(
+                        f"skipped by {request.requested_by or 'an operator'} after {blocked.attempts} "
+                        f"failed attempts: {blocked.error}"
+                    ),
+                )
+            except TRANSIENT_ERRORS as exc:
+                logger.warning(
+                    "bridge: skip of %s@%s:%s failed (%s); will retry",
+                    tp.topic,
+                    tp.partition,
+                    request.offset,
+                    exc,
+                )
+                with self._state_lock:
+                    self._skip_requests.setdefault(tp, request)
                 continue
-            if resume > messages[0].offset:
-                self.offsets.done[tp] = resume
-            self.consumer.seek(tp, resume)
-        if failure is not None:
-            raise failure
+            metrics.KAFKA_MESSAGES.labels(topic=tp.topic, outcome="dead_lettered").inc()
+            self.offsets.done[tp] = blocked.offset + 1
+            self.consumer.seek(tp, blocked.offset + 1)
+            self._unblock(tp)
+            self.commit([tp])
+            try:
+                StuckPartition.objects.filter(pk=request.row_id).delete()
+            except DatabaseError as exc:  # the reporter deletes it on its next turn
+                logger.warning("bridge: stuck partition row not deleted: %s", exc)
+            logger.warning(
+                "bridge: %s@%s:%s skipped to the DLQ at the request of %s",
+                tp.topic,
+                tp.partition,
+                request.offset,
+                request.requested_by,
+            )
 
     def _dispatch(self, route: routing.Route | None, run: list[tuple[Any, Envelope]]) -> None:
         """One event: its route's tasks, as they are. Several: one `bridge.process_batch` task per
@@ -432,8 +820,9 @@ class Bridge:
         if to_pause - self.paused:
             logger.info("bridge: pausing %d partitions, queues deep: %s", len(to_pause - self.paused), depths)
             self.consumer.pause(*(to_pause - self.paused))
-        if self.paused - to_pause:
-            self.consumer.resume(*(self.paused - to_pause))
+        if self.paused - to_pause - self._retry_paused:
+            # A partition waiting for its retry stays paused (`_resume_due_retries` resumes it).
+            self.consumer.resume(*(self.paused - to_pause - self._retry_paused))
         self.paused = to_pause
 
     def _record_lag(self) -> None:
@@ -449,6 +838,14 @@ class Bridge:
             committed = self.offsets.committed.get(tp)
             if committed is None:
                 committed = self.consumer.committed(tp) or 0
-            metrics.BRIDGE_CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                max(end - committed, 0)
-            )
+            lag = max(end - committed, 0)
+            metrics.BRIDGE_CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            self.lag[f"{tp.topic}:{tp.partition}"] = lag
+
+
+def _redacted(url: str) -> str:
+    """A broker URL without its password, fit for a health answer."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

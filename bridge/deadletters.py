@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kafka import TopicPartition
+from kafka.errors import MessageSizeTooLargeError
 
-from bridge.clients import new_consumer, shared_producer
+from bridge.clients import new_consumer, new_producer, shared_producer
 from bridge.codec import Headers, IncomingMessage
-from bridge.models import DeadLetter
+from bridge.models import DeadLetter, OversizedRecord
 from bridge.topics import dlq_for
 from kafka_platform import metrics
 
@@ -22,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq-"
 PUBLISH_TIMEOUT_S = 30.0
+# A reference to a record too large to dead-letter whole carries this much of its value.
+REFERENCE_VALUE_BYTES = 64 * 1024
+ORIGINAL_SIZE_HEADER = "dlq-original-size"
 
 
 @dataclass(frozen=True)
@@ -46,16 +51,41 @@ def build_record(msg: IncomingMessage, *, reason: str, error: str, failed_at: da
     return DeadLetterRecord(dlq_for(msg.topic).name, msg.key, msg.value, headers)
 
 
-def dead_letter(msg: IncomingMessage, *, reason: str, error: str) -> None:
+def dead_letter(msg: IncomingMessage, *, reason: str, error: str, as_reference: bool = False) -> None:
     """Publish `msg` to its domain's DLQ and list it for the admin; raises if either fails.
+
+    A record the producer refuses as too large (or one the caller already knows cannot be handed
+    on, `as_reference`) goes to the DLQ as a reference: its headers, the first 64 KiB of its value
+    and `dlq-original-size`, its whole value kept in PostgreSQL (OversizedRecord) for replay.
+    Without that, a record over the producer's limit could never leave its partition.
 
     The caller commits the message's offset only after this returns, so nothing is lost.
     """
     failed_at = timezone.now()
     record = build_record(msg, reason=reason, error=error, failed_at=failed_at)
-    shared_producer().send(record.dlq_topic, key=record.key, value=record.value, headers=record.headers).get(
-        timeout=PUBLISH_TIMEOUT_S
-    )
+    if not as_reference:
+        try:
+            _publish(record)
+        except MessageSizeTooLargeError as exc:
+            logger.warning(
+                "dead letter %s@%s:%s too large to publish whole (%s); sending a reference",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                exc,
+            )
+            as_reference = True
+    if as_reference:
+        # Kept before the reference is published: a reference never points at nothing.
+        _keep_whole(msg, reason=reason)
+        size = len(msg.value or b"")
+        record = DeadLetterRecord(
+            record.dlq_topic,
+            record.key,
+            (msg.value or b"")[:REFERENCE_VALUE_BYTES],
+            [*record.headers, (ORIGINAL_SIZE_HEADER, str(size).encode())],
+        )
+        _publish(record)
     try:
         with transaction.atomic():
             DeadLetter.objects.create(
@@ -64,7 +94,7 @@ def dead_letter(msg: IncomingMessage, *, reason: str, error: str) -> None:
                 original_partition=msg.partition,
                 original_offset=msg.offset,
                 key=msg.key,
-                value=msg.value,
+                value=record.value,
                 headers=[[k, base64.b64encode(v or b"").decode()] for k, v in msg.headers],
                 reason=reason,
                 error=error,
@@ -74,14 +104,44 @@ def dead_letter(msg: IncomingMessage, *, reason: str, error: str) -> None:
         pass  # a redelivered poison message: already listed
     metrics.DLQ_MESSAGES.labels(topic=record.dlq_topic, reason=reason).inc()
     logger.warning(
-        "dead letter %s@%s:%s -> %s (%s): %s",
+        "dead letter %s@%s:%s -> %s (%s%s): %s",
         msg.topic,
         msg.partition,
         msg.offset,
         record.dlq_topic,
         reason,
+        ", as a reference" if as_reference else "",
         error,
     )
+
+
+def _publish(record: DeadLetterRecord) -> None:
+    shared_producer().send(record.dlq_topic, key=record.key, value=record.value, headers=record.headers).get(
+        timeout=PUBLISH_TIMEOUT_S
+    )
+
+
+def _keep_whole(msg: IncomingMessage, *, reason: str) -> None:
+    OversizedRecord.objects.get_or_create(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        defaults={
+            "key": msg.key,
+            "headers": [[k, base64.b64encode(v or b"").decode()] for k, v in msg.headers],
+            "value": msg.value or b"",
+            "size": len(msg.value or b""),
+            "reason": reason,
+        },
+    )
+
+
+def whole_value(topic: str, partition: int | None, offset: int | None) -> bytes | None:
+    """The stored whole value behind a dead-letter reference, or None when there is none."""
+    if partition is None or offset is None:
+        return None
+    stored = OversizedRecord.objects.filter(topic=topic, partition=partition, offset=offset).first()
+    return bytes(stored.value) if stored is not None else None
 
 
 def original_headers(dead: DeadLetter) -> Headers:
@@ -89,11 +149,15 @@ def original_headers(dead: DeadLetter) -> Headers:
 
 
 def replay(dead: DeadLetter) -> None:
-    """Publish the original record back to its original topic and mark it replayed."""
+    """Publish the original record back to its original topic and mark it replayed (a reference's
+    whole value, from OversizedRecord)."""
+    value = whole_value(dead.original_topic, dead.original_partition, dead.original_offset)
+    if value is None and dead.value is not None:
+        value = bytes(dead.value)
     publish_original(
         dead.original_topic,
         bytes(dead.key) if dead.key is not None else None,
-        bytes(dead.value) if dead.value is not None else None,
+        value,
         original_headers(dead),
     )
     DeadLetter.objects.filter(pk=dead.pk).update(replayed_at=timezone.now())
@@ -120,12 +184,37 @@ def read_dlq(
                     failed_at = meta.get("dlq-failed-at")
                     if since is None or (failed_at and datetime.fromisoformat(failed_at) >= since):
                         original = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
-                        yield meta.get("dlq-original-topic", ""), rec.key, rec.value, original
+                        value = rec.value
+                        if ORIGINAL_SIZE_HEADER in meta:  # a reference: the whole value is in PostgreSQL
+                            value = _referenced_value(meta)
+                            if value is None:
+                                logger.warning("dead-letter reference without a stored value: %s", meta)
+                                continue
+                        yield meta.get("dlq-original-topic", ""), rec.key, value, original
                     if rec.offset + 1 >= end[tp]:
                         remaining.discard(tp)
     finally:
         consumer.close()
 
 
+def _referenced_value(meta: dict[str, str]) -> bytes | None:
+    try:
+        partition, offset = int(meta["dlq-original-partition"]), int(meta["dlq-original-offset"])
+    except (KeyError, ValueError):
+        return None
+    return whole_value(meta.get("dlq-original-topic", ""), partition, offset)
+
+
 def publish_original(topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-    shared_producer().send(topic, key=key, value=value, headers=headers).get(timeout=PUBLISH_TIMEOUT_S)
+    """Publish a record to `topic`. A replayed reference's value may exceed the shared producer's
+    limit (that is why it was a reference): such a record gets a producer sized for it, and the
+    broker's own limit (the topic's max.message.bytes) still applies."""
+    size = len(value or b"") + len(key or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+    if size + REFERENCE_VALUE_BYTES <= settings.KAFKA_MAX_REQUEST_BYTES:
+        shared_producer().send(topic, key=key, value=value, headers=headers).get(timeout=PUBLISH_TIMEOUT_S)
+        return
+    producer = new_producer(max_request_size=size + REFERENCE_VALUE_BYTES, buffer_memory=2 * size + 33554432)
+    try:
+        producer.send(topic, key=key, value=value, headers=headers).get(timeout=PUBLISH_TIMEOUT_S)
+    finally:
+        producer.close(timeout=5)

@@ -1,4 +1,5 @@
-"""Bridge tables: the inbox (effect-once consumption), the outbox and the dead letters."""
+"""Bridge tables: the inbox (effect-once consumption), the outbox, the dead letters, the whole
+values of records too large to dead-letter whole, and the partitions the bridge cannot move past."""
 
 from __future__ import annotations
 
@@ -73,3 +74,58 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_topic}@{self.original_partition}:{self.original_offset} ({self.reason})"
+
+
+class OversizedRecord(models.Model):
+    """The whole record behind a dead-letter *reference*: one too large to hand on to Redis or to
+    publish whole to its DLQ. The DLQ carries its first 64 KiB and `dlq-original-size`; replaying
+    the reference (admin or `dlq_replay`) republishes this value."""
+
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.BinaryField(null=True, blank=True)
+    headers = models.JSONField(default=list, help_text="Original headers as [name, base64] pairs.")
+    value = models.BinaryField()
+    size = models.BigIntegerField()
+    reason = models.CharField(max_length=64)
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "partition", "offset"], name="oversized_once_per_record"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}@{self.partition}:{self.offset} ({self.size} bytes)"
+
+
+class StuckPartition(models.Model):
+    """A partition whose next record the bridge has failed to hand on for BRIDGE_STUCK_AFTER_S.
+
+    Written by the bridge that owns the partition (and deleted once it moves on), read by the web
+    `/health`. An operator's skip request (admin action) is picked up by that bridge, which
+    dead-letters the record with dlq-reason `skipped_by_operator` and seeks past it.
+    """
+
+    group = models.CharField(max_length=255, help_text="The bridge's Kafka consumer group.")
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField(help_text="The record the bridge cannot move past.")
+    error = models.TextField()
+    stuck_since = models.DateTimeField()
+    reported_at = models.DateTimeField()
+    reported_by = models.CharField(max_length=255, help_text="host:pid of the bridge.")
+    skip_requested_at = models.DateTimeField(null=True, blank=True)
+    skip_requested_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["stuck_since"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "topic", "partition"], name="stuck_once_per_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}@{self.partition}:{self.offset}"

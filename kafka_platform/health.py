@@ -1,60 +1,199 @@
-"""Health endpoints: /live (the process answers), /ready and /health (its dependencies answer)."""
+"""Health endpoints: /live (the process answers), /ready (this web process's dependencies answer)
+and /health (the platform as a whole: dependencies, bridges and workers, partitions, outbox).
+
+Every check says `ok`, `degraded` (worth a look; still 200) or `down` (503); the answer's status
+is the worst of them. What `/health` reads beyond the dependencies, and the thresholds:
+
+- `bridges`, `workers`: the heartbeats each bridge and worker publishes to Redis every few seconds
+  (kafka_platform.probes.HeartbeatPublisher). None at all, or none newer than
+  HEALTH_MAX_SILENCE_S: `down` (nothing consumes Kafka, or nothing runs tasks). Some stale while
+  others beat: `degraded` (a process died or hangs; its work moves to the others, or waits).
+- `consumer_lag`: the lag the bridges report with their heartbeats; a partition over
+  HEALTH_LAG_DEGRADED: `degraded`.
+- `outbox`: the oldest unsent row older than HEALTH_OUTBOX_DEGRADED_S: `degraded`; older than
+  HEALTH_OUTBOX_DOWN_S: `down` (results are not reaching Kafka).
+- `stuck_partitions`: a partition the bridge has not got past for BRIDGE_STUCK_AFTER_S
+  (bridge.StuckPartition rows, written by the bridge that owns it): `down`, naming it.
+
+A check that cannot be evaluated (its dependency is down, which says so itself) is `unknown`,
+counted as degraded.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models import Min
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from kafka import KafkaAdminClient
 
 from bridge.clients import client_config
+from bridge.models import OutboxEvent, StuckPartition
+from kafka_platform.probes import DEGRADED, DOWN, OK, read_heartbeats
+
+UNKNOWN = "unknown"
+SEVERITY = {OK: 0, DEGRADED: 1, UNKNOWN: 1, DOWN: 2}
+
+Result = dict[str, Any]
 
 
-def _check_database() -> None:
+def _redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _check_database() -> Result:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+    return {"status": OK}
 
 
-def _check_redis() -> None:
-    redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+def _check_redis() -> Result:
+    _redis_client().ping()
+    return {"status": OK}
 
 
-def _check_kafka() -> None:
+def _check_kafka() -> Result:
     admin = KafkaAdminClient(**client_config(), request_timeout_ms=3000, bootstrap_timeout_ms=3000)
     admin.close()
+    return {"status": OK}
 
 
-CHECKS: dict[str, Callable[[], None]] = {
+def _check_outbox() -> Result:
+    oldest = OutboxEvent.objects.filter(sent_at__isnull=True).aggregate(oldest=Min("created_at"))["oldest"]
+    if oldest is None:
+        return {"status": OK, "oldest_unsent_s": None}
+    age = (timezone.now() - oldest).total_seconds()
+    status = OK
+    if age > settings.HEALTH_OUTBOX_DOWN_S:
+        status = DOWN
+    elif age > settings.HEALTH_OUTBOX_DEGRADED_S:
+        status = DEGRADED
+    result: Result = {
+        "status": status,
+        "oldest_unsent_s": round(age, 1),
+        "degraded_after_s": settings.HEALTH_OUTBOX_DEGRADED_S,
+        "down_after_s": settings.HEALTH_OUTBOX_DOWN_S,
+    }
+    if status != OK:
+        result["error"] = f"the oldest unsent outbox event is {age:.0f}s old: events are not reaching Kafka"
+    return result
+
+
+def _check_stuck_partitions() -> Result:
+    rows = list(StuckPartition.objects.order_by("topic", "partition"))
+    if not rows:
+        return {"status": OK, "stuck": []}
+    stuck = [
+        {
+            "topic": row.topic,
+            "partition": row.partition,
+            "offset": row.offset,
+            "group": row.group,
+            "since": row.stuck_since.isoformat(),
+            "error": row.error,
+            "skip_requested_by": row.skip_requested_by or None,
+        }
+        for row in rows
+    ]
+    names = ", ".join(f"{row.topic}@{row.partition} (offset {row.offset})" for row in rows)
+    return {"status": DOWN, "error": f"partitions stuck: {names}", "stuck": stuck}
+
+
+def _heartbeat_status(beats: list[Result], kind: str, now: float) -> Result:
+    mine = [b for b in beats if b["kind"] == kind]
+    limit = settings.HEALTH_MAX_SILENCE_S
+    described = [
+        {"name": b["name"], "last_beat_s_ago": round(now - float(b.get("beat_at", 0)), 1)} for b in mine
+    ]
+    stale = [d for d in described if d["last_beat_s_ago"] > limit]
+    result: Result = {"status": OK, "processes": described, "max_silence_s": limit}
+    if not mine:
+        result.update(status=DOWN, error=f"no {kind} heartbeat: no {kind} is running")
+    elif len(stale) == len(mine):
+        result.update(status=DOWN, error=f"every {kind} has been silent for over {limit:.0f}s")
+    elif stale:
+        names = ", ".join(d["name"] for d in stale)
+        result.update(status=DEGRADED, error=f"{kind} silent for over {limit:.0f}s: {names}")
+    return result
+
+
+def _heartbeat_checks() -> dict[str, Result]:
+    """bridges, workers and consumer_lag, from the heartbeats in Redis."""
+    beats = read_heartbeats(_redis_client())
+    now = time.time()
+    checks = {
+        "bridges": _heartbeat_status(beats, "bridge", now),
+        "workers": _heartbeat_status(beats, "worker", now),
+    }
+    threshold = settings.HEALTH_LAG_DEGRADED
+    lag: dict[str, int] = {}
+    for beat in beats:
+        if beat["kind"] == "bridge" and now - float(beat.get("beat_at", 0)) <= settings.HEALTH_MAX_SILENCE_S:
+            lag.update(beat.get("lag") or {})
+    over = {partition: n for partition, n in sorted(lag.items()) if n > threshold}
+    checks["consumer_lag"] = {
+        "status": DEGRADED if over else OK,
+        "max": max(lag.values(), default=0),
+        "degraded_over": threshold,
+        "over_threshold": over,
+    }
+    if over:
+        checks["consumer_lag"]["error"] = f"{len(over)} partitions lag more than {threshold} records"
+    return checks
+
+
+DEPENDENCIES: dict[str, Callable[[], Result]] = {
     "database": _check_database,
     "redis": _check_redis,
     "kafka": _check_kafka,
 }
+PLATFORM: dict[str, Callable[[], Result]] = {
+    "outbox": _check_outbox,
+    "stuck_partitions": _check_stuck_partitions,
+}
 
 
-def _run_checks() -> tuple[bool, dict[str, dict[str, object]]]:
-    results: dict[str, dict[str, object]] = {}
-    for name, check in CHECKS.items():
-        started = time.perf_counter()
+def _timed(check: Callable[[], Result], failed_status: str) -> Result:
+    started = time.perf_counter()
+    try:
+        result = dict(check())
+    except Exception as exc:  # noqa: BLE001 - a health check reports any failure
+        result = {"status": failed_status, "error": f"{type(exc).__name__}: {exc}"}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _run(*, platform: bool) -> tuple[str, dict[str, Result]]:
+    results = {name: _timed(check, DOWN) for name, check in DEPENDENCIES.items()}
+    if platform:
+        results.update({name: _timed(check, UNKNOWN) for name, check in PLATFORM.items()})
         try:
-            check()
-            results[name] = {"status": "ok"}
-        except Exception as exc:  # noqa: BLE001 - a health check reports any failure
-            results[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
-        results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return all(r["status"] == "ok" for r in results.values()), results
+            results.update(_heartbeat_checks())
+        except redis.exceptions.RedisError as exc:
+            for name in ("bridges", "workers", "consumer_lag"):
+                results[name] = {"status": UNKNOWN, "error": f"heartbeats unreadable: {exc}"}
+    worst = max((r["status"] for r in results.values()), key=lambda s: SEVERITY.get(s, 2))
+    return (DEGRADED if worst == UNKNOWN else worst), results
+
+
+def _answer(status: str, results: dict[str, Result]) -> JsonResponse:
+    return JsonResponse({"status": status, "checks": results}, status=503 if status == DOWN else 200)
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    ok, results = _run_checks()
-    return JsonResponse({"status": "ok" if ok else "down", "checks": results}, status=200 if ok else 503)
+    return _answer(*_run(platform=True))
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    return health(request)
+    """Can this web process serve? Its own dependencies only: a dead bridge or a stuck partition
+    must not take the API (which only records requests) out of the load balancer."""
+    return _answer(*_run(platform=False))
 
 
 def live(request: HttpRequest) -> JsonResponse:

@@ -23,6 +23,11 @@ KAFKA_MESSAGES = Counter(
 BRIDGE_CONSUMER_LAG = Gauge(
     "bridge_consumer_lag", "Log-end offset minus committed offset.", ["topic", "partition"]
 )
+BRIDGE_PARTITION_STUCK = Gauge(
+    "bridge_partition_stuck",
+    "1 while the bridge has failed to hand on a partition's next record for BRIDGE_STUCK_AFTER_S.",
+    ["topic", "partition"],
+)
 BRIDGE_DISPATCH = Counter("bridge_dispatch", "Celery tasks dispatched by the bridge.")
 DLQ_MESSAGES = Counter("dlq_messages", "Records sent to a dead-letter topic.", ["topic", "reason"])
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published to Kafka.")
@@ -78,6 +83,7 @@ REGISTRY.register(OUTBOX_PENDING)
 PROCESS_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     KAFKA_MESSAGES,
     BRIDGE_CONSUMER_LAG,
+    BRIDGE_PARTITION_STUCK,
     BRIDGE_DISPATCH,
     DLQ_MESSAGES,
     OUTBOX_PUBLISHED,

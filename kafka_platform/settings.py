@@ -135,6 +135,20 @@ BRIDGE_METRICS_PORT = env.int("BRIDGE_METRICS_PORT", default=9400)
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9401)
 # /healthz of bridge and worker answers 503 once their loop has not turned for this long.
 HEALTH_MAX_SILENCE_S = env.float("HEALTH_MAX_SILENCE_S", default=60.0)
+# A partition whose next record the bridge has failed to hand on for this long is "stuck": its
+# /healthz and the web /health answer 503 naming it, and operators may skip the record (admin).
+BRIDGE_STUCK_AFTER_S = env.float("BRIDGE_STUCK_AFTER_S", default=60.0)
+# A record whose value is larger than this is not handed to Celery (Redis): it goes to the DLQ as
+# a reference, its whole value kept in PostgreSQL (bridge.OversizedRecord).
+BRIDGE_MAX_HANDOFF_BYTES = env.int("BRIDGE_MAX_HANDOFF_BYTES", default=10 * 1024 * 1024)
+# The producers' max_request_size; a dead letter larger than this goes to the DLQ as a reference.
+KAFKA_MAX_REQUEST_BYTES = env.int("KAFKA_MAX_REQUEST_BYTES", default=11 * 1024 * 1024)
+# Web /health: `degraded` (200) when a partition's consumer lag is over HEALTH_LAG_DEGRADED, or
+# the oldest unsent outbox row is older than HEALTH_OUTBOX_DEGRADED_S; `down` (503) when that row
+# is older than HEALTH_OUTBOX_DOWN_S.
+HEALTH_LAG_DEGRADED = env.int("HEALTH_LAG_DEGRADED", default=1000)
+HEALTH_OUTBOX_DEGRADED_S = env.float("HEALTH_OUTBOX_DEGRADED_S", default=60.0)
+HEALTH_OUTBOX_DOWN_S = env.float("HEALTH_OUTBOX_DOWN_S", default=600.0)
 # "user:password" pairs, comma-separated; read by flowerconfig.py, required when DEBUG is off.
 FLOWER_BASIC_AUTH = env.list("FLOWER_BASIC_AUTH", default=[])
 

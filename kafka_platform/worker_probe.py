@@ -10,7 +10,8 @@ one (removed at shutdown). The mode has to be chosen before any metric exists, s
 `/healthz` beats with the worker's event loop: a timer on the loop beats every few seconds, and a
 loop that stops (lost broker connection, blocked main process) turns the probe to 503 after
 HEALTH_MAX_SILENCE_S. `celery -A kafka_platform inspect ping -d celery@$HOSTNAME` is the
-broker-side equivalent (see docs/operations.md).
+broker-side equivalent (see docs/operations.md). The same heartbeat is published to Redis for the
+web `/health` (`kafka_platform.probes.HeartbeatPublisher`, from a thread of the main process).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from celery import Celery, bootsteps, signals
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from kafka_platform.probes import Heartbeat, ProbeServer
+from kafka_platform.probes import Heartbeat, HeartbeatPublisher, ProbeServer
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class _State:
     owns_directory = False
     heartbeat: Heartbeat | None = None
     server: ProbeServer | None = None
+    publisher: HeartbeatPublisher | None = None
 
 
 _state = _State()
@@ -135,9 +137,21 @@ def _start_probe(sender: Any = None, **kwargs: Any) -> None:
     """worker_init, in the main process before the pool forks."""
     from django.conf import settings
 
-    if _state.directory is None or not settings.WORKER_METRICS_PORT:
+    if _state.directory is None:
         return
     _state.heartbeat = Heartbeat(max_silence_s=settings.HEALTH_MAX_SILENCE_S)
+    # redis-py resets its connections in a forked pool child, so this thread's client is safe.
+    _state.publisher = HeartbeatPublisher(
+        kind="worker",
+        name=getattr(sender, "hostname", None) or f"pid-{os.getpid()}",
+        heartbeat=_state.heartbeat,
+        redis_url=settings.CELERY_BROKER_URL,
+        ttl_s=max(5 * settings.HEALTH_MAX_SILENCE_S, 60.0),
+        details=lambda: {"pid": os.getpid()},
+    )
+    _state.publisher.start()
+    if not settings.WORKER_METRICS_PORT:
+        return
     try:
         _state.server = ProbeServer(
             port=settings.WORKER_METRICS_PORT,
@@ -171,6 +185,9 @@ def _mark_child_dead(pid: int | None = None, **kwargs: Any) -> None:
 
 def _stop_probe(**kwargs: Any) -> None:
     """worker_shutdown, in the main process."""
+    if _state.publisher is not None:
+        _state.publisher.stop()
+        _state.publisher = None
     if _state.server is not None:
         _state.server.stop()
         _state.server = None

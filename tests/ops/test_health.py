@@ -38,13 +38,19 @@ def test_web_health_is_503_with_details_when_redis_is_stopped(
     settings.CELERY_BROKER_URL = private_redis.url
     settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.bootstrap
 
-    healthy = client.get("/health")
-    assert healthy.status_code == 200, healthy.content
-    assert {name: c["status"] for name, c in healthy.json()["checks"].items()} == {
+    ready = client.get("/ready")
+    assert ready.status_code == 200, ready.content
+    assert {name: c["status"] for name, c in ready.json()["checks"].items()} == {
         "database": "ok",
         "redis": "ok",
         "kafka": "ok",
     }
+    # No bridge or worker publishes to this Redis: /health says so, the dependencies are fine.
+    platform = client.get("/health")
+    assert platform.status_code == 503
+    checks = platform.json()["checks"]
+    assert {checks[name]["status"] for name in ("database", "redis", "kafka")} == {"ok"}
+    assert checks["bridges"]["status"] == "down" and "no bridge" in checks["bridges"]["error"]
 
     private_redis.stop()
 

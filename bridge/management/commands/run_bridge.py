@@ -1,7 +1,9 @@
 """`manage.py run_bridge`: the Kafka -> Celery bridge with its outbox relay and probe port.
 
 The probe port (BRIDGE_METRICS_PORT) serves Prometheus `/metrics` and `/healthz`, which answers
-503 when the consume loop or the relay thread has stopped turning (see kafka_platform.probes).
+503 when the consume loop or the relay thread has stopped turning (HEALTH_MAX_SILENCE_S), when a
+partition has not got past a record for BRIDGE_STUCK_AFTER_S, or when Redis has been unreachable
+for HEALTH_MAX_SILENCE_S (naming the partitions waiting on it); see kafka_platform.probes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Command(BaseCommand):
                 topic_refresh_s=settings.BRIDGE_TOPIC_REFRESH_S,
                 relay=not options["no_relay"],
                 max_silence_s=settings.HEALTH_MAX_SILENCE_S,
+                stuck_after_s=settings.BRIDGE_STUCK_AFTER_S,
+                max_handoff_bytes=settings.BRIDGE_MAX_HANDOFF_BYTES,
             )
         )
         probe = None
@@ -48,7 +52,12 @@ class Command(BaseCommand):
             try:
                 probe = ProbeServer(
                     port=options["metrics_port"],
-                    checks={"consumer_loop": bridge.health, "outbox_relay": bridge.relay_health},
+                    checks={
+                        "consumer_loop": bridge.health,
+                        "partitions": bridge.partitions_health,
+                        "redis": bridge.redis_health,
+                        "outbox_relay": bridge.relay_health,
+                    },
                 ).start()
                 logger.info("bridge metrics and health on :%s (/metrics, /healthz)", probe.port)
             except OSError as exc:
