@@ -114,7 +114,9 @@ def test_prometheus_scrapes_and_compose_probes_each_process_on_its_port() -> Non
 
     for name, port in (("bridge", env["BRIDGE_METRICS_PORT"]), ("worker", env["WORKER_METRICS_PORT"])):
         assert f"127.0.0.1:{port}/healthz" in " ".join(services[name]["healthcheck"]["test"])
-    assert "/health" in " ".join(services["web"]["healthcheck"]["test"])
+    # The web container is healthy when it can serve (its own dependencies), not when every
+    # bridge and worker is: /ready, while /health (the whole platform) is for alerting.
+    assert "/ready" in " ".join(services["web"]["healthcheck"]["test"])
 
 
 PROMQL_WORDS = {"sum", "max", "by", "rate", "increase", "histogram_quantile", "up", "le"}
