@@ -64,11 +64,45 @@ def _outbox_backlog(request: HttpRequest) -> Attention | None:
     )
 
 
+def _stuck_partitions(request: HttpRequest) -> Attention | None:
+    from bridge.models import StuckPartition
+
+    if not request.user.has_perm("bridge.view_stuckpartition"):
+        return None
+    stuck = list(StuckPartition.objects.all()[:5])
+    return Attention(
+        "Partitions stuck (the bridge cannot move past a record)",
+        StuckPartition.objects.count(),
+        reverse("admin:bridge_stuckpartition_changelist"),
+        ", ".join(str(row) for row in stuck),
+    )
+
+
+def _consumer_lag(request: HttpRequest) -> Attention | None:
+    if not request.user.has_perm("bridge.view_stuckpartition"):
+        return None
+    from kafka_platform import health
+
+    try:
+        lag = health.consumer_lag()
+    except Exception:  # noqa: BLE001 - Redis down: the start page still renders, health says why
+        return Attention("Consumer lag (records behind)", 0, "/health", "unknown: Redis unreachable")
+    worst = sorted(lag.items(), key=lambda item: -item[1])[:3]
+    return Attention(
+        "Consumer lag (records behind)",
+        sum(lag.values()),
+        "/health",
+        ", ".join(f"{partition}: {n}" for partition, n in worst if n),
+    )
+
+
 # Each returns None when the user may not see that kind of thing. Apps add theirs here.
 ATTENTION_CHECKS: list[Callable[[HttpRequest], Attention | None]] = [
     _dead_letters,
     _open_alerts,
     _outbox_backlog,
+    _stuck_partitions,
+    _consumer_lag,
 ]
 
 

@@ -123,6 +123,20 @@ def _heartbeat_status(beats: list[Result], kind: str, now: float) -> Result:
     return result
 
 
+def _lag_of(beats: list[Result], now: float) -> dict[str, int]:
+    """Records behind per `topic@partition`, as the live bridges last reported them."""
+    lag: dict[str, int] = {}
+    for beat in beats:
+        if beat["kind"] == "bridge" and now - float(beat.get("beat_at", 0)) <= settings.HEALTH_MAX_SILENCE_S:
+            lag.update(beat.get("lag") or {})
+    return lag
+
+
+def consumer_lag() -> dict[str, int]:
+    """The consumer lag of every partition a live bridge owns (for the admin's start page)."""
+    return _lag_of(read_heartbeats(_redis_client()), time.time())
+
+
 def _heartbeat_checks() -> dict[str, Result]:
     """bridges, workers and consumer_lag, from the heartbeats in Redis."""
     beats = read_heartbeats(_redis_client())
@@ -132,10 +146,7 @@ def _heartbeat_checks() -> dict[str, Result]:
         "workers": _heartbeat_status(beats, "worker", now),
     }
     threshold = settings.HEALTH_LAG_DEGRADED
-    lag: dict[str, int] = {}
-    for beat in beats:
-        if beat["kind"] == "bridge" and now - float(beat.get("beat_at", 0)) <= settings.HEALTH_MAX_SILENCE_S:
-            lag.update(beat.get("lag") or {})
+    lag = _lag_of(beats, now)
     over = {partition: n for partition, n in sorted(lag.items()) if n > threshold}
     checks["consumer_lag"] = {
         "status": DEGRADED if over else OK,

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import ComplianceAlert
-from bridge.models import DeadLetter, OutboxEvent
+from bridge.models import DeadLetter, OutboxEvent, StuckPartition
 from kafka_platform.roles import AUDITORS, OPERATORS
 from tests.support.users import make_api_user
 
@@ -47,7 +47,21 @@ def test_the_start_page_counts_what_waits_and_links_to_it() -> None:
     )
     OutboxEvent.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(minutes=7))
 
+    StuckPartition.objects.create(
+        group="g",
+        topic="payments.payment-requested",
+        partition=3,
+        offset=42,
+        error="refused",
+        stuck_since=timezone.now(),
+        reported_at=timezone.now(),
+        reported_by="host:1",
+    )
+
     page = _browser(OPERATORS).get("/admin/").content.decode()
+    stuck = _row(page, "Partitions stuck")
+    assert "<strong>1</strong>" in stuck and "payments.payment-requested@3:42" in stuck
+    assert "Consumer lag" in page
     dead = _row(page, "Dead letters not replayed")
     assert "<strong>3</strong>" in dead and "/admin/bridge/deadletter/?replayed_at__isnull=True" in dead
     outbox = _row(page, "Outbox events not yet published")
