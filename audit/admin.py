@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -64,7 +65,7 @@ class ComplianceAlertAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ComplianceAlert, form: Any, change: bool) -> None:
         services.compliance_alert_update(
             alert_id=str(obj.alert_id),
-            by=request.user,
+            by=cast(AbstractBaseUser, request.user),  # the admin only serves logged-in users
             assignee=form.cleaned_data.get("assignee"),
             note=form.cleaned_data.get("new_note", ""),
         )

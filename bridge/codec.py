@@ -242,7 +242,7 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
         id=_required_str(obj, "id", "CloudEvent"),
         type=_required_str(obj, "type", "CloudEvent"),
         source=_required_str(obj, "source", "CloudEvent"),
-        time=obj.get("time") if isinstance(obj.get("time"), str) else now_rfc3339(),
+        time=sent if isinstance(sent := obj.get("time"), str) else now_rfc3339(),
         subject=obj.get("subject") if isinstance(obj.get("subject"), str) else key,
         correlation_id=correlation if isinstance(correlation, str) else None,
         actor=actor if isinstance(actor, str) and actor else None,

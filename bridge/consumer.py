@@ -634,8 +634,8 @@ class Bridge:
             blocked = self._blocked.get(tp)
             if blocked is not None and self.offsets.done.get(tp, -1) > blocked.offset:
                 self._unblock(tp)
-        for tp, (offset, exc, message) in failed.items():
-            self._block(tp, offset, exc, message)
+        for tp, (offset, error, message) in failed.items():
+            self._block(tp, offset, error, message)
         return bool(failed)
 
     def _block(

@@ -31,7 +31,7 @@ class ScheduleOnlyPeriodicTaskForm(PeriodicTaskForm):
     """The form without `regtask`, the picker whose value `PeriodicTaskForm.clean` copies into
     `task`; what is left of what a task runs is shown read-only, never submitted."""
 
-    regtask = None  # type: ignore[assignment]
+    regtask = None
 
 
 def _is_superuser(request: HttpRequest) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -22,7 +22,7 @@ class MoneyField(serializers.Field):
         self.currency_attr = currency_attr
 
     def get_attribute(self, instance: Any) -> tuple[Decimal, str]:
-        return super().get_attribute(instance), getattr(instance, self.currency_attr)
+        return cast(Decimal, super().get_attribute(instance)), getattr(instance, self.currency_attr)
 
     def to_representation(self, value: tuple[Decimal, str]) -> str:
         amount, currency = value

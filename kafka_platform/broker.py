@@ -39,7 +39,9 @@ class Channel(redis.Channel):
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if asynchronous not in self._pool_params:
-            self._pool_params[asynchronous] = super()._connparams(asynchronous=asynchronous)
+            self._pool_params[asynchronous] = super()._connparams(  # type: ignore[misc]  # kombu private
+                asynchronous=asynchronous
+            )
         return dict(self._pool_params[asynchronous])
 
 

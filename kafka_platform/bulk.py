@@ -47,4 +47,4 @@ def deferred_inserts() -> Iterator[None]:
     finally:
         _pending.reset(token)
     for model, rows in pending.items():
-        model.objects.bulk_create(rows)
+        model._default_manager.bulk_create(rows)

@@ -40,7 +40,7 @@ def _problem(code: int, detail: str) -> Response:
 
 def fingerprint(request: Request) -> str:
     digest = hashlib.sha256()
-    digest.update(request.method.encode() + b" " + request.path.encode() + b"\n")
+    digest.update((request.method or "").encode() + b" " + request.path.encode() + b"\n")
     digest.update(request.body)
     return digest.hexdigest()
 

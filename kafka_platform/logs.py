@@ -124,7 +124,7 @@ def format_exc_info_without_row_values(
     """structlog's `format_exc_info`, then the database errors of the traceback (and of the
     message, for `logger.warning("...: %s", exc)`) reduced to what `safe_error` keeps."""
     exc = _exception_of(event_dict.get("exc_info"))
-    event_dict = structlog.processors.format_exc_info(logger, method_name, event_dict)
+    event_dict = dict(structlog.processors.format_exc_info(logger, method_name, event_dict))
     for key in ("exception", "event"):
         if isinstance(event_dict.get(key), str):
             event_dict[key] = _scrubbed_text(event_dict[key], exc)

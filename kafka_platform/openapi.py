@@ -43,7 +43,7 @@ class ProblemSerializer(serializers.Serializer):
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()
-    errors = serializers.DictField(
+    errors = serializers.DictField(  # type: ignore[assignment]  # a field named like a stub attribute
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Per field (dotted path): what is wrong with it.",

@@ -116,7 +116,7 @@ def _registry(directory: Path) -> CollectorRegistry:
 class HeartbeatStep(bootsteps.StartStopStep):
     """Beats the probe's heartbeat from a timer that only fires while the event loop runs."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -152,7 +152,7 @@ def check_url(url: str) -> tuple[str, int]:
     except socket.gaierror as exc:
         raise ForbiddenTarget(f"cannot resolve {parts.hostname}: {exc}") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not rules.allows_address(address):
             raise ForbiddenTarget(f"{parts.hostname} resolves to {address}, which is not public")
     return parts.hostname, port

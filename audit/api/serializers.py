@@ -17,14 +17,14 @@ class AuditEventSerializer(serializers.Serializer):
 
     sequence = serializers.IntegerField()
     eventId = serializers.CharField()  # noqa: N815 - the wire name
-    type = serializers.CharField()
-    source = serializers.CharField()
+    type = serializers.CharField()  # type: ignore[assignment]  # a field named like a stub attribute
+    source = serializers.CharField()  # type: ignore[assignment]  # (DRF pops fields off the class)
     action = serializers.CharField()
     actor = serializers.CharField()
     subjectType = serializers.CharField()  # noqa: N815
     subjectId = serializers.CharField()  # noqa: N815
     correlationId = serializers.CharField()  # noqa: N815
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]  # a field named like a stub attribute
     occurredAt = serializers.DateTimeField()  # noqa: N815
     recordedAt = serializers.DateTimeField()  # noqa: N815
     topic = serializers.CharField()
@@ -43,7 +43,7 @@ class AuditEventFilterSerializer(serializers.Serializer):
     subjectType = serializers.CharField(required=False)  # noqa: N815
     subject = serializers.CharField(required=False, help_text="Subject id.")
     actor = serializers.CharField(required=False)
-    source = serializers.CharField(
+    source = serializers.CharField(  # type: ignore[assignment]  # a field named like a stub attribute
         required=False, help_text="CloudEvents source, e.g. /kafka-platform/payments."
     )
     topic = serializers.CharField(required=False)
@@ -71,7 +71,9 @@ class ComplianceAlertSerializer(serializers.ModelSerializer):
     alertId = serializers.UUIDField(source="alert_id")  # noqa: N815
     observedAt = serializers.DateTimeField(source="observed_at")  # noqa: N815
     raisedAt = serializers.DateTimeField(source="raised_at")  # noqa: N815
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assignee: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     acknowledgedAt = serializers.DateTimeField(source="acknowledged_at")  # noqa: N815
     acknowledgedBy = serializers.CharField(source="acknowledged_by")  # noqa: N815
     resolvedAt = serializers.DateTimeField(source="resolved_at")  # noqa: N815

@@ -22,7 +22,7 @@ class NotificationRequestSerializer(serializers.Serializer):
     template = serializers.CharField(max_length=100, required=False)
     subject = serializers.CharField(max_length=255, required=False)
     body = serializers.CharField(required=False)
-    context = serializers.DictField(required=False)
+    context = serializers.DictField(required=False)  # type: ignore[assignment]  # a field named like a stub attribute
     locale = serializers.CharField(max_length=35, required=False)
 
     def validate_notificationId(self, value: str) -> str:  # noqa: N802 - DRF's hook for the wire name
@@ -130,7 +130,9 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)  # noqa: N815
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)  # noqa: N815
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = WebhookEndpoint

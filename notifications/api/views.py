@@ -18,6 +18,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from kafka_platform.actors import user_actor
 from kafka_platform.problems import Problem
@@ -63,8 +64,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def get_permissions(self) -> list[BasePermission]:
         # Any client may read its own notifications; asking for one (any text to anyone) or sending
         # one again is for operators and service accounts.
-        extra = {"create": [CanRequestNotifications()], "redeliver": [CanRedeliverNotifications()]}
-        return [IsAuthenticated(), *extra.get(self.action, [])]
+        extra: dict[str, list[BasePermission]] = {
+            "create": [CanRequestNotifications()],
+            "redeliver": [CanRedeliverNotifications()],
+        }
+        return [IsAuthenticated(), *extra.get(self.action or "", [])]
 
     def get_queryset(self) -> QuerySet[Notification]:
         if self.action == "retrieve":
@@ -78,7 +82,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             owner=params.get("user"),
         )
 
-    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+    def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "retrieve":
             return NotificationDetailSerializer
         if self.action == "create":

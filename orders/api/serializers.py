@@ -24,7 +24,7 @@ class OrderLineSerializer(serializers.ModelSerializer):
         fields = ["productId", "quantity", "price"]
 
     def to_representation(self, instance: OrderLine) -> dict:
-        instance.currency = instance.order.currency  # type: ignore[attr-defined] - for MoneyField
+        instance.currency = instance.order.currency  # type: ignore[attr-defined]  # read by MoneyField
         return super().to_representation(instance)
 
 

@@ -54,7 +54,7 @@ RESULT_TOPICS = [
 ]
 # Orders: a demo product with two units; one order takes both and is confirmed, the other asks for
 # more than the shelf holds and is rejected (out_of_stock), whichever the bridge takes first.
-DEMO_PRODUCT = {"name": "Demo mug", "price": Decimal("12.50"), "currency": "USD", "available": 2}
+DEMO_PRODUCT_NAME, DEMO_PRODUCT_PRICE, DEMO_PRODUCT_STOCK = "Demo mug", Decimal("12.50"), 2
 ORDER_DEMOS = [("an order that is confirmed", 2), ("an order that runs out of stock", 3)]
 # The statuses at which an order's demo is over.
 ORDER_OUTCOMES = {OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}
@@ -112,7 +112,12 @@ class Command(BaseCommand):
     def _send_orders(self, producer: Any) -> dict[str, str]:
         """Stock a demo product, then order more of it than there is; returns orderId -> label."""
         product, _ = product_set(
-            product_id=f"demo_mug_{uuid.uuid4().hex[:6]}", actor="system:demo", **DEMO_PRODUCT
+            product_id=f"demo_mug_{uuid.uuid4().hex[:6]}",
+            name=DEMO_PRODUCT_NAME,
+            price=DEMO_PRODUCT_PRICE,
+            currency="USD",
+            available=DEMO_PRODUCT_STOCK,
+            actor="system:demo",
         )
         # A shopper of its own each run: the payment demos above already count towards the
         # fraud rules' velocity of demo_user.
