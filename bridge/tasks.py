@@ -64,6 +64,7 @@ class EventTask(DjangoTask):
                 "celery.task_id": self.request.id,
                 "cloudevents.event_id": event.get("id"),
                 "cloudevents.event_type": event.get("type"),
+                "cloudevents.event_subject": event.get("subject"),
             }
             if tracing.enabled()
             else None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from bridge import codec, routing, topics
 from bridge.codec import Envelope, IncomingMessage
@@ -214,3 +215,17 @@ def test_a_malformed_traceparent_in_a_task_payload_starts_a_new_trace(exported: 
         pass
     [made] = spans_in(exported).values()
     assert made["parent_id"] is None and made["trace_id"] != TRACE_ID
+
+
+@pytest.mark.django_db
+def test_work_queued_by_one_event_of_a_batch_is_sent_at_commit_in_that_events_trace(
+    exported: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    seen: list[tracing.TraceParent | None] = []
+    other = incoming(f"00-{'3' * 32}-{'4' * 16}-01", event_id="e2", correlation="c2")
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with tracing.event_spans("notifications.notify_payment_outcome", [other, incoming(event_id="e1")]):
+            with tracing.within(incoming(event_id="e1")):
+                tracing.on_commit(lambda: seen.append(tracing.current()))
+    # The batch (and every span) is over when the transaction commits; the callback still knows.
+    assert seen and seen[0] is not None and seen[0].traceparent.split("-")[1] == TRACE_ID
