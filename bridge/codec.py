@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
+from kafka_platform import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class Envelope:
     # The CloudEvents extension `actor`: who asked for this (`user:<username>`), so that the worker
     # finishing the work records the requester in the audit log, not itself.
     actor: str | None = None
+    # The CloudEvents distributed-tracing extension: the W3C trace context of the work that emitted
+    # this event, so the work it causes joins the same trace (kafka_platform.tracing).
+    traceparent: str | None = None
+    tracestate: str | None = None
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
@@ -86,6 +91,8 @@ class Envelope:
             "subject": self.subject,
             "correlationid": self.correlation_id,
             "actor": self.actor,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
             "data": self.data,
             "origin": [self.topic, self.partition, self.offset],
         }
@@ -102,6 +109,8 @@ class Envelope:
             subject=payload.get("subject"),
             correlation_id=payload.get("correlationid"),
             actor=payload.get("actor"),
+            traceparent=payload.get("traceparent"),
+            tracestate=payload.get("tracestate"),
             topic=topic,
             partition=partition,
             offset=offset,
@@ -238,6 +247,7 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
         raise PoisonMessage("not_an_object", f"CloudEvent data is a JSON {type(data).__name__}")
     correlation = obj.get("correlationid")
     actor = obj.get("actor")
+    trace = tracing.parse(obj.get("traceparent"), obj.get("tracestate"))
     return Envelope(
         id=_required_str(obj, "id", "CloudEvent"),
         type=_required_str(obj, "type", "CloudEvent"),
@@ -246,6 +256,8 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
         subject=obj.get("subject") if isinstance(obj.get("subject"), str) else key,
         correlation_id=correlation if isinstance(correlation, str) else None,
         actor=actor if isinstance(actor, str) and actor else None,
+        traceparent=trace.traceparent if trace else None,
+        tracestate=trace.tracestate if trace else None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
@@ -262,6 +274,7 @@ def _decode_binary(msg: IncomingMessage, key: str | None) -> Envelope:
     if attrs.get("specversion") != SPECVERSION:
         raise PoisonMessage("invalid_envelope", f"unsupported ce_specversion {attrs.get('specversion')!r}")
     data = _parse_object(msg.value or b"", "binary-mode CloudEvent data")
+    trace = tracing.parse(attrs.get("traceparent"), attrs.get("tracestate"))
     return Envelope(
         id=_required_str(attrs, "id", "ce_ header"),
         type=_required_str(attrs, "type", "ce_ header"),
@@ -270,6 +283,8 @@ def _decode_binary(msg: IncomingMessage, key: str | None) -> Envelope:
         subject=attrs.get("subject") or key,
         correlation_id=attrs.get("correlationid"),
         actor=attrs.get("actor") or None,
+        traceparent=trace.traceparent if trace else None,
+        tracestate=trace.tracestate if trace else None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
@@ -284,6 +299,8 @@ def _decode_bare(msg: IncomingMessage, data: dict[str, Any], key: str | None) ->
     if not isinstance(own_id, str | int) or isinstance(own_id, bool) or own_id == "":
         own_id = data.get("id") if isinstance(data.get("id"), str) else None
     correlation = next((v for name in CORRELATION_HEADERS if (v := _header(msg.headers, name))), None)
+    # No envelope to carry the extension: the W3C headers an OpenTelemetry-instrumented producer sets.
+    trace = tracing.parse(_header(msg.headers, "traceparent"), _header(msg.headers, "tracestate"))
     return Envelope(
         id=str(own_id) if own_id is not None else msg.fallback_id,
         type=msg.topic,
@@ -291,6 +308,8 @@ def _decode_bare(msg: IncomingMessage, data: dict[str, Any], key: str | None) ->
         time=now_rfc3339(),
         subject=key if key is not None else (str(own_id) if own_id is not None else None),
         correlation_id=correlation,
+        traceparent=trace.traceparent if trace else None,
+        tracestate=trace.tracestate if trace else None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
@@ -310,6 +329,8 @@ def build_event(
     correlation_id: str | None = None,
     event_id: str | None = None,
     actor: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> dict[str, Any]:
     """A CloudEvents 1.0 structured-mode event (as a dict, ready for dumps)."""
     event_id = event_id or str(uuid.uuid4())
@@ -326,6 +347,10 @@ def build_event(
     }
     if actor:
         event["actor"] = actor
+    if traceparent:
+        event["traceparent"] = traceparent
+        if tracestate:
+            event["tracestate"] = tracestate
     return event
 
 

@@ -41,7 +41,7 @@ from bridge.deadletters import dead_letter
 from bridge.models import StuckPartition
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
-from kafka_platform import correlation, metrics
+from kafka_platform import correlation, metrics, tracing
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
 from kafka_platform.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
@@ -740,7 +740,7 @@ class Bridge:
         assert route is not None
         first, envelope = run[0]
         if len(run) == 1:
-            payload = envelope.to_task_payload()
+            payload = tracing.dispatch_payload(envelope, route.tasks)
             # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
             with correlation.bound(
                 envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
@@ -755,7 +755,7 @@ class Bridge:
                     ", ".join(route.tasks),
                 )
         else:
-            payloads = [envelope.to_task_payload() for _, envelope in run]
+            payloads = [tracing.dispatch_payload(envelope, route.tasks) for _, envelope in run]
             for task_name in route.tasks:
                 celery_app.send_task(BATCH_TASK, args=[task_name, payloads], queue=queue_for_task(task_name))
             # One line per event, as for a lone one, so each event's correlation id is in the log.

@@ -21,7 +21,7 @@ from bridge import codec
 from bridge.clients import shared_producer
 from bridge.models import OutboxEvent
 from bridge.topics import Topic
-from kafka_platform import bulk, correlation, metrics
+from kafka_platform import bulk, correlation, metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,24 @@ def record_event(
     """Add a CloudEvent for `topic` to the outbox in the caller's transaction.
 
     Without `correlation_id`, the event carries the one bound for the work in hand (the task's
-    or the request's, see kafka_platform.correlation), else its own id.
+    or the request's, see kafka_platform.correlation), else its own id. It carries the trace
+    context of the work in hand (kafka_platform.tracing), so what it causes joins the same trace.
     """
-    event = codec.build_event(
-        event_type=topic.name,
-        domain=topic.domain,
-        subject=subject,
-        data=data,
-        correlation_id=correlation_id or correlation.current(),
-        event_id=event_id,
-        actor=actor,
-    )
-    value, headers = codec.encode_event(event)
+    correlation_id = correlation_id or correlation.current()
+    with tracing.recording(topic.name, correlation_id=correlation_id) as trace_context:
+        event = codec.build_event(
+            event_type=topic.name,
+            domain=topic.domain,
+            subject=subject,
+            data=data,
+            correlation_id=correlation_id,
+            event_id=event_id,
+            actor=actor,
+            traceparent=trace_context.traceparent if trace_context else None,
+            tracestate=trace_context.tracestate if trace_context else None,
+        )
+        tracing.annotate(**{"cloudevents.event_id": event["id"], "cloudevents.event_subject": subject})
+        value, headers = codec.encode_event(event)
     return bulk.insert(
         OutboxEvent(
             event_id=event["id"],

@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
-from kafka_platform import correlation
+from kafka_platform import correlation, tracing
 from kafka_platform.logs import safe_error
 
 logger = logging.getLogger(__name__)
@@ -43,9 +43,35 @@ class EventTask(DjangoTask):
 
     Rides out transient database and Redis outages by re-running the task body, and, for a task
     whose first argument is an event payload, dead-letters the event when it fails for good.
+    Each run is a span, a child of the event's trace context (or of the task message's).
     """
 
+    # False for a task whose run is not about one event or request (the batch task: its events
+    # get a span each instead).
+    traced = True
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.traced:
+            return self._run(*args, **kwargs)
+        payload = args[0] if args else kwargs.get("payload")
+        event = payload if isinstance(payload, dict) and "type" in payload else {}
+        with tracing.span(
+            self.name,
+            parent=tracing.task_parent(payload, self.request),
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={
+                "celery.task_name": self.name,
+                "celery.task_id": self.request.id,
+                "cloudevents.event_id": event.get("id"),
+                "cloudevents.event_type": event.get("type"),
+                "cloudevents.event_subject": event.get("subject"),
+            }
+            if tracing.enabled()
+            else None,
+        ):
+            return self._run(*args, **kwargs)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + TRANSIENT_RETRY_FOR_S
         delay = 0.2
         while True:
@@ -84,6 +110,8 @@ class EventTask(DjangoTask):
             data=event.data,
             correlation_id=event.correlation_id,
             event_id=event.id,
+            traceparent=event.traceparent,
+            tracestate=event.tracestate,
         )
         value, headers = codec.encode_event(structured)
         message = IncomingMessage(
@@ -120,8 +148,11 @@ def in_one_transaction(body: Callable[[Envelope], object]) -> BatchHandler:
         results = []
         with transaction.atomic():
             for event in events:
-                with correlation.bound(
-                    event.correlation_id or event.id, event_id=event.id, event_type=event.type
+                with (
+                    correlation.bound(
+                        event.correlation_id or event.id, event_id=event.id, event_type=event.type
+                    ),
+                    tracing.within(event),
                 ):
                     results.append(body(event))
         return results
@@ -131,6 +162,8 @@ def in_one_transaction(body: Callable[[Envelope], object]) -> BatchHandler:
 
 class BatchTask(EventTask):
     """`bridge.process_batch`: when it fails for good, each of its events is dead-lettered."""
+
+    traced = False  # one span per event (process_batch), no span of its own
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
@@ -160,8 +193,10 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
     task = self.app.tasks[task_name]
     batch = _BATCH_HANDLERS.get(task_name)
     if batch is not None:
+        events = [Envelope.from_task_payload(p) for p in payloads]
         try:
-            batch([Envelope.from_task_payload(p) for p in payloads])
+            with tracing.event_spans(task_name, events):
+                batch(events)
         except TRANSIENT_ERRORS:
             raise  # the database or Redis is away: EventTask runs the whole batch again
         except Exception as exc:  # noqa: BLE001 - fall back to one event at a time, which isolates it

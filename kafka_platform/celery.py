@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from kafka_platform import broker, correlation, worker_probe
+from kafka_platform import broker, correlation, tracing, worker_probe
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kafka_platform.settings")
 
@@ -68,6 +68,19 @@ app.autodiscover_tasks()
 # Metrics and /healthz of a worker (no-op in other processes); it must run before any metric exists.
 worker_probe.install(app)
 correlation.connect_celery_signals()
+# A task sent during traced work carries its trace context (the event tasks carry it in their payload).
+signals.before_task_publish.connect(tracing.add_to_task_headers, weak=False, dispatch_uid="tracing.publish")
+
+
+@signals.worker_init.connect(weak=False)
+def _trace_worker(**kwargs: Any) -> None:
+    """Before the pool forks: the children inherit it (the SDK restarts its export thread in each)."""
+    tracing.setup("worker")
+
+
+@signals.beat_init.connect(weak=False)
+def _trace_beat(**kwargs: Any) -> None:
+    tracing.setup("beat")
 
 
 @signals.task_postrun.connect(weak=False)

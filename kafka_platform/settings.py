@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Outermost of ours: the request's span covers everything the request does.
+    "kafka_platform.tracing.TracingMiddleware",
     "kafka_platform.correlation.CorrelationIdMiddleware",
     "kafka_platform.problems.ProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -366,6 +368,16 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+
+# --- Traces (kafka_platform.tracing, docs/operations.md "Traces") --------------------------------
+# OTLP/HTTP export when OpenTelemetry's own variable is set (the exporter reads it and its
+# OTEL_EXPORTER_OTLP_* companions); OTEL_SDK_DISABLED=true turns export off whatever is set.
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+TRACING_OTLP = not env.bool("OTEL_SDK_DISABLED", default=False) and any(
+    env.str(name, default="") for name in OTLP_ENDPOINT_VARIABLES
+)
+# A debugging aid: every process appends its finished spans to this file as JSON lines.
+TRACING_EXPORT_FILE = env.str("TRACING_EXPORT_FILE", default="")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, dumps
-from kafka_platform import metrics
+from kafka_platform import metrics, tracing
 from kafka_platform.actors import USER_PREFIX, user_actor
 from kafka_platform.celery import app as celery_app
 from notifications import protection, rendering, webhooks
@@ -171,7 +171,8 @@ def _enqueue_on_commit(notification: Notification) -> None:
     notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
     # The primary key is read at commit: a new notification is saved after this call.
-    transaction.on_commit(
+    # In the caller's trace, even when a batch of requests commits after all of them.
+    tracing.on_commit(
         lambda: celery_app.send_task(DELIVER_TASK, args=[notification.pk, str(claim)]), robust=True
     )
 

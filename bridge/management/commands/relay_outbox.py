@@ -9,12 +9,14 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from bridge.relay import OutboxRelay
+from kafka_platform import tracing
 
 
 class Command(BaseCommand):
     help = "Publish committed outbox events to Kafka until SIGTERM."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.setup("relay")
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: stopping.set())

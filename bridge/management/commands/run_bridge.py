@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from bridge.consumer import Bridge, BridgeOptions
+from kafka_platform import tracing
 from kafka_platform.probes import ProbeServer
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.setup("bridge")
         bridge = Bridge(
             BridgeOptions(
                 group_id=options["group"],
