@@ -359,7 +359,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "TITLE": "kafka-platform API",
-    "DESCRIPTION": "Payments, ledger, notifications, audit, and orders with inventory. Errors are RFC 9457 problem+json; who may do what is in docs/api.md.",
+    "DESCRIPTION": (
+        "Payments, ledger, notifications, audit, and orders with inventory. Errors are RFC 9457 "
+        "problem+json; who may do what is in docs/api.md."
+    ),
     "VERSION": "1.0.0",
 }
 
