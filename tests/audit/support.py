@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,17 +61,6 @@ def payment_details(
         "userId": user_id,
         "merchantId": "platform",
     }
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met after {timeout_s}s")
-        time.sleep(0.2)
 
 
 def audit_verify(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

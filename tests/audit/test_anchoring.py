@@ -20,9 +20,10 @@ from audit.events import CheckpointSigned
 from audit.models import AuditEvent, ChainCheckpoint
 from bridge import topics
 from bridge.clients import new_admin
-from tests.audit.support import audit_envelope, audit_verify, wait_until
+from tests.audit.support import audit_envelope, audit_verify
 from tests.conftest import Stack
 from tests.support.kafka import Collector, subject_is
+from tests.support.waiting import wait_until
 
 CHECKPOINTS = topics.AUDIT_CHECKPOINTS.name
 # A maximum age the tests can outwait: records recorded before the sleep are older than it.

@@ -16,11 +16,12 @@ from audit import services
 from audit.models import AuditEvent, ChainCheckpoint, CheckpointKind
 from bridge import topics
 from bridge.clients import new_admin
-from tests.audit.support import audit_verify, wait_until
+from tests.audit.support import audit_verify
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.processes import celery
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

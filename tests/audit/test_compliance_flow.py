@@ -14,10 +14,10 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent, ComplianceAlert
 from bridge import topics
-from tests.audit.support import wait_until
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, Record, produce, subject_is
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

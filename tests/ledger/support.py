@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -57,15 +56,6 @@ def post(data: dict[str, Any], actor: str = "test") -> PostResult:
 def balance(account: str, currency: str = "USD") -> Decimal:
     row = Balance.objects.filter(account_id=account, currency=currency).first()
     return row.balance if row is not None else Decimal(0)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 def request_posting(stack: Stack, data: dict[str, Any], *, event_id: str | None = None) -> None:

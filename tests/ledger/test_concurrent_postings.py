@@ -22,9 +22,10 @@ from audit.models import AuditEvent
 from bridge import outbox
 from ledger.models import Balance, Entry, Transaction
 from tests.conftest import Stack
-from tests.ledger.support import REQUESTED, post, topup_request, transfer_request, wait_until
+from tests.ledger.support import REQUESTED, post, topup_request, transfer_request
 from tests.support.builders import structured
 from tests.support.processes import Proc, celery
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.chaos
 

@@ -16,9 +16,10 @@ from bridge.models import OutboxEvent
 from ledger import services
 from ledger.models import Balance, Reconciliation
 from tests.conftest import Stack
-from tests.ledger.support import post, topup_request, transfer_request, wait_until
+from tests.ledger.support import post, topup_request, transfer_request
 from tests.support.kafka import Collector
 from tests.support.processes import celery
+from tests.support.waiting import wait_until
 
 # Tests here reset the books between them (reconciliation corrupts rows on purpose).
 pytestmark = pytest.mark.django_db(transaction=True)

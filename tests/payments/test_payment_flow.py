@@ -10,6 +10,7 @@ from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.support.builders import binary_headers, payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
@@ -114,14 +115,3 @@ def structured_data(data: dict[str, object]) -> bytes:
     from bridge.codec import dumps
 
     return dumps(data)
-
-
-def wait_until(predicate: object, timeout_s: float = 30.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
@@ -13,6 +12,7 @@ from payments.models import Payment, PaymentStatus, Settlement, SimulatedCharge
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 
@@ -22,13 +22,6 @@ def capture(live: Stack, collector: Collector, **overrides: object) -> dict:
     produce(live.bootstrap, REQUESTED, structured(REQUESTED, data), key=data["paymentId"])
     collector.wait_for(topics.PAYMENT_PROCESSED.name, subject_is(data["paymentId"]))
     return data
-
-
-def wait_for(predicate: object, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_settlement_groups_per_merchant_and_currency_captured_minus_refunded(
@@ -41,12 +34,12 @@ def test_settlement_groups_per_merchant_and_currency_captured_minus_refunded(
     refund = services.refund_request(
         payment_id=a["paymentId"], amount=Decimal("30.00"), reason="", actor="test"
     )
-    wait_for(
+    wait_until(
         lambda: Payment.objects.get(payment_id=a["paymentId"]).status == PaymentStatus.PARTIALLY_REFUNDED
     )
 
     celery_app.send_task("payments.run_settlement", queue="payments")
-    wait_for(lambda: Settlement.objects.filter(merchant_id=merchant).count() == 2)
+    wait_until(lambda: Settlement.objects.filter(merchant_id=merchant).count() == 2)
     usd = Settlement.objects.get(merchant_id=merchant, currency="USD")
     assert (usd.gross_amount, usd.refunded_amount, usd.net_amount, usd.payment_count) == (
         Decimal("150"),
@@ -68,8 +61,9 @@ def test_settlement_groups_per_merchant_and_currency_captured_minus_refunded(
     )
     assert refund.refund_id
 
-    celery_app.send_task("payments.run_settlement", queue="payments")
-    time.sleep(2)
+    # The second run must be seen to finish before "nothing happened" means anything.
+    second = celery_app.send_task("payments.run_settlement", queue="payments")
+    live.worker.wait_for_log(f"[{second.id}] succeeded")
     assert Settlement.objects.filter(merchant_id=merchant).count() == 2, "nothing is settled twice"
 
 
@@ -84,7 +78,7 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
     produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
     produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
 
-    wait_for(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
+    wait_until(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
     payment = Payment.objects.get(payment_id=data["paymentId"])
     assert [s.step for s in payment.saga_steps.all()] == [
         "ledger_refused",
@@ -126,7 +120,7 @@ def test_frozen_merchant_saga_end_to_end(live: Stack, collector: Collector) -> N
         topics.LEDGER_TRANSACTION_FAILED.name, subject_is(f"payment:{data['paymentId']}")
     )
     assert refused.json()["data"]["reason"] == "invalid_account"
-    wait_for(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
+    wait_until(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
     payment = Payment.objects.get(payment_id=data["paymentId"])
     assert [s.step for s in payment.saga_steps.all()] == [
         "ledger_refused",

@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    probe: Callable[[], T], *, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""
+    probe: Callable[[], T], *, timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
 ) -> T:
     """The first truthy value `probe` returns; TimeoutError when none came in `timeout_s`."""
     deadline = time.monotonic() + timeout_s
