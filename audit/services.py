@@ -38,6 +38,7 @@ from audit.selectors import ChainReport, verify_chain, verify_segment
 from bridge import outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
+from kafka_platform.actors import user_actor
 
 logger = logging.getLogger(__name__)
 
@@ -266,10 +267,6 @@ def compliance_alert_raise(
     return alert
 
 
-def _actor(user: AbstractBaseUser) -> str:
-    return f"user:{user.get_username()}"
-
-
 def _append_note(alert: ComplianceAlert, *, by: AbstractBaseUser, note: str) -> None:
     if note.strip():
         stamp = chain.format_time(timezone.now())
@@ -285,16 +282,16 @@ def _transition(alert: ComplianceAlert, to_status: str, *, by: AbstractBaseUser,
     alert.status = to_status
     action = AuditAction.ALERT_ACKNOWLEDGED
     if to_status == AlertStatus.ACKNOWLEDGED:
-        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), _actor(by)
+        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), user_actor(by)
     else:
-        alert.resolved_at, alert.resolved_by = timezone.now(), _actor(by)
+        alert.resolved_at, alert.resolved_by = timezone.now(), user_actor(by)
         action = AuditAction.ALERT_RESOLVED
     _audit(
         topic=topics.AUDIT_COMPLIANCE_EVENTS,
         action=action,
         subject_type="compliance_alert",
         subject_id=str(alert.alert_id),
-        actor=_actor(by),
+        actor=user_actor(by),
         details={"rule": alert.rule, "subject": alert.subject, "status": to_status, "note": note or None},
         correlation_id=alert.correlation_id,
     )

@@ -245,7 +245,7 @@ def payment_request_create(*, client: Any, request: PaymentRequested, correlatio
         client=client,
         correlation_id=correlation_id,
     )
-    _transition(payment, PaymentStatus.REQUESTED, actor=f"user:{client.username}")
+    _transition(payment, PaymentStatus.REQUESTED, actor=user_actor(client))
     payment.save()
     outbox.record_event(
         topic=topics.PAYMENT_REQUESTED, subject=payment.payment_id, data=data, correlation_id=correlation_id
