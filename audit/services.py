@@ -23,7 +23,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import archive, chain, rules
-from audit.events import AuditAction, AuditRecord, ComplianceAlertRaised, checkpoint_signed_event
+from audit.events import (
+    AuditAction,
+    AuditRecord,
+    ComplianceAlertRaised,
+    audit_record,
+    checkpoint_signed_event,
+)
 from audit.models import (
     ALERT_TRANSITIONS,
     AlertStatus,
@@ -180,13 +186,13 @@ def _audit(
         topic=topic,
         subject=subject_id,
         correlation_id=correlation_id or None,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": dict(details),
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=dict(details),
+        ),
     )
 
 

@@ -23,6 +23,7 @@ from django.db import transaction as db_transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.events import audit_record
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
@@ -73,13 +74,13 @@ def _audit(
         topic=topics.AUDIT_LEDGER_EVENTS,
         subject=subject_id,
         correlation_id=correlation_id,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": details,
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=details,
+        ),
     )
 
 

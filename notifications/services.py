@@ -36,6 +36,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.events import audit_record
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, dumps
 from kafka_platform import metrics
@@ -141,13 +142,13 @@ def _audit(
         topic=topics.AUDIT_NOTIFICATION_EVENTS,
         subject=subject_id,
         correlation_id=correlation_id or None,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": details,
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=details,
+        ),
     )
 
 

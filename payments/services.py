@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from audit.events import audit_record
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, now_rfc3339
 from kafka_platform import bulk, metrics
@@ -85,19 +86,19 @@ def _audit(payment: Payment, *, action: str, actor: str, details: dict[str, Any]
         topic=topics.AUDIT_PAYMENT_EVENTS,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={
-            "action": action,
-            "subjectType": "payment",
-            "subjectId": payment.payment_id,
-            "actor": actor,
-            "details": {
+        data=audit_record(
+            action=action,
+            subject_type="payment",
+            subject_id=payment.payment_id,
+            actor=actor,
+            details={
                 "amount": format_money(payment.amount, payment.currency),
                 "currency": payment.currency,
                 "userId": payment.user_id,
                 "merchantId": payment.merchant_id,
                 **details,
             },
-        },
+        ),
     )
 
 
@@ -642,12 +643,12 @@ def settlement_run() -> list[Settlement]:
         outbox.record_event(
             topic=topics.AUDIT_PAYMENT_EVENTS,
             subject=settlement.settlement_id,
-            data={
-                "action": "settlement.created",
-                "subjectType": "settlement",
-                "subjectId": settlement.settlement_id,
-                "actor": "system:settlement",
-                "details": {
+            data=audit_record(
+                action="settlement.created",
+                subject_type="settlement",
+                subject_id=settlement.settlement_id,
+                actor="system:settlement",
+                details={
                     "merchantId": merchant_id,
                     "currency": currency,
                     "grossAmount": format_money(gross, currency),
@@ -655,7 +656,7 @@ def settlement_run() -> list[Settlement]:
                     "netAmount": format_money(settlement.net_amount, currency),
                     "paymentCount": len(payments),
                 },
-            },
+            ),
         )
         settlements.append(settlement)
     return settlements
