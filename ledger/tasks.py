@@ -16,7 +16,6 @@ from ledger.events import TransactionRequested
 from ledger.postings import LedgerRefused, Posting
 from payments.events import PaymentProcessed
 
-CAPTURED = "captured"
 # Lock races that outlast the service's own retries are retried by Celery, then dead-lettered.
 CONTENTION_RETRY = {
     "autoretry_for": (services.LedgerBusy,),
@@ -56,7 +55,7 @@ def _requested_posting(event: Envelope) -> tuple[str, Callable[[], Posting]]:
 
 def _payment_posting(event: Envelope) -> tuple[str, Callable[[], Posting]] | None:
     payment = PaymentProcessed.model_validate(event.data)
-    if payment.status != CAPTURED:
+    if not postings.is_capture(payment):
         return None
     return postings.payment_transaction_id(payment.paymentId), lambda: postings.from_payment(payment)
 

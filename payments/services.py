@@ -31,6 +31,8 @@ from kafka_platform import bulk, metrics
 from kafka_platform.actors import user_actor
 from kafka_platform.circuit_breaker import CircuitOpen
 from kafka_platform.money import MoneyError, check_precision, format_money
+from ledger import postings
+from ledger.events import TransactionRequested
 from payments.events import FailureReason, PaymentRequested
 from payments.fraud import fraud_check
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
@@ -50,7 +52,6 @@ logger = logging.getLogger(__name__)
 INBOX_CONSUMER = "payments"
 WORKER_ACTOR = "system:payments-worker"
 REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
-PAYMENT_TRANSACTION_PREFIX = "payment:"
 
 
 class IllegalTransition(Exception):
@@ -154,31 +155,13 @@ def _notify_customer(payment: Payment, *, template: str, occasion: str, context:
         )
 
 
-def _request_ledger_posting(
-    payment: Payment,
-    *,
-    transaction_id: str,
-    kind: str,
-    amount: Decimal,
-    from_account: str,
-    to_account: str,
-    description: str,
-    metadata: dict[str, Any],
-) -> None:
+def _request_ledger_posting(payment: Payment, request: TransactionRequested) -> None:
+    """Ask the ledger, on its topic, to post what its own builder made of a refund or settlement."""
     outbox.record_event(
         topic=topics.LEDGER_TRANSACTION_REQUESTED,
-        subject=transaction_id,
+        subject=request.transactionId,
         correlation_id=payment.correlation_id,
-        data={
-            "transactionId": transaction_id,
-            "kind": kind,
-            "amount": format_money(amount, payment.currency),
-            "currency": payment.currency,
-            "fromAccount": from_account,
-            "toAccount": to_account,
-            "description": description,
-            "metadata": metadata,
-        },
+        data=request,
     )
 
 
@@ -551,13 +534,13 @@ def refund_process(*, refund_id: str) -> Refund:
         payment.save()
         _request_ledger_posting(
             payment,
-            transaction_id=f"refund:{refund.refund_id}",
-            kind="refund",
-            amount=refund.amount,
-            from_account=f"merchant:{payment.merchant_id}",
-            to_account="external:psp",
-            description=f"Refund {refund.refund_id} of payment {payment.payment_id}",
-            metadata={"paymentId": payment.payment_id, "refundId": refund.refund_id},
+            postings.refund_posting(
+                payment_id=payment.payment_id,
+                refund_id=refund.refund_id,
+                merchant_id=payment.merchant_id,
+                amount=refund.amount,
+                currency=payment.currency,
+            ),
         )
         _notify_customer(
             payment,
@@ -632,13 +615,13 @@ def settlement_run() -> list[Settlement]:
         if settlement.net_amount > 0:
             _request_ledger_posting(
                 payments[0],
-                transaction_id=f"settlement:{settlement.settlement_id}",
-                kind="withdrawal",
-                amount=settlement.net_amount,
-                from_account=f"merchant:{merchant_id}",
-                to_account="external:bank",
-                description=f"Settlement {settlement.settlement_id} of {len(payments)} payments",
-                metadata={"settlementId": settlement.settlement_id, "paymentCount": len(payments)},
+                postings.settlement_posting(
+                    settlement_id=settlement.settlement_id,
+                    merchant_id=merchant_id,
+                    amount=settlement.net_amount,
+                    currency=currency,
+                    payment_count=len(payments),
+                ),
             )
         outbox.record_event(
             topic=topics.AUDIT_PAYMENT_EVENTS,
@@ -672,9 +655,9 @@ def _saga_step(payment: Payment, step: str, status: str, detail: str = "") -> No
 def payment_compensate(*, event: Envelope, transaction_id: str, reason: str, message: str) -> Payment | None:
     """The ledger refused to post a captured payment: refund it at the gateway, mark it reversed,
     tell the customer. Each step is recorded; a redelivered refusal resumes where it stopped."""
-    if not transaction_id.startswith(PAYMENT_TRANSACTION_PREFIX):
+    payment_id = postings.payment_id_of(transaction_id)
+    if payment_id is None:
         return None
-    payment_id = transaction_id.removeprefix(PAYMENT_TRANSACTION_PREFIX)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(payment_id=payment_id).first()
         if payment is None or payment.status != PaymentStatus.CAPTURED:
