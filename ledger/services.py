@@ -31,7 +31,12 @@ from kafka_platform import metrics
 from kafka_platform.actors import user_actor
 from kafka_platform.logs import safe_error
 from ledger import postings
-from ledger.events import TransactionRequested, balance_updated, money_string, transaction_failed
+from ledger.events import (
+    TransactionRequested,
+    balance_updated_event,
+    money_string,
+    transaction_failed_event,
+)
 from ledger.kinds import AccountKind
 from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import InsufficientFunds, InvalidAccount, LedgerRefused, Leg, Posting
@@ -185,7 +190,7 @@ def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: En
                 topic=topics.LEDGER_BALANCE_UPDATED,
                 subject=entry.account_id,
                 correlation_id=correlation_id,
-                data=balance_updated(
+                data=balance_updated_event(
                     account_id=entry.account_id,
                     currency=entry.currency,
                     balance=entry.balance_after,
@@ -283,7 +288,9 @@ def transaction_refuse(
         topic=topics.LEDGER_TRANSACTION_FAILED,
         subject=transaction_id,
         correlation_id=correlation_id,
-        data=transaction_failed(transaction_id=transaction_id, reason=refused.reason, message=str(refused)),
+        data=transaction_failed_event(
+            transaction_id=transaction_id, reason=refused.reason, message=str(refused)
+        ),
     )
     _audit(
         action="transaction.refused",
@@ -318,7 +325,7 @@ def transaction_request(
         subject=request.transactionId,
         correlation_id=correlation_id,
         actor=actor,
-        data=request.model_dump(exclude_none=True),
+        data=request,
     )
 
 

@@ -33,7 +33,13 @@ from kafka_platform.circuit_breaker import CircuitOpen
 from kafka_platform.money import MoneyError, check_precision, format_money
 from ledger import postings
 from ledger.events import TransactionRequested
-from payments.events import FailureReason, PaymentRequested
+from notifications import services as notification_services
+from payments.events import (
+    FailureReason,
+    PaymentRequested,
+    payment_failed_event,
+    payment_processed_event,
+)
 from payments.fraud import fraud_check
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
 from payments.models import (
@@ -123,36 +129,22 @@ def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "
 
 
 def _notify_customer(payment: Payment, *, template: str, occasion: str, context: dict[str, Any]) -> None:
-    """Ask notifications to tell the customer, on every channel the request gave."""
-    customer = payment.request.get("customer") or {}
-    channels = {
-        "email": customer.get("email"),
-        "sms": customer.get("phone"),
-        "webhook": customer.get("webhookUrl"),
-    }
-    for channel, recipient in channels.items():
-        if not recipient:
-            continue
-        notification_id = f"payment:{payment.payment_id}:{occasion}:{channel}"
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=notification_id,
-            correlation_id=payment.correlation_id,
-            data={
-                "notificationId": notification_id,
-                "channel": channel,
-                "recipient": recipient,
-                "template": template,
-                "context": {
-                    "paymentId": payment.payment_id,
-                    "amount": format_money(payment.amount, payment.currency),
-                    "currency": payment.currency,
-                    "merchantId": payment.merchant_id,
-                    **context,
-                },
-                "locale": customer.get("locale") or "en",
-            },
-        )
+    """Ask notifications, which owns the customer-to-channels mapping, to tell the customer."""
+    notification_services.payment_customer_notify(
+        payment_id=payment.payment_id,
+        client_id=payment.client_id,
+        customer=payment.request.get("customer"),
+        occasion=occasion,
+        template_key=template,
+        context={
+            "paymentId": payment.payment_id,
+            "amount": format_money(payment.amount, payment.currency),
+            "currency": payment.currency,
+            "merchantId": payment.merchant_id,
+            **context,
+        },
+        correlation_id=payment.correlation_id,
+    )
 
 
 def _request_ledger_posting(payment: Payment, request: TransactionRequested) -> None:
@@ -175,7 +167,7 @@ def _fail(payment: Payment, *, reason: str, message: str, actor: str) -> None:
         topic=topics.PAYMENT_FAILED,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={**payment.request, "reason": reason, "message": message},
+        data=payment_failed_event(payment),
     )
     metrics.PAYMENTS_FAILED.labels(reason=reason).inc()
 
@@ -189,7 +181,7 @@ def _capture(payment: Payment, *, result: ChargeResult, actor: str) -> None:
         topic=topics.PAYMENT_PROCESSED,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={**payment.request, "status": PaymentStatus.CAPTURED.value, "processedAt": now_rfc3339()},
+        data=payment_processed_event(payment, processed_at=now_rfc3339()),
     )
     metrics.PAYMENTS_PROCESSED.inc()
 
@@ -232,7 +224,10 @@ def payment_request_create(*, client: Any, request: PaymentRequested, correlatio
     _transition(payment, PaymentStatus.REQUESTED, actor=user_actor(client))
     payment.save()
     outbox.record_event(
-        topic=topics.PAYMENT_REQUESTED, subject=payment.payment_id, data=data, correlation_id=correlation_id
+        topic=topics.PAYMENT_REQUESTED,
+        subject=payment.payment_id,
+        data=request,
+        correlation_id=correlation_id,
     )
     return payment
 
