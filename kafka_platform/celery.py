@@ -70,6 +70,17 @@ worker_probe.install(app)
 correlation.connect_celery_signals()
 
 
+def enqueue_on_commit(task_name: str, *args: object, robust: bool = False) -> None:
+    """Send task `task_name` (a `bridge.task_names` constant) once the caller's transaction commits.
+
+    The one idiom for a service that hands work to a task: by name, so services never import their
+    tasks module (which imports them); the queue follows from the name (`route_task`).
+    """
+    from django.db import transaction
+
+    transaction.on_commit(lambda: app.send_task(task_name, args=list(args)), robust=robust)
+
+
 @signals.task_postrun.connect(weak=False)
 def _release_connections(**kwargs: Any) -> None:
     """Drop a connection that broke or outlived CONN_MAX_AGE, as Django does after a request."""

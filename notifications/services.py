@@ -38,11 +38,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.events import audit_record
-from bridge import inbox, outbox, topics
+from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, dumps
 from kafka_platform import metrics
 from kafka_platform.actors import USER_PREFIX, user_actor
-from kafka_platform.celery import app as celery_app
+from kafka_platform.celery import enqueue_on_commit
 from notifications import protection, rendering, webhooks
 from notifications.events import (
     ENDPOINT_ID_FIELD,
@@ -73,7 +73,6 @@ logger = logging.getLogger(__name__)
 
 INBOX_CONSUMER = "notifications"
 WORKER_ACTOR = "system:notifications-worker"
-DELIVER_TASK = "notifications.deliver_notification"
 DISPATCH_BATCH = 100
 DISPATCH_MAX_BATCHES = 20
 PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
@@ -179,9 +178,7 @@ def _enqueue_on_commit(notification: Notification) -> None:
     notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
     # The primary key is read at commit: a new notification is saved after this call.
-    transaction.on_commit(
-        lambda: celery_app.send_task(DELIVER_TASK, args=[notification.pk, str(claim)]), robust=True
-    )
+    enqueue_on_commit(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim), robust=True)
 
 
 def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> None:

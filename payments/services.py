@@ -25,10 +25,11 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from audit.events import audit_record
-from bridge import inbox, outbox, topics
+from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, now_rfc3339
 from kafka_platform import bulk, metrics
 from kafka_platform.actors import user_actor
+from kafka_platform.celery import enqueue_on_commit
 from kafka_platform.circuit_breaker import CircuitOpen
 from kafka_platform.money import MoneyError, check_precision, format_money
 from ledger import postings
@@ -440,9 +441,7 @@ def payment_retry(*, payment_id: str, actor: str) -> Payment:
     payment.failure_reason = payment.failure_message = ""
     _transition(payment, PaymentStatus.PROCESSING, actor=actor, reason="retry after gateway_unavailable")
     payment.save()
-    from payments.tasks import charge_payment
-
-    charge_payment.delay_on_commit(payment.payment_id)
+    enqueue_on_commit(task_names.CHARGE_PAYMENT, payment.payment_id)
     return payment
 
 
@@ -490,9 +489,7 @@ def refund_request(*, payment_id: str, amount: Decimal | None, reason: str, acto
             "reason": reason,
         },
     )
-    from payments.tasks import process_refund
-
-    process_refund.delay_on_commit(refund.refund_id)
+    enqueue_on_commit(task_names.PROCESS_REFUND, refund.refund_id)
     return refund
 
 
