@@ -42,7 +42,7 @@ from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, dumps
 from kafka_platform import metrics
 from kafka_platform.actors import USER_PREFIX, user_actor
-from kafka_platform.celery import enqueue_on_commit
+from kafka_platform.celery import enqueue
 from notifications import protection, rendering, webhooks
 from notifications.events import (
     ENDPOINT_ID_FIELD,
@@ -178,7 +178,9 @@ def _enqueue_on_commit(notification: Notification) -> None:
     notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
     # The primary key is read at commit: a new notification is saved after this call.
-    enqueue_on_commit(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim), robust=True)
+    transaction.on_commit(
+        lambda: enqueue(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim)), robust=True
+    )
 
 
 def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> None:
