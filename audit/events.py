@@ -3,6 +3,7 @@ the signed checkpoints of the chain (with their builder)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,15 @@ class AuditRecord(BaseModel):
     subjectId: str | None = Field(default=None, max_length=255)  # noqa: N815
     actor: str = Field(default="system", max_length=255)
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+def audit_record(
+    *, action: str, subject_type: str, subject_id: str, actor: str, details: Mapping[str, Any]
+) -> AuditRecord:
+    """The one builder of an audit record, for every domain that publishes to its audit.* topic."""
+    return AuditRecord(
+        action=action, subjectType=subject_type, subjectId=subject_id, actor=actor, details=dict(details)
+    )
 
 
 class ComplianceAlertRaised(BaseModel):

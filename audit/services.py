@@ -23,7 +23,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import archive, chain, rules
-from audit.events import AuditAction, AuditRecord, ComplianceAlertRaised, checkpoint_signed_event
+from audit.events import (
+    AuditAction,
+    AuditRecord,
+    ComplianceAlertRaised,
+    audit_record,
+    checkpoint_signed_event,
+)
 from audit.models import (
     ALERT_TRANSITIONS,
     AlertStatus,
@@ -38,6 +44,7 @@ from audit.selectors import ChainReport, verify_chain, verify_segment
 from bridge import outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
+from kafka_platform.actors import user_actor
 
 logger = logging.getLogger(__name__)
 
@@ -179,13 +186,13 @@ def _audit(
         topic=topic,
         subject=subject_id,
         correlation_id=correlation_id or None,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": dict(details),
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=dict(details),
+        ),
     )
 
 
@@ -266,10 +273,6 @@ def compliance_alert_raise(
     return alert
 
 
-def _actor(user: AbstractBaseUser) -> str:
-    return f"user:{user.get_username()}"
-
-
 def _append_note(alert: ComplianceAlert, *, by: AbstractBaseUser, note: str) -> None:
     if note.strip():
         stamp = chain.format_time(timezone.now())
@@ -285,16 +288,16 @@ def _transition(alert: ComplianceAlert, to_status: str, *, by: AbstractBaseUser,
     alert.status = to_status
     action = AuditAction.ALERT_ACKNOWLEDGED
     if to_status == AlertStatus.ACKNOWLEDGED:
-        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), _actor(by)
+        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), user_actor(by)
     else:
-        alert.resolved_at, alert.resolved_by = timezone.now(), _actor(by)
+        alert.resolved_at, alert.resolved_by = timezone.now(), user_actor(by)
         action = AuditAction.ALERT_RESOLVED
     _audit(
         topic=topics.AUDIT_COMPLIANCE_EVENTS,
         action=action,
         subject_type="compliance_alert",
         subject_id=str(alert.alert_id),
-        actor=_actor(by),
+        actor=user_actor(by),
         details={"rule": alert.rule, "subject": alert.subject, "status": to_status, "note": note or None},
         correlation_id=alert.correlation_id,
     )

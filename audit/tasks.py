@@ -9,6 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from audit import services
+from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 
@@ -19,7 +20,7 @@ LONG_LIMIT_S = LONG_SOFT_LIMIT_S + 300
 
 # A deadlock or a dropped connection succeeds on a retry; anything else is dead-lettered.
 @shared_task(
-    name="audit.record_event",
+    name=task_names.RECORD_AUDIT_EVENT,
     base=EventTask,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=0.5,
@@ -30,7 +31,7 @@ def record_event(payload: dict[str, Any]) -> bool:
     return services.audit_event_record(event=Envelope.from_task_payload(payload))
 
 
-@batch_handler("audit.record_event")
+@batch_handler(task_names.RECORD_AUDIT_EVENT)
 def record_events(events: list[Envelope]) -> int:
     """A batch the bridge packed: appended under one hold of the chain lock, in one transaction."""
     return services.audit_events_record(events=events)

@@ -11,6 +11,7 @@ from bridge import services
 from bridge.deadletters import replay
 from bridge.models import DeadLetter, OutboxEvent, OversizedRecord, StuckPartition
 from kafka_platform.actors import user_actor
+from kafka_platform.admin_base import ReadOnlyAdmin
 
 
 @admin.register(DeadLetter)
@@ -43,17 +44,16 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "event_type", "key", "sent_at", "attempts")
     list_filter = ("event_type",)
     search_fields = ("key",)
     exclude = ("value",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
-        return False
+    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
+        # As before the shared base: whoever holds the delete permission (no role grants it,
+        # superusers do) may remove an outbox row.
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
 
 @admin.register(OversizedRecord)

@@ -8,3 +8,9 @@ from django.apps import AppConfig
 class BridgeConfig(AppConfig):
     name = "bridge"
     verbose_name = "Kafka bridge"
+
+    def ready(self) -> None:
+        from bridge.outbox import pending_count
+        from kafka_platform import metrics
+
+        metrics.OUTBOX_PENDING.count_with(pending_count)

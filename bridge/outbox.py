@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from pydantic import BaseModel
 
 from bridge import codec
 from bridge.clients import shared_producer
@@ -34,7 +35,7 @@ def record_event(
     *,
     topic: Topic,
     subject: str,
-    data: Mapping[str, Any],
+    data: BaseModel | Mapping[str, Any],
     correlation_id: str | None = None,
     event_id: str | None = None,
     actor: str | None = None,
@@ -44,7 +45,13 @@ def record_event(
     Without `correlation_id`, the event carries the one bound for the work in hand (the task's
     or the request's, see kafka_platform.correlation), else its own id. It carries the trace
     context of the work in hand (kafka_platform.tracing), so what it causes joins the same trace.
+
+    `data` is the event's model, built by its domain's `events.py`; it is serialised here with
+    the codec's rules (money fields as their decimal strings, other numbers with their digits),
+    leaving out unset optional (None) fields as the wire format always has.
     """
+    if isinstance(data, BaseModel):
+        data = data.model_dump(exclude_none=True)
     correlation_id = correlation_id or correlation.current()
     with tracing.recording(topic.name, correlation_id=correlation_id) as trace_context:
         event = codec.build_event(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel, ValidationError
 
 from audit.events import AuditRecord
-from bridge import topics
+from bridge import task_names, topics
 from bridge.codec import Envelope, PoisonMessage
 from ledger.events import TransactionRequested
 from notifications.events import NotificationRequested
@@ -23,33 +23,35 @@ class Route:
 
 
 ROUTES: dict[str, Route] = {
-    topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, ("payments.process_payment_requested",)),
+    topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, (task_names.PROCESS_PAYMENT_REQUESTED,)),
     # A captured payment is posted by the ledger and announced to the customer; an order's payment
     # also moves its order's saga on (orders ignores every other payment).
     topics.PAYMENT_PROCESSED.name: Route(
         PaymentProcessed,
         (
-            "ledger.post_captured_payment",
-            "notifications.notify_payment_outcome",
-            "orders.settle_order_payment",
+            task_names.POST_CAPTURED_PAYMENT,
+            task_names.NOTIFY_PAYMENT_OUTCOME,
+            task_names.SETTLE_ORDER_PAYMENT,
         ),
     ),
     topics.PAYMENT_FAILED.name: Route(
-        PaymentFailed, ("notifications.notify_payment_outcome", "orders.settle_order_payment")
+        PaymentFailed, (task_names.NOTIFY_PAYMENT_OUTCOME, task_names.SETTLE_ORDER_PAYMENT)
     ),
     topics.LEDGER_TRANSACTION_REQUESTED.name: Route(
-        TransactionRequested, ("ledger.post_transaction_requested",)
+        TransactionRequested, (task_names.POST_TRANSACTION_REQUESTED,)
     ),
     topics.LEDGER_TRANSACTION_FAILED.name: Route(
-        LedgerPostingRefused, ("payments.compensate_refused_posting",)
+        LedgerPostingRefused, (task_names.COMPENSATE_REFUSED_POSTING,)
     ),
-    topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, ("notifications.request_notification",)),
-    topics.ORDER_REQUESTED.name: Route(OrderRequested, ("orders.place_order",)),
+    topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, (task_names.REQUEST_NOTIFICATION,)),
+    topics.ORDER_REQUESTED.name: Route(OrderRequested, (task_names.PLACE_ORDER,)),
     # Seed 004's identity events: a welcome email, and both into the audit log (security log).
-    topics.USER_REGISTERED.name: Route(UserRegistered, ("orders.welcome_user", "orders.audit_user_event")),
-    topics.USER_LOGIN.name: Route(UserLogin, ("orders.audit_user_event",)),
+    topics.USER_REGISTERED.name: Route(
+        UserRegistered, (task_names.WELCOME_USER, task_names.AUDIT_USER_EVENT)
+    ),
+    topics.USER_LOGIN.name: Route(UserLogin, (task_names.AUDIT_USER_EVENT,)),
 }
-AUDIT_ROUTE = Route(AuditRecord, ("audit.record_event",))
+AUDIT_ROUTE = Route(AuditRecord, (task_names.RECORD_AUDIT_EVENT,))
 
 
 def route_for(event_type: str) -> Route | None:

@@ -9,4 +9,9 @@ USER_PREFIX = "user:"
 
 def user_actor(user: Any) -> str:
     """The audit actor of a Django user (an API client, an operator, an auditor)."""
-    return f"{USER_PREFIX}{user.get_username()}"
+    return username_actor(user.get_username())
+
+
+def username_actor(username: str) -> str:
+    """The audit actor of a user known by name only (e.g. from an identity system's event)."""
+    return f"{USER_PREFIX}{username}"

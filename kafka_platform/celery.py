@@ -83,6 +83,22 @@ def _trace_beat(**kwargs: Any) -> None:
     tracing.setup("beat")
 
 
+def enqueue(task_name: str, *args: object) -> None:
+    """Send task `task_name` (a `bridge.task_names` constant) now.
+
+    The one idiom for a service that hands work to a task: by name, so services never import their
+    tasks module (which imports them); the queue follows from the name (`route_task`).
+    """
+    app.send_task(task_name, args=list(args))
+
+
+def enqueue_on_commit(task_name: str, *args: object) -> None:
+    """`enqueue` once the caller's transaction commits (arguments as they are now)."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: enqueue(task_name, *args))
+
+
 @signals.task_postrun.connect(weak=False)
 def _release_connections(**kwargs: Any) -> None:
     """Drop a connection that broke or outlived CONN_MAX_AGE, as Django does after a request."""

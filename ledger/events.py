@@ -104,9 +104,9 @@ class BalanceUpdated(BaseModel):
     version: int = Field(description="Increases by one with each change of this balance.")
 
 
-def balance_updated(
+def balance_updated_event(
     *, account_id: str, currency: str, balance: Decimal, transaction_id: str, version: int
-) -> dict[str, Any]:
+) -> BalanceUpdated:
     """Data of ledger.balance-updated."""
     return BalanceUpdated(
         accountId=account_id,
@@ -114,12 +114,20 @@ def balance_updated(
         balance=money_string(balance, currency),
         transactionId=transaction_id,
         version=version,
-    ).model_dump()
+    )
 
 
-def transaction_failed(*, transaction_id: str, reason: str, message: str) -> dict[str, Any]:
+class TransactionFailed(BaseModel):
+    """Data of ledger.transaction-failed (CONTRACT §4); payments reads it as LedgerPostingRefused."""
+
+    transactionId: str  # noqa: N815 - the wire name
+    reason: str
+    message: str
+
+
+def transaction_failed_event(*, transaction_id: str, reason: str, message: str) -> TransactionFailed:
     """Data of ledger.transaction-failed."""
-    return {"transactionId": transaction_id, "reason": reason, "message": message}
+    return TransactionFailed(transactionId=transaction_id, reason=reason, message=message)
 
 
 # The types this domain emits and the models of their `data` (bridge/schemas.py publishes their

@@ -16,6 +16,7 @@ from django.conf import settings
 from ledger.events import FailureReason, TransactionRequested
 from ledger.kinds import TRANSACTION_ID_MAX_LENGTH, AccountKind, Direction, TransactionKind
 from payments.events import PaymentProcessed
+from payments.models import PaymentStatus
 
 # CONTRACT §4: the prefix decides the kind.
 ACCOUNT_KINDS: dict[str, AccountKind] = {
@@ -191,8 +192,30 @@ def from_request(request: TransactionRequested) -> Posting:
     )
 
 
+# --- what other domains ask the ledger to post: the ids and postings of payments ------------------
+
+PAYMENT_TRANSACTION_PREFIX = "payment:"
+
+
 def payment_transaction_id(payment_id: str) -> str:
-    return f"payment:{payment_id}"
+    """The transactionId of a captured payment's posting."""
+    return f"{PAYMENT_TRANSACTION_PREFIX}{payment_id}"
+
+
+def payment_id_of(transaction_id: str) -> str | None:
+    """The paymentId whose capture `transaction_id` posts; None for any other transaction."""
+    if not transaction_id.startswith(PAYMENT_TRANSACTION_PREFIX):
+        return None
+    return transaction_id.removeprefix(PAYMENT_TRANSACTION_PREFIX)
+
+
+def merchant_account(merchant_id: str) -> str:
+    return f"merchant:{merchant_id}"
+
+
+def is_capture(payment: PaymentProcessed) -> bool:
+    """Whether a payments.payment-processed event is a capture the ledger posts."""
+    return payment.status == PaymentStatus.CAPTURED
 
 
 def from_payment(payment: PaymentProcessed) -> Posting:
@@ -202,10 +225,46 @@ def from_payment(payment: PaymentProcessed) -> Posting:
         kind=TransactionKind.PAYMENT,
         legs=(
             Leg(PSP_ACCOUNT, payment.currency, Direction.DEBIT.value, payment.amount),
-            Leg(f"merchant:{payment.merchantId}", payment.currency, Direction.CREDIT.value, payment.amount),
+            Leg(
+                merchant_account(payment.merchantId), payment.currency, Direction.CREDIT.value, payment.amount
+            ),
         ),
         description=f"Payment {payment.paymentId}",
         metadata={"paymentId": payment.paymentId, "userId": payment.userId},
+    )
+
+
+def refund_posting(
+    *, payment_id: str, refund_id: str, merchant_id: str, amount: Decimal, currency: str
+) -> TransactionRequested:
+    """A payment's refund, to request on ledger.transaction-requested: the merchant gives the
+    amount back to the PSP (Dr merchant:<merchantId> / Cr external:psp)."""
+    return TransactionRequested(
+        transactionId=f"refund:{refund_id}",
+        kind=TransactionKind.REFUND,
+        amount=amount,
+        currency=currency,
+        fromAccount=merchant_account(merchant_id),
+        toAccount=PSP_ACCOUNT,
+        description=f"Refund {refund_id} of payment {payment_id}",
+        metadata={"paymentId": payment_id, "refundId": refund_id},
+    )
+
+
+def settlement_posting(
+    *, settlement_id: str, merchant_id: str, amount: Decimal, currency: str, payment_count: int
+) -> TransactionRequested:
+    """A merchant's settlement, to request on ledger.transaction-requested: the net amount leaves
+    for the merchant's bank (Dr merchant:<merchantId> / Cr external:bank)."""
+    return TransactionRequested(
+        transactionId=f"settlement:{settlement_id}",
+        kind=TransactionKind.WITHDRAWAL,
+        amount=amount,
+        currency=currency,
+        fromAccount=merchant_account(merchant_id),
+        toAccount=BANK_ACCOUNT,
+        description=f"Settlement {settlement_id} of {payment_count} payments",
+        metadata={"settlementId": settlement_id, "paymentCount": payment_count},
     )
 
 

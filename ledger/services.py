@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -23,13 +22,21 @@ from django.db import transaction as db_transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.events import audit_record
+from audit.models import ComplianceRuleName, Severity
+from audit.services import compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import metrics
 from kafka_platform.actors import user_actor
 from kafka_platform.logs import safe_error
 from ledger import postings
-from ledger.events import TransactionRequested, balance_updated, money_string, transaction_failed
+from ledger.events import (
+    TransactionRequested,
+    balance_updated_event,
+    money_string,
+    transaction_failed_event,
+)
 from ledger.kinds import AccountKind
 from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import InsufficientFunds, InvalidAccount, LedgerRefused, Leg, Posting
@@ -39,8 +46,8 @@ logger = logging.getLogger(__name__)
 INBOX_CONSUMER = "ledger"
 WORKER_ACTOR = "system:ledger-worker"
 RECONCILIATION_ACTOR = "system:ledger-reconciliation"
-IMBALANCE_RULE = "ledger_imbalance"
-IMBALANCE_SEVERITY = "critical"
+IMBALANCE_RULE = ComplianceRuleName.LEDGER_IMBALANCE.value
+IMBALANCE_SEVERITY = Severity.CRITICAL.value
 POST_ATTEMPTS = 6
 # serialization_failure, deadlock_detected: the transaction lost a race and can simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -73,13 +80,13 @@ def _audit(
         topic=topics.AUDIT_LEDGER_EVENTS,
         subject=subject_id,
         correlation_id=correlation_id,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": details,
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=details,
+        ),
     )
 
 
@@ -183,7 +190,7 @@ def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: En
                 topic=topics.LEDGER_BALANCE_UPDATED,
                 subject=entry.account_id,
                 correlation_id=correlation_id,
-                data=balance_updated(
+                data=balance_updated_event(
                     account_id=entry.account_id,
                     currency=entry.currency,
                     balance=entry.balance_after,
@@ -281,7 +288,9 @@ def transaction_refuse(
         topic=topics.LEDGER_TRANSACTION_FAILED,
         subject=transaction_id,
         correlation_id=correlation_id,
-        data=transaction_failed(transaction_id=transaction_id, reason=refused.reason, message=str(refused)),
+        data=transaction_failed_event(
+            transaction_id=transaction_id, reason=refused.reason, message=str(refused)
+        ),
     )
     _audit(
         action="transaction.refused",
@@ -316,7 +325,7 @@ def transaction_request(
         subject=request.transactionId,
         correlation_id=correlation_id,
         actor=actor,
-        data=request.model_dump(exclude_none=True),
+        data=request,
     )
 
 
@@ -461,9 +470,9 @@ def _find_discrepancies() -> _Findings:
 def balances_reconcile() -> Reconciliation:
     """Recompute every balance from the entries and check each currency sums to zero.
 
-    A discrepancy raises a `ledger_imbalance` compliance alert (audit.compliance-alerts, plus an
-    audit record), once per distinct set of discrepancies: a run that finds the same ones again is
-    recorded without a new alert.
+    A discrepancy raises a `ledger_imbalance` compliance alert (through audit's
+    `compliance_alert_raise`, plus the ledger's own audit record), once per distinct set of
+    discrepancies: a run that finds the same ones again is recorded without a new alert.
     """
     started_at = timezone.now()
     findings = _find_discrepancies()
@@ -483,10 +492,8 @@ def balances_reconcile() -> Reconciliation:
             and previous.mismatches == findings.mismatches
             and previous.imbalances == findings.imbalances
         )
-        if not run.ok and not already_alerted:
-            run.alert_id = str(uuid.uuid4())
         run.save()
-        if run.alert_id:
+        if not run.ok and not already_alerted:
             _raise_imbalance_alert(run)
     if not run.ok:
         logger.error("ledger reconciliation found discrepancies: %s %s", run.mismatches, run.imbalances)
@@ -494,23 +501,24 @@ def balances_reconcile() -> Reconciliation:
 
 
 def _raise_imbalance_alert(run: Reconciliation) -> None:
+    """Raise `ledger_imbalance` through audit, the alerts' owner: an alert operators can
+    acknowledge and resolve, published by audit (with its status) to audit.compliance-alerts."""
     details = {
         "reconciliationId": run.pk,
         "balancesChecked": run.balances_checked,
         "mismatches": run.mismatches,
         "imbalances": run.imbalances,
     }
-    outbox.record_event(
-        topic=topics.AUDIT_COMPLIANCE_ALERTS,
-        subject=run.alert_id,
-        data={
-            "alertId": run.alert_id,
-            "rule": IMBALANCE_RULE,
-            "severity": IMBALANCE_SEVERITY,
-            "subject": "ledger",
-            "details": details,
-        },
+    alert = compliance_alert_raise(
+        rule=IMBALANCE_RULE,
+        severity=IMBALANCE_SEVERITY,
+        subject="ledger",
+        details=details,
+        dedupe_key=f"{IMBALANCE_RULE}:reconciliation:{run.pk}",
     )
+    assert alert is not None  # one key per reconciliation run: never seen before
+    run.alert_id = str(alert.alert_id)
+    run.save(update_fields=["alert_id"])
     _audit(
         action="ledger.imbalance_detected",
         subject_type="reconciliation",
@@ -519,4 +527,3 @@ def _raise_imbalance_alert(run: Reconciliation) -> None:
         correlation_id=run.alert_id,
         details={"alertId": run.alert_id, **details},
     )
-    db_transaction.on_commit(lambda: metrics.COMPLIANCE_VIOLATIONS.labels(rule=IMBALANCE_RULE).inc())

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import transaction as db_transaction
 
+from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 from kafka_platform import bulk
@@ -16,7 +17,6 @@ from ledger.events import TransactionRequested
 from ledger.postings import LedgerRefused, Posting
 from payments.events import PaymentProcessed
 
-CAPTURED = "captured"
 # Lock races that outlast the service's own retries are retried by Celery, then dead-lettered.
 CONTENTION_RETRY = {
     "autoretry_for": (services.LedgerBusy,),
@@ -56,7 +56,7 @@ def _requested_posting(event: Envelope) -> tuple[str, Callable[[], Posting]]:
 
 def _payment_posting(event: Envelope) -> tuple[str, Callable[[], Posting]] | None:
     payment = PaymentProcessed.model_validate(event.data)
-    if payment.status != CAPTURED:
+    if not postings.is_capture(payment):
         return None
     return postings.payment_transaction_id(payment.paymentId), lambda: postings.from_payment(payment)
 
@@ -92,22 +92,22 @@ def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
         ]
 
 
-@shared_task(name="ledger.post_transaction_requested", base=EventTask, **CONTENTION_RETRY)
+@shared_task(name=task_names.POST_TRANSACTION_REQUESTED, base=EventTask, **CONTENTION_RETRY)
 def post_transaction_requested(payload: dict[str, Any]) -> str:
     return _post_one(payload, _requested_posting)
 
 
-@shared_task(name="ledger.post_captured_payment", base=EventTask, **CONTENTION_RETRY)
+@shared_task(name=task_names.POST_CAPTURED_PAYMENT, base=EventTask, **CONTENTION_RETRY)
 def post_captured_payment(payload: dict[str, Any]) -> str:
     return _post_one(payload, _payment_posting)
 
 
-@batch_handler("ledger.post_transaction_requested")
+@batch_handler(task_names.POST_TRANSACTION_REQUESTED)
 def post_transactions_requested(events: list[Envelope]) -> list[str]:
     return _post_batch(events, _requested_posting)
 
 
-@batch_handler("ledger.post_captured_payment")
+@batch_handler(task_names.POST_CAPTURED_PAYMENT)
 def post_captured_payments(events: list[Envelope]) -> list[str]:
     return _post_batch(events, _payment_posting)
 

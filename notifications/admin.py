@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.html import escape, format_html
 
 from kafka_platform.actors import user_actor
+from kafka_platform.admin_base import ReadOnlyInline
 from notifications import rendering, services, webhooks
 from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
 
@@ -24,10 +25,8 @@ def _actor(request: HttpRequest) -> str:
     return user_actor(request.user)
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
-    extra = 0
-    can_delete = False
     fields = (
         "number",
         "status",
@@ -47,9 +46,6 @@ class DeliveryAttemptInline(admin.TabularInline):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Notification)

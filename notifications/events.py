@@ -37,6 +37,36 @@ class NotificationRequested(BaseModel):
         return self
 
 
+# An extra field of a webhook notice payments asks for: the registered endpoint it goes to.
+ENDPOINT_ID_FIELD = "endpointId"
+
+
+def notification_requested_event(
+    *,
+    notification_id: str,
+    channel: str,
+    recipient: str,
+    template_key: str,
+    context: dict[str, Any],
+    locale: str,
+    endpoint_id: str | None = None,
+) -> NotificationRequested:
+    """A notice the platform asks of itself (a payment's refund or reversal)."""
+    extra = {ENDPOINT_ID_FIELD: endpoint_id} if endpoint_id else {}
+    # Validated, not constructed: `channel` is checked against the channels this domain has.
+    return NotificationRequested.model_validate(
+        {
+            "notificationId": notification_id,
+            "channel": channel,
+            "recipient": recipient,
+            "template": template_key,
+            "context": context,
+            "locale": locale,
+            **extra,
+        }
+    )
+
+
 class NotificationSent(BaseModel):
     """notifications.notification-sent."""
 

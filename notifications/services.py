@@ -24,6 +24,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -36,13 +37,20 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bridge import inbox, outbox, topics
+from audit.events import audit_record
+from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, dumps
 from kafka_platform import metrics, tracing
 from kafka_platform.actors import USER_PREFIX, user_actor
-from kafka_platform.celery import app as celery_app
+from kafka_platform.celery import enqueue
 from notifications import protection, rendering, webhooks
-from notifications.events import NotificationFailed, NotificationRequested, NotificationSent
+from notifications.events import (
+    ENDPOINT_ID_FIELD,
+    NotificationFailed,
+    NotificationRequested,
+    NotificationSent,
+    notification_requested_event,
+)
 from notifications.models import (
     IN_FLIGHT,
     SYSTEM_ID_PREFIXES,
@@ -65,7 +73,6 @@ logger = logging.getLogger(__name__)
 
 INBOX_CONSUMER = "notifications"
 WORKER_ACTOR = "system:notifications-worker"
-DELIVER_TASK = "notifications.deliver_notification"
 DISPATCH_BATCH = 100
 DISPATCH_MAX_BATCHES = 20
 PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
@@ -141,13 +148,13 @@ def _audit(
         topic=topics.AUDIT_NOTIFICATION_EVENTS,
         subject=subject_id,
         correlation_id=correlation_id or None,
-        data={
-            "action": action,
-            "subjectType": subject_type,
-            "subjectId": subject_id,
-            "actor": actor,
-            "details": details,
-        },
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=details,
+        ),
     )
 
 
@@ -173,7 +180,7 @@ def _enqueue_on_commit(notification: Notification) -> None:
     # The primary key is read at commit: a new notification is saved after this call.
     # In the caller's trace, even when a batch of requests commits after all of them.
     tracing.on_commit(
-        lambda: celery_app.send_task(DELIVER_TASK, args=[notification.pk, str(claim)]), robust=True
+        lambda: enqueue(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim)), robust=True
     )
 
 
@@ -408,6 +415,7 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
     return _queue(
         NotificationSpec(
             notification_id=request.notificationId,
+            endpoint=_registered_endpoint(request, owner_id=owner_id),
             owner_id=owner_id,
             requested_by=requested_by,
             channel=request.channel,
@@ -421,6 +429,21 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
             source_event_id=event.id,
         )
     )
+
+
+def _registered_endpoint(request: NotificationRequested, *, owner_id: int | None) -> WebhookEndpoint | None:
+    """The registered endpoint a webhook request names (`endpointId`, set by
+    `payment_customer_notify`), when it is active, at that URL, and its owner's own."""
+    endpoint_id = (request.model_extra or {}).get(ENDPOINT_ID_FIELD)
+    if request.channel != Channel.WEBHOOK or owner_id is None or not endpoint_id:
+        return None
+    try:
+        endpoint_uuid = uuid.UUID(str(endpoint_id))
+    except ValueError:
+        return None
+    return WebhookEndpoint.objects.filter(
+        pk=endpoint_uuid, kind=EndpointKind.REGISTERED, owner_id=owner_id, url=request.recipient
+    ).first()
 
 
 def _payment_client_id(payment_id: str) -> int | None:
@@ -466,6 +489,42 @@ def _payment_context(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in context.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class _Destination:
+    """Where one customer notice goes: `key` ends its notificationId (`email`, `webhook:<id>`)."""
+
+    key: str
+    channel: str
+    recipient: str
+    endpoint: WebhookEndpoint | None = None
+
+
+def _customer_destinations(
+    *, customer: Mapping[str, Any] | None, owner_id: int | None, template_key: str
+) -> list[_Destination]:
+    """The one mapping of a customer to channels, for every occasion (captures, failures, refunds,
+    reversals): each address the customer gave (email, phone, push token, webhookUrl), and the
+    registered webhook endpoints of the payment's client that want `template_key`."""
+    destinations = [
+        _Destination(key=channel, channel=channel, recipient=recipient)
+        for channel, recipient in customer_recipients(customer)
+    ]
+    registered = WebhookEndpoint.objects.filter(
+        kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id
+    )
+    destinations += [
+        _Destination(
+            key=f"{Channel.WEBHOOK}:{endpoint.id}",
+            channel=Channel.WEBHOOK,
+            recipient=endpoint.url,
+            endpoint=endpoint,
+        )
+        for endpoint in registered
+        if endpoint.wants(template_key)
+    ]
+    return destinations
+
+
 @transaction.atomic
 def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     """Notify a payment's customer (email, phone, push token, webhookUrl) and the registered webhook
@@ -480,35 +539,65 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     context = _payment_context(data)
     # The notifications belong to the payment's client, and only that client's endpoints hear of it.
     owner_id = _payment_client_id(data["paymentId"])
-    common: dict[str, Any] = {
-        "owner_id": owner_id,
-        "template_key": template_key,
-        "locale": customer.get("locale"),
-        "context": context,
-        "correlation_id": event.correlation_id or event.id,
-        "source_event_id": event.id,
-    }
     specs = [
         NotificationSpec(
-            notification_id=f"{base_id}:{channel}", channel=channel, recipient=recipient, **common
+            notification_id=f"{base_id}:{destination.key}",
+            channel=destination.channel,
+            recipient=destination.recipient,
+            endpoint=destination.endpoint,
+            owner_id=owner_id,
+            template_key=template_key,
+            locale=customer.get("locale"),
+            context=context,
+            correlation_id=event.correlation_id or event.id,
+            source_event_id=event.id,
         )
-        for channel, recipient in customer_recipients(customer)
+        for destination in _customer_destinations(
+            customer=customer, owner_id=owner_id, template_key=template_key
+        )
     ]
-    registered = WebhookEndpoint.objects.filter(
-        kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id
-    )
-    for endpoint in registered:
-        if endpoint.wants(template_key):
-            specs.append(
-                NotificationSpec(
-                    notification_id=f"{base_id}:webhook:{endpoint.id}",
-                    channel=Channel.WEBHOOK,
-                    recipient=endpoint.url,
-                    endpoint=endpoint,
-                    **common,
-                )
-            )
     return [n for spec in specs if (n := _queue(spec)) is not None]
+
+
+def payment_customer_notify(
+    *,
+    payment_id: str,
+    client_id: int | None,
+    customer: Mapping[str, Any] | None,
+    occasion: str,
+    template_key: str,
+    context: dict[str, Any],
+    correlation_id: str | None = None,
+) -> list[str]:
+    """Ask, in the caller's transaction, for the notices of one occasion of a payment (a refund,
+    a reversal) on every channel the customer is told on (`_customer_destinations`).
+
+    The requests go out on notifications.notification-requested, ids `payment:<id>:<occasion>:...`,
+    and are queued by this domain's consumer as the payment's client's notifications. Returns
+    the notificationIds asked for.
+    """
+    customer = customer or {}
+    asked = []
+    for destination in _customer_destinations(
+        customer=customer, owner_id=client_id, template_key=template_key
+    ):
+        request = notification_requested_event(
+            notification_id=f"payment:{payment_id}:{occasion}:{destination.key}",
+            channel=destination.channel,
+            recipient=destination.recipient,
+            template_key=template_key,
+            context=context,
+            locale=customer.get("locale") or "en",
+            endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
+        )
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=request.notificationId,
+            correlation_id=correlation_id,
+            data=request,
+        )
+        asked.append(request.notificationId)
+    return asked
 
 
 @transaction.atomic

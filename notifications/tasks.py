@@ -6,13 +6,14 @@ from typing import Any
 
 from celery import shared_task
 
+from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler, in_one_transaction
 from notifications import services
 from notifications.events import NotificationRequested
 
 
-@shared_task(name="notifications.request_notification", base=EventTask)
+@shared_task(name=task_names.REQUEST_NOTIFICATION, base=EventTask)
 def request_notification(payload: dict[str, Any]) -> str | None:
     event = Envelope.from_task_payload(payload)
     notification = services.notification_request(
@@ -21,13 +22,13 @@ def request_notification(payload: dict[str, Any]) -> str | None:
     return notification.status if notification else None
 
 
-@shared_task(name="notifications.notify_payment_outcome", base=EventTask)
+@shared_task(name=task_names.NOTIFY_PAYMENT_OUTCOME, base=EventTask)
 def notify_payment_outcome(payload: dict[str, Any]) -> list[str]:
     event = Envelope.from_task_payload(payload)
     return [n.notification_id for n in services.payment_outcome_notify(event=event)]
 
 
-@shared_task(name="notifications.deliver_notification")
+@shared_task(name=task_names.DELIVER_NOTIFICATION)
 def deliver_notification(notification_pk: int, claim: str) -> str:
     return services.notification_deliver(notification_pk=notification_pk, claim=claim)
 
@@ -38,13 +39,13 @@ def dispatch_due() -> int:
 
 
 # Both only queue notifications (delivery tasks are sent after commit): a batch is one transaction.
-batch_handler("notifications.request_notification")(
+batch_handler(task_names.REQUEST_NOTIFICATION)(
     in_one_transaction(
         lambda event: services.notification_request(
             event=event, request=NotificationRequested.model_validate(event.data)
         )
     )
 )
-batch_handler("notifications.notify_payment_outcome")(
+batch_handler(task_names.NOTIFY_PAYMENT_OUTCOME)(
     in_one_transaction(lambda event: services.payment_outcome_notify(event=event))
 )

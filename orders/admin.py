@@ -12,20 +12,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from kafka_platform.actors import user_actor
+from kafka_platform.admin_base import ReadOnlyInline
 from kafka_platform.money import MoneyError, check_precision, parse_currency
 from orders import services
 from orders.models import Order, OrderLine, OrderTransition, Product, Reservation, SagaStep
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class OrderLineInline(ReadOnlyInline):

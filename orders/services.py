@@ -24,10 +24,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.events import audit_record
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from kafka_platform import bulk, metrics
-from kafka_platform.actors import USER_PREFIX, user_actor
+from kafka_platform.actors import user_actor, username_actor
 from kafka_platform.money import MoneyError, check_precision, format_money, parse_currency
 from notifications.recipients import customer_recipients
 from orders.events import (
@@ -111,18 +112,18 @@ def _audit(order: Order, *, action: str, actor: str, details: dict[str, Any]) ->
         topic=topics.AUDIT_ORDER_EVENTS,
         subject=order.order_id,
         correlation_id=order.correlation_id or None,
-        data={
-            "action": action,
-            "subjectType": "order",
-            "subjectId": order.order_id,
-            "actor": actor,
-            "details": {
+        data=audit_record(
+            action=action,
+            subject_type="order",
+            subject_id=order.order_id,
+            actor=actor,
+            details={
                 "total": format_money(order.total, order.currency),
                 "currency": order.currency,
                 "userId": order.user_id,
                 **details,
             },
-        },
+        ),
     )
 
 
@@ -600,12 +601,12 @@ def product_set(
     outbox.record_event(
         topic=topics.AUDIT_ORDER_EVENTS,
         subject=product.product_id,
-        data={
-            "action": "product.created" if created else "product.updated",
-            "subjectType": "product",
-            "subjectId": product.product_id,
-            "actor": actor,
-            "details": {
+        data=audit_record(
+            action="product.created" if created else "product.updated",
+            subject_type="product",
+            subject_id=product.product_id,
+            actor=actor,
+            details={
                 "name": name,
                 "price": format_money(price, currency),
                 "currency": currency,
@@ -613,7 +614,7 @@ def product_set(
                 "reserved": product.reserved,
                 "change": change,
             },
-        },
+        ),
     )
     return product, created
 
@@ -657,12 +658,12 @@ def user_event_audit(*, event: Envelope) -> bool:
         topic=topics.AUDIT_USER_EVENTS,
         subject=user.userId,
         correlation_id=event.correlation_id or event.id,
-        data={
-            "action": USER_REGISTERED_ACTION if registered else USER_LOGIN_ACTION,
-            "subjectType": "user",
-            "subjectId": user.userId,
-            "actor": f"{USER_PREFIX}{user.userId}",
-            "details": {**user.model_dump(exclude_none=True, exclude={"userId"}), "sourceEventId": event.id},
-        },
+        data=audit_record(
+            action=USER_REGISTERED_ACTION if registered else USER_LOGIN_ACTION,
+            subject_type="user",
+            subject_id=user.userId,
+            actor=username_actor(user.userId),
+            details={**user.model_dump(exclude_none=True, exclude={"userId"}), "sourceEventId": event.id},
+        ),
     )
     return True

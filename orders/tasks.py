@@ -6,20 +6,21 @@ from typing import Any
 
 from celery import shared_task
 
+from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask
 from orders import services
 from orders.events import OrderRequested, UserRegistered
 
 
-@shared_task(name="orders.place_order", base=EventTask)
+@shared_task(name=task_names.PLACE_ORDER, base=EventTask)
 def place_order(payload: dict[str, Any]) -> str:
     event = Envelope.from_task_payload(payload)
     order = services.order_place(event=event, request=OrderRequested.model_validate(event.data))
     return order.status if order else "duplicate"
 
 
-@shared_task(name="orders.settle_order_payment", base=EventTask)
+@shared_task(name=task_names.SETTLE_ORDER_PAYMENT, base=EventTask)
 def settle_order_payment(payload: dict[str, Any]) -> str:
     """payments.payment-processed / -failed: the saga's next step for an order's payment."""
     order = services.order_payment_settle(event=Envelope.from_task_payload(payload))
@@ -31,12 +32,12 @@ def expire_reservations() -> int:
     return services.orders_expire_reservations()
 
 
-@shared_task(name="orders.welcome_user", base=EventTask)
+@shared_task(name=task_names.WELCOME_USER, base=EventTask)
 def welcome_user(payload: dict[str, Any]) -> bool:
     event = Envelope.from_task_payload(payload)
     return services.user_welcome(event=event, registered=UserRegistered.model_validate(event.data))
 
 
-@shared_task(name="orders.audit_user_event", base=EventTask)
+@shared_task(name=task_names.AUDIT_USER_EVENT, base=EventTask)
 def audit_user_event(payload: dict[str, Any]) -> bool:
     return services.user_event_audit(event=Envelope.from_task_payload(payload))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kafka_platform.money import Amount, Currency, check_precision
+
+if TYPE_CHECKING:
+    from payments.models import Payment
 
 DEFAULT_MERCHANT = "platform"
 
@@ -85,3 +88,22 @@ class PaymentFailed(PaymentRequested):
 
     reason: str
     message: str = ""
+
+
+# --- builders of what this domain emits ---------------------------------------------------------
+# The outcome events repeat the request's fields (as accepted, kept in `Payment.request`) and add
+# their own; fields beyond the schema's ride along after the declared ones.
+
+
+def payment_processed_event(payment: Payment, *, processed_at: str) -> PaymentProcessed:
+    """payments.payment-processed of a captured payment."""
+    return PaymentProcessed.model_validate(
+        {**payment.request, "status": payment.status, "processedAt": processed_at}
+    )
+
+
+def payment_failed_event(payment: Payment) -> PaymentFailed:
+    """payments.payment-failed of a failed payment, with its reason and message."""
+    return PaymentFailed.model_validate(
+        {**payment.request, "reason": payment.failure_reason, "message": payment.failure_message}
+    )

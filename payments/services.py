@@ -24,13 +24,23 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from bridge import inbox, outbox, topics
+from audit.events import audit_record
+from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, now_rfc3339
 from kafka_platform import bulk, metrics
 from kafka_platform.actors import user_actor
+from kafka_platform.celery import enqueue_on_commit
 from kafka_platform.circuit_breaker import CircuitOpen
 from kafka_platform.money import MoneyError, check_precision, format_money
-from payments.events import FailureReason, PaymentRequested
+from ledger import postings
+from ledger.events import TransactionRequested
+from notifications import services as notification_services
+from payments.events import (
+    FailureReason,
+    PaymentRequested,
+    payment_failed_event,
+    payment_processed_event,
+)
 from payments.fraud import fraud_check
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
 from payments.models import (
@@ -49,7 +59,6 @@ logger = logging.getLogger(__name__)
 INBOX_CONSUMER = "payments"
 WORKER_ACTOR = "system:payments-worker"
 REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
-PAYMENT_TRANSACTION_PREFIX = "payment:"
 
 
 class IllegalTransition(Exception):
@@ -85,19 +94,19 @@ def _audit(payment: Payment, *, action: str, actor: str, details: dict[str, Any]
         topic=topics.AUDIT_PAYMENT_EVENTS,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={
-            "action": action,
-            "subjectType": "payment",
-            "subjectId": payment.payment_id,
-            "actor": actor,
-            "details": {
+        data=audit_record(
+            action=action,
+            subject_type="payment",
+            subject_id=payment.payment_id,
+            actor=actor,
+            details={
                 "amount": format_money(payment.amount, payment.currency),
                 "currency": payment.currency,
                 "userId": payment.user_id,
                 "merchantId": payment.merchant_id,
                 **details,
             },
-        },
+        ),
     )
 
 
@@ -121,63 +130,31 @@ def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "
 
 
 def _notify_customer(payment: Payment, *, template: str, occasion: str, context: dict[str, Any]) -> None:
-    """Ask notifications to tell the customer, on every channel the request gave."""
-    customer = payment.request.get("customer") or {}
-    channels = {
-        "email": customer.get("email"),
-        "sms": customer.get("phone"),
-        "webhook": customer.get("webhookUrl"),
-    }
-    for channel, recipient in channels.items():
-        if not recipient:
-            continue
-        notification_id = f"payment:{payment.payment_id}:{occasion}:{channel}"
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=notification_id,
-            correlation_id=payment.correlation_id,
-            data={
-                "notificationId": notification_id,
-                "channel": channel,
-                "recipient": recipient,
-                "template": template,
-                "context": {
-                    "paymentId": payment.payment_id,
-                    "amount": format_money(payment.amount, payment.currency),
-                    "currency": payment.currency,
-                    "merchantId": payment.merchant_id,
-                    **context,
-                },
-                "locale": customer.get("locale") or "en",
-            },
-        )
+    """Ask notifications, which owns the customer-to-channels mapping, to tell the customer."""
+    notification_services.payment_customer_notify(
+        payment_id=payment.payment_id,
+        client_id=payment.client_id,
+        customer=payment.request.get("customer"),
+        occasion=occasion,
+        template_key=template,
+        context={
+            "paymentId": payment.payment_id,
+            "amount": format_money(payment.amount, payment.currency),
+            "currency": payment.currency,
+            "merchantId": payment.merchant_id,
+            **context,
+        },
+        correlation_id=payment.correlation_id,
+    )
 
 
-def _request_ledger_posting(
-    payment: Payment,
-    *,
-    transaction_id: str,
-    kind: str,
-    amount: Decimal,
-    from_account: str,
-    to_account: str,
-    description: str,
-    metadata: dict[str, Any],
-) -> None:
+def _request_ledger_posting(payment: Payment, request: TransactionRequested) -> None:
+    """Ask the ledger, on its topic, to post what its own builder made of a refund or settlement."""
     outbox.record_event(
         topic=topics.LEDGER_TRANSACTION_REQUESTED,
-        subject=transaction_id,
+        subject=request.transactionId,
         correlation_id=payment.correlation_id,
-        data={
-            "transactionId": transaction_id,
-            "kind": kind,
-            "amount": format_money(amount, payment.currency),
-            "currency": payment.currency,
-            "fromAccount": from_account,
-            "toAccount": to_account,
-            "description": description,
-            "metadata": metadata,
-        },
+        data=request,
     )
 
 
@@ -191,7 +168,7 @@ def _fail(payment: Payment, *, reason: str, message: str, actor: str) -> None:
         topic=topics.PAYMENT_FAILED,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={**payment.request, "reason": reason, "message": message},
+        data=payment_failed_event(payment),
     )
     metrics.PAYMENTS_FAILED.labels(reason=reason).inc()
 
@@ -205,7 +182,7 @@ def _capture(payment: Payment, *, result: ChargeResult, actor: str) -> None:
         topic=topics.PAYMENT_PROCESSED,
         subject=payment.payment_id,
         correlation_id=payment.correlation_id,
-        data={**payment.request, "status": PaymentStatus.CAPTURED.value, "processedAt": now_rfc3339()},
+        data=payment_processed_event(payment, processed_at=now_rfc3339()),
     )
     metrics.PAYMENTS_PROCESSED.inc()
 
@@ -245,10 +222,13 @@ def payment_request_create(*, client: Any, request: PaymentRequested, correlatio
         client=client,
         correlation_id=correlation_id,
     )
-    _transition(payment, PaymentStatus.REQUESTED, actor=f"user:{client.username}")
+    _transition(payment, PaymentStatus.REQUESTED, actor=user_actor(client))
     payment.save()
     outbox.record_event(
-        topic=topics.PAYMENT_REQUESTED, subject=payment.payment_id, data=data, correlation_id=correlation_id
+        topic=topics.PAYMENT_REQUESTED,
+        subject=payment.payment_id,
+        data=request,
+        correlation_id=correlation_id,
     )
     return payment
 
@@ -461,9 +441,7 @@ def payment_retry(*, payment_id: str, actor: str) -> Payment:
     payment.failure_reason = payment.failure_message = ""
     _transition(payment, PaymentStatus.PROCESSING, actor=actor, reason="retry after gateway_unavailable")
     payment.save()
-    from payments.tasks import charge_payment
-
-    charge_payment.delay_on_commit(payment.payment_id)
+    enqueue_on_commit(task_names.CHARGE_PAYMENT, payment.payment_id)
     return payment
 
 
@@ -511,9 +489,7 @@ def refund_request(*, payment_id: str, amount: Decimal | None, reason: str, acto
             "reason": reason,
         },
     )
-    from payments.tasks import process_refund
-
-    process_refund.delay_on_commit(refund.refund_id)
+    enqueue_on_commit(task_names.PROCESS_REFUND, refund.refund_id)
     return refund
 
 
@@ -550,13 +526,13 @@ def refund_process(*, refund_id: str) -> Refund:
         payment.save()
         _request_ledger_posting(
             payment,
-            transaction_id=f"refund:{refund.refund_id}",
-            kind="refund",
-            amount=refund.amount,
-            from_account=f"merchant:{payment.merchant_id}",
-            to_account="external:psp",
-            description=f"Refund {refund.refund_id} of payment {payment.payment_id}",
-            metadata={"paymentId": payment.payment_id, "refundId": refund.refund_id},
+            postings.refund_posting(
+                payment_id=payment.payment_id,
+                refund_id=refund.refund_id,
+                merchant_id=payment.merchant_id,
+                amount=refund.amount,
+                currency=payment.currency,
+            ),
         )
         _notify_customer(
             payment,
@@ -631,23 +607,23 @@ def settlement_run() -> list[Settlement]:
         if settlement.net_amount > 0:
             _request_ledger_posting(
                 payments[0],
-                transaction_id=f"settlement:{settlement.settlement_id}",
-                kind="withdrawal",
-                amount=settlement.net_amount,
-                from_account=f"merchant:{merchant_id}",
-                to_account="external:bank",
-                description=f"Settlement {settlement.settlement_id} of {len(payments)} payments",
-                metadata={"settlementId": settlement.settlement_id, "paymentCount": len(payments)},
+                postings.settlement_posting(
+                    settlement_id=settlement.settlement_id,
+                    merchant_id=merchant_id,
+                    amount=settlement.net_amount,
+                    currency=currency,
+                    payment_count=len(payments),
+                ),
             )
         outbox.record_event(
             topic=topics.AUDIT_PAYMENT_EVENTS,
             subject=settlement.settlement_id,
-            data={
-                "action": "settlement.created",
-                "subjectType": "settlement",
-                "subjectId": settlement.settlement_id,
-                "actor": "system:settlement",
-                "details": {
+            data=audit_record(
+                action="settlement.created",
+                subject_type="settlement",
+                subject_id=settlement.settlement_id,
+                actor="system:settlement",
+                details={
                     "merchantId": merchant_id,
                     "currency": currency,
                     "grossAmount": format_money(gross, currency),
@@ -655,7 +631,7 @@ def settlement_run() -> list[Settlement]:
                     "netAmount": format_money(settlement.net_amount, currency),
                     "paymentCount": len(payments),
                 },
-            },
+            ),
         )
         settlements.append(settlement)
     return settlements
@@ -671,9 +647,9 @@ def _saga_step(payment: Payment, step: str, status: str, detail: str = "") -> No
 def payment_compensate(*, event: Envelope, transaction_id: str, reason: str, message: str) -> Payment | None:
     """The ledger refused to post a captured payment: refund it at the gateway, mark it reversed,
     tell the customer. Each step is recorded; a redelivered refusal resumes where it stopped."""
-    if not transaction_id.startswith(PAYMENT_TRANSACTION_PREFIX):
+    payment_id = postings.payment_id_of(transaction_id)
+    if payment_id is None:
         return None
-    payment_id = transaction_id.removeprefix(PAYMENT_TRANSACTION_PREFIX)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(payment_id=payment_id).first()
         if payment is None or payment.status != PaymentStatus.CAPTURED:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from celery import Task, shared_task
 from django.conf import settings
 
+from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 from kafka_platform import metrics
@@ -17,6 +20,8 @@ from kafka_platform.logs import safe_error
 from payments import services
 from payments.events import FailureReason, LedgerPostingRefused, PaymentRequested
 from payments.gateway import GatewayTimeout
+
+T = TypeVar("T")
 
 # The outcome is unknown (timeout) or the circuit is open: ask again later with the same key.
 GATEWAY_UNSURE = (GatewayTimeout, CircuitOpen)
@@ -30,12 +35,29 @@ def gateway_retry_countdown(retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
-def _gateway_gave_up(task: Task) -> bool:
-    return task.request.retries >= settings.PAYMENTS_GATEWAY_MAX_RETRIES
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a task meets one kind of failure: retried with backoff while `max_retries` allows,
+    then handed to `give_up` with a message saying how many attempts were made."""
+
+    errors: tuple[type[BaseException], ...]
+    countdown: Callable[[int], float]
+    max_retries: Callable[[], int]
+
+    def retry_or_give_up(self, task: Task, exc: BaseException, give_up: Callable[[str], T]) -> T:
+        retries = task.request.retries
+        if retries < self.max_retries():
+            raise task.retry(exc=exc, countdown=self.countdown(retries)) from exc
+        return give_up(f"gateway unavailable after {retries + 1} attempts: {exc}")
 
 
-def _unavailable_message(task: Task, exc: BaseException) -> str:
-    return f"gateway unavailable after {task.request.retries + 1} attempts: {exc}"
+# The gateway's answer is unknown (timeout) or its circuit is open: ask again later with the same
+# idempotency key, up to PAYMENTS_GATEWAY_MAX_RETRIES times.
+GATEWAY_RETRY = RetryPolicy(
+    errors=GATEWAY_UNSURE,
+    countdown=gateway_retry_countdown,
+    max_retries=lambda: settings.PAYMENTS_GATEWAY_MAX_RETRIES,
+)
 
 
 class PaymentRequestTask(EventTask):
@@ -44,7 +66,7 @@ class PaymentRequestTask(EventTask):
         services.payment_abandon(event=event, message=safe_error(exc))
 
 
-@shared_task(name="payments.process_payment_requested", bind=True, base=PaymentRequestTask, max_retries=None)
+@shared_task(name=task_names.PROCESS_PAYMENT_REQUESTED, bind=True, base=PaymentRequestTask, max_retries=None)
 def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
     started = time.perf_counter()
     event = Envelope.from_task_payload(payload)
@@ -53,22 +75,22 @@ def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
     payment = services.payment_accept(event=event, request=PaymentRequested.model_validate(event.data))
     if payment.is_decided:
         return payment.status
+    payment_id = payment.payment_id
     try:
-        payment = services.payment_charge(payment_id=payment.payment_id, event=event)
-    except GATEWAY_UNSURE as exc:
-        if not _gateway_gave_up(self):
-            raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
-        payment = services.payment_give_up(
-            payment_id=payment.payment_id,
-            reason=FailureReason.GATEWAY_UNAVAILABLE,
-            message=_unavailable_message(self, exc),
-            event=event,
+        payment = services.payment_charge(payment_id=payment_id, event=event)
+    except GATEWAY_RETRY.errors as exc:
+        payment = GATEWAY_RETRY.retry_or_give_up(
+            self,
+            exc,
+            lambda message: services.payment_give_up(
+                payment_id=payment_id, reason=FailureReason.GATEWAY_UNAVAILABLE, message=message, event=event
+            ),
         )
     metrics.PAYMENT_PROCESSING_DURATION.observe(time.perf_counter() - started)
     return payment.status
 
 
-@batch_handler("payments.process_payment_requested")
+@batch_handler(task_names.PROCESS_PAYMENT_REQUESTED)
 def process_payment_requests(events: list[Envelope]) -> int:
     """A batch the bridge packed: two transactions for all of it (see payments_process_batch).
 
@@ -88,29 +110,31 @@ def process_payment_requests(events: list[Envelope]) -> int:
     return len(outcome.decided)
 
 
-@shared_task(name="payments.charge_payment", bind=True, max_retries=None)
+@shared_task(name=task_names.CHARGE_PAYMENT, bind=True, max_retries=None)
 def charge_payment(self: Task, payment_id: str) -> str:
     """Charge a payment an operator retried after a gateway outage."""
     try:
         return services.payment_charge(payment_id=payment_id).status
-    except GATEWAY_UNSURE as exc:
-        if not _gateway_gave_up(self):
-            raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
-        return services.payment_give_up(
-            payment_id=payment_id,
-            reason=FailureReason.GATEWAY_UNAVAILABLE,
-            message=_unavailable_message(self, exc),
-        ).status
+    except GATEWAY_RETRY.errors as exc:
+        return GATEWAY_RETRY.retry_or_give_up(
+            self,
+            exc,
+            lambda message: (
+                services.payment_give_up(
+                    payment_id=payment_id, reason=FailureReason.GATEWAY_UNAVAILABLE, message=message
+                ).status
+            ),
+        )
 
 
-@shared_task(name="payments.process_refund", bind=True, max_retries=None)
+@shared_task(name=task_names.PROCESS_REFUND, bind=True, max_retries=None)
 def process_refund(self: Task, refund_id: str) -> str:
     try:
         return services.refund_process(refund_id=refund_id).status
-    except GATEWAY_UNSURE as exc:
-        if not _gateway_gave_up(self):
-            raise self.retry(exc=exc, countdown=gateway_retry_countdown(self.request.retries)) from exc
-        return services.refund_fail(refund_id=refund_id, message=_unavailable_message(self, exc)).status
+    except GATEWAY_RETRY.errors as exc:
+        return GATEWAY_RETRY.retry_or_give_up(
+            self, exc, lambda message: services.refund_fail(refund_id=refund_id, message=message).status
+        )
 
 
 @shared_task(name="payments.run_settlement")
@@ -118,7 +142,7 @@ def run_settlement() -> list[str]:
     return [s.settlement_id for s in services.settlement_run()]
 
 
-@shared_task(name="payments.compensate_refused_posting", bind=True, base=EventTask, max_retries=None)
+@shared_task(name=task_names.COMPENSATE_REFUSED_POSTING, bind=True, base=EventTask, max_retries=None)
 def compensate_refused_posting(self: Task, payload: dict[str, Any]) -> str:
     """The saga's trigger: ledger.transaction-failed for a captured payment's posting."""
     event = Envelope.from_task_payload(payload)

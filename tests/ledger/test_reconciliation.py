@@ -143,3 +143,34 @@ def test_clean_books_set_the_balance_gauge_and_raise_nothing(books: None) -> Non
         )
         assert owed >= (Decimal("100.00") if currency == "USD" else Decimal(5000))
         assert REGISTRY.get_sample_value("ledger_balance_total", {"currency": currency}) == float(owed)
+
+
+def test_an_imbalance_is_a_compliance_alert_operators_can_work(books: None) -> None:
+    """The ledger raises its alert through audit's service: a stored, open ComplianceAlert whose
+    event carries status and raisedAt, which an auditor can acknowledge and resolve."""
+    from django.contrib.auth import get_user_model
+
+    from audit import services as audit_services
+    from audit.models import AlertStatus, ComplianceAlert
+    from bridge.codec import loads
+
+    corrupt("UPDATE ledger_balance SET balance = balance + 1 WHERE account_id = 'user:rec-b'")
+    run = services.balances_reconcile()
+
+    alert = ComplianceAlert.objects.get(alert_id=run.alert_id)
+    assert (alert.rule, alert.severity, alert.subject, alert.status) == (
+        "ledger_imbalance",
+        "critical",
+        "ledger",
+        AlertStatus.OPEN,
+    )
+    assert alert.details["reconciliationId"] == run.pk
+    [row] = OutboxEvent.objects.filter(topic=ALERTS, key=run.alert_id)
+    data = loads(bytes(row.value))["data"]
+    assert data["status"] == "open" and data["raisedAt"] and data["rule"] == "ledger_imbalance"
+    assert data["details"]["imbalances"] == [{"currency": "USD", "source": "balances", "imbalance": "1.00"}]
+
+    auditor = get_user_model().objects.create_user("rec-auditor")
+    audit_services.compliance_alert_acknowledge(alert_id=run.alert_id, by=auditor)
+    resolved = audit_services.compliance_alert_resolve(alert_id=run.alert_id, by=auditor, note="fixed")
+    assert resolved.status == AlertStatus.RESOLVED and resolved.resolved_by == "user:rec-auditor"
