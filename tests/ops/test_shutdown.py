@@ -64,16 +64,23 @@ class Tree:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            for pid in descendants(self.root):
-                command = self.seen[pid][0] if pid in self.seen else cmdline(pid)
-                if command:
-                    self.seen[pid] = (command, now)
-                try:
-                    self.groups.add(os.getpgid(pid))
-                except ProcessLookupError:
-                    pass
+            try:
+                self._look()
+            except OSError:
+                pass  # a process vanished while we read /proc: look again
             self._stop.wait(0.05)
+
+    def _look(self) -> None:
+        now = time.monotonic()
+        for pid in descendants(self.root):
+            # Read every time: between fork and exec a child still shows its parent's command.
+            command = cmdline(pid)
+            if command:
+                self.seen[pid] = (command, now)
+            try:
+                self.groups.add(os.getpgid(pid))
+            except ProcessLookupError:
+                pass
 
     def having(self, needle: str) -> list[int]:
         return [pid for pid, (command, _) in self.seen.items() if needle in command]
@@ -166,7 +173,7 @@ def test_make_run_stops_the_broker_last_and_quietly(django_db_setup: None, tmp_p
             dev_up.wait()
 
     brokers = tree.having("--listener-url")
-    assert len(brokers) == 1, tree.seen
+    assert len(brokers) == 1, "\n".join(command for command, _ in tree.seen.values())
     broker_gone = tree.seen[brokers[0]][1]
     others = {command: last for pid, (command, last) in tree.seen.items() if pid not in brokers}
     assert any("run_bridge" in command for command in others), others
@@ -208,7 +215,7 @@ def test_bench_stopped_mid_run_leaves_no_process(bench_database: str, tmp_path: 
                     "-m",
                     "bench.run",
                     "--n",
-                    "200",
+                    "1000",
                     "--only",
                     "pipeline",
                     "--workers",
