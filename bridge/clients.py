@@ -110,7 +110,7 @@ def _resumed_partitions_read_again() -> None:
         return original(self, *args, **kwargs)
 
     fetched_records._empties_exhausted_slot = True  # type: ignore[attr-defined]
-    Fetcher.fetched_records = fetched_records  # type: ignore[method-assign]
+    Fetcher.fetched_records = fetched_records
 
 
 _resumed_partitions_read_again()
