@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 # caller sets DJANGO_DEBUG. Without it the settings refuse the development secrets and providers.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install run test test-fast lint format bench migrate topics clean
+.PHONY: install run test test-fast chaos lint format bench migrate topics clean
 
 install: $(STAMP)
 
@@ -31,6 +31,16 @@ test: install
 # run (migrated forward, not recreated). `make test` is what CI runs.
 test-fast: install
 	$(PY) -m pytest -m "not chaos" --reuse-db -q $(ARGS)
+
+# The soak: every chaos scenario at CHAOS_N payments (the deep backlog at twice that), then the
+# table of what each lost, doubled or drifted (tests/chaos/report.py). Hours on a small machine;
+# `make test` runs the same scenarios at CI size. make chaos CHAOS_N=2000 for a shorter soak.
+CHAOS_N ?= 10000
+CHAOS_RESULTS := .run/chaos-results.jsonl
+chaos: install
+	@mkdir -p .run && rm -f $(CHAOS_RESULTS)
+	CHAOS_N=$(CHAOS_N) CHAOS_RESULTS=$(CHAOS_RESULTS) $(PY) -m pytest -m chaos --create-db $(ARGS); \
+	status=$$?; $(PY) -m tests.chaos.report $(CHAOS_RESULTS); exit $$status
 
 # N payments through the pipeline and the naive baseline: make bench ARGS="--n 5000" or ARGS="--rate 200"
 bench: install

@@ -4,6 +4,12 @@ Each variant gets a fresh broker, database and Redis database, the same Celery w
 relay, and N requests; it reports throughput, end-to-end latency (request sent to result event
 written) and CPU seconds per 1,000 events of the bridge, relay and worker process trees. With
 --rate it offers a fixed load instead of a backlog, which is what latency should be read at.
+
+Its broker, bridge, relay and worker run in process groups of their own and are stopped when the
+benchmark ends in any way: done, failed, timed out, SIGTERM, SIGINT or SIGHUP.
+
+BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/kp_bench, dropped and created
+afresh per variant) and BENCH_REDIS_URL (default redis://127.0.0.1:6379/9, flushed) say where.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +27,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -32,8 +40,8 @@ from bridge.codec import dumps  # noqa: E402
 from bridge.embedded import EmbeddedBroker  # noqa: E402
 from tests.support.processes import Proc, celery, child_env, manage  # noqa: E402
 
-BENCH_DB = "kp_bench"
-BENCH_REDIS = "redis://127.0.0.1:6379/9"
+BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kp_bench")
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 REQUESTED = "payments.payment-requested"
 RESULTS = ["payments.payment-processed", "payments.payment-failed"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -64,13 +72,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def fresh_database() -> str:
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    url = urlsplit(BENCH_DATABASE_URL)
+    name = url.path.lstrip("/")
+    with psycopg.connect(urlunsplit(url._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
         if os.environ.get("BENCH_ASYNC_COMMIT"):
             # An experiment, never a setting for money: how much of the time is commit (fsync) waits.
-            conn.execute(f"ALTER DATABASE {BENCH_DB} SET synchronous_commit = off")
-    return f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    return BENCH_DATABASE_URL
 
 
 def request_event(i: int, run: str) -> tuple[str, bytes]:
@@ -97,6 +107,20 @@ def request_event(i: int, run: str) -> tuple[str, bytes]:
 
 def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
     broker = EmbeddedBroker().start()
+    procs: list[Proc] = []
+    try:
+        return run_on(broker, name, n, rate, workers, procs)
+    finally:
+        # The broker last: the bridge commits its offsets on the way out.
+        for proc in procs:
+            proc.stop()
+        broker.stop()
+
+
+def run_on(
+    broker: EmbeddedBroker, name: str, n: int, rate: float | None, workers: int, procs: list[Proc]
+) -> Result:
+    """One variant on `broker`; each process it starts is appended to `procs` for the caller to stop."""
     database_url = fresh_database()
     redis.Redis.from_url(BENCH_REDIS).flushdb()
     env = child_env(
@@ -150,15 +174,9 @@ def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
             Proc("bridge", [sys.executable, "-m", "bench.naive_bridge"], env, log_dir),
             Proc("relay", manage("relay_outbox"), env, log_dir),
         ]
-    procs = [worker, *bridges]
-    for proc in procs:
-        proc.start()
-    try:
-        return drive(broker.bootstrap, n, rate, procs)
-    finally:
-        for proc in procs:
-            proc.stop()
-        broker.stop()
+    for proc in (worker, *bridges):
+        procs.append(proc.start())
+    return drive(broker.bootstrap, n, rate, procs)
 
 
 def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Result:
@@ -239,7 +257,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def exit_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM and SIGHUP end the benchmark the way Ctrl-C does: by an exception, so that every
+    `finally` stops its processes (their own process groups do not receive the signal)."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--rate", type=float, help="offered load in payments/s (default: a backlog)")

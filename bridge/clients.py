@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import Fetcher
 
 from bridge.topics import TOPIC_MAX_MESSAGE_BYTES
 
@@ -86,6 +87,33 @@ def new_producer(**overrides: Any) -> KafkaProducer:
     }
     options.update(overrides)
     return KafkaProducer(**options)
+
+
+def _resumed_partitions_read_again() -> None:
+    """Repair kafka-python 3.0.12's pause/resume (KAFKA-7548 port).
+
+    Records already fetched for a partition that gets paused are parked and put back on resume
+    only when the fetcher's in-line slot is None; but a consumed batch stays in the slot
+    (exhausted, falsy, never reset to None), so the parked records never came back, and a
+    partition with parked records is never fetched again: after one backpressure pause the
+    bridge stopped reading that partition for good, silently (issue 13, tests/chaos/
+    test_backlog.py; tests/bridge/test_paused_partition_resumes.py). An exhausted slot holds
+    nothing, so emptying it before each read changes nothing else.
+    """
+    original = Fetcher.fetched_records
+    if getattr(original, "_empties_exhausted_slot", False):
+        return
+
+    def fetched_records(self: Fetcher, *args: Any, **kwargs: Any) -> Any:
+        if self._next_partition_records is not None and not self._next_partition_records:
+            self._next_partition_records = None
+        return original(self, *args, **kwargs)
+
+    fetched_records._empties_exhausted_slot = True  # type: ignore[attr-defined]
+    Fetcher.fetched_records = fetched_records
+
+
+_resumed_partitions_read_again()
 
 
 def new_consumer(**overrides: Any) -> KafkaConsumer:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import signal
 import socket
 import subprocess
 import time
@@ -25,7 +27,11 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A tansu broker with in-memory storage on 127.0.0.1:`port`."""
+    """A tansu broker with in-memory storage on 127.0.0.1:`port`.
+
+    It runs in a session of its own: Ctrl-C in the terminal (SIGINT to the foreground process
+    group) must not reach it, so that whoever started it stops it last, after the clients that
+    still commit offsets and flush producers on their way out."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port or free_port()
@@ -51,8 +57,16 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        self.wait_ready(timeout_s)
+        self.process = subprocess.Popen(  # noqa: S603
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        # Out of the caller's process group nothing else stops it: at the latest, at exit.
+        atexit.register(self.stop)
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -80,8 +94,10 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused broker (chaos tests) ignores SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()

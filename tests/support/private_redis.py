@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -60,7 +61,14 @@ class PrivateRedis:
                     raise RuntimeError(f"redis-server did not start: {self.log_path.read_text()}") from None
                 time.sleep(0.1)
 
+    @property
+    def pid(self) -> int:
+        """The server's process id, for a test that pauses it (tests.support.faults.paused)."""
+        assert self.process is not None
+        return self.process.pid
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server would never see SIGTERM
             self.process.terminate()
             self.process.wait(timeout=10)

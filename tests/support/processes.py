@@ -1,7 +1,13 @@
-"""Subprocesses of the real stack (bridge, relay, Celery worker) with their logs kept for failures."""
+"""Subprocesses of the real stack (bridge, relay, Celery worker) with their logs kept for failures.
+
+Each runs in a process group of its own: a signal meant for the parent (Ctrl-C in a terminal, a
+`timeout`) does not reach it behind the parent's back, and stopping it stops its whole tree (a
+Celery worker's pool too). Whatever is still running when the parent exits is killed then.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -28,8 +34,9 @@ class Proc:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(  # noqa: S603 - our own commands
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _RUNNING.add(self)
         return self
 
     @property
@@ -37,7 +44,10 @@ class Proc:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
+        """Send `sig` to the process (it shuts down its own children), wait, then kill whatever
+        of its group is left: a child it failed to stop, or everything after `timeout_s`."""
         if not self.running:
+            _RUNNING.discard(self)
             return self.process.returncode if self.process else None
         assert self.process is not None
         self.process.send_signal(sig)
@@ -46,6 +56,8 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+        finally:
+            self._kill_group()
 
     def kill(self) -> None:
         """SIGKILL the process and every descendant (a Celery worker's pool children too)."""
@@ -57,7 +69,21 @@ class Proc:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self._kill_group()
         self.process.wait()
+
+    def _kill_group(self) -> None:
+        """SIGKILL the process group. Called while the leader is unreaped or just reaped: its id
+        (the group's) cannot have gone to another process yet."""
+        _RUNNING.discard(self)
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is empty (PermissionError: a zombie leader on some kernels)
+        if self.process.poll() is None:
+            self.process.wait()
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -120,3 +146,15 @@ def child_env(overrides: dict[str, str]) -> dict[str, str]:
     env.update(overrides)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+_RUNNING: set[Proc] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Children run in their own process groups, so nothing else stops them when this process
+    ends (a test session interrupted, a benchmark told to stop): kill what is still running."""
+    for proc in list(_RUNNING):
+        if proc.process is not None and proc.process.returncode is None:  # not reaped: still ours
+            proc._kill_group()

@@ -3,6 +3,11 @@
 Starts the embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset, creates the database if it is
 missing, migrates, creates the topics and a development admin, then runs the Procfile's web,
 bridge, worker, beat and flower with honcho until Ctrl-C.
+
+Shutdown order: Ctrl-C (or SIGTERM, SIGHUP) reaches this command only, as the broker and honcho
+run in sessions of their own; it is passed on to honcho once, which stops the processes it
+supervises, and the broker is stopped last, once nothing is left to commit offsets or flush
+events to it (otherwise the bridge and relay log a connection refused for every retry).
 """
 
 from __future__ import annotations
@@ -55,16 +60,22 @@ class Command(BaseCommand):
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             )
             supervisor = subprocess.Popen(  # noqa: S603
-                [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"], env=env
+                [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"],
+                env=env,
+                start_new_session=True,
             )
-            signal.signal(signal.SIGTERM, lambda signum, frame: supervisor.terminate())
-            try:
-                supervisor.wait()
-            except KeyboardInterrupt:
-                supervisor.terminate()
-                supervisor.wait(timeout=30)
+
+            def stop_supervised(signum: int, frame: Any) -> None:
+                # honcho answers its first signal by stopping every process (SIGKILL after 5 s).
+                if supervisor.poll() is None:
+                    supervisor.send_signal(signum)
+
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, stop_supervised)
+            supervisor.wait()
         finally:
             if broker:
+                self.stdout.write("stopping the embedded Kafka broker")
                 broker.stop()
 
     def _prepare(self) -> None:

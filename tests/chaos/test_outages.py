@@ -1,0 +1,94 @@
+"""Long outages of one dependency in the middle of the payments: the Kafka broker paused (a hung
+broker: sockets open, nothing answers), PostgreSQL refusing connections, Redis paused. Nothing is
+restarted by hand; when the dependency is back every payment has exactly one effect
+(tests/chaos/exactly_once.py).
+
+These wait out real outages (30-60 s each), so `make test` runs them at a smaller N than the
+crash tests; `make chaos` runs them at CHAOS_N=10000.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.chaos.conftest import Chaos
+from tests.chaos.exactly_once import (
+    PROCESSED,
+    Run,
+    assert_exactly_once,
+    captured_count,
+    chaos_n,
+    chaos_timeout_s,
+    ours,
+    posted_count,
+    send,
+)
+from tests.support.faults import paused
+from tests.support.kafka import Collector
+
+N = chaos_n(default=500)
+BROKER_PAUSE_S = 30
+POSTGRES_OUTAGE_S = 60
+REDIS_PAUSE_S = 60
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(chaos_timeout_s(N, outage_s=REDIS_PAUSE_S))]
+
+
+def under_way(chaos: Chaos, collector: Collector) -> Run:
+    """N payments sent, a fifth of them processed: the outage starts in the middle of the stream."""
+    run = send(chaos.stack, N)
+    collector.wait_for(PROCESSED, ours(run.ids), count=N // 5, timeout_s=300)
+    return run
+
+
+def test_kafka_broker_paused_for_30_s(chaos: Chaos, collector: Collector) -> None:
+    run = under_way(chaos, collector)
+    assert chaos.broker.process is not None
+    with paused(chaos.broker.process.pid, BROKER_PAUSE_S):
+        in_flight = N - posted_count(run)
+    assert in_flight > 0, "every payment was done before the broker stopped: nothing was tested"
+    assert_exactly_once(collector, run, notes=f"broker paused {BROKER_PAUSE_S}s")
+    assert chaos.stack.processes_alive(), "a process died instead of waiting for the broker"
+
+
+def test_postgres_refusing_connections_for_60_s(chaos: Chaos, collector: Collector) -> None:
+    run = under_way(chaos, collector)
+    accepted = chaos.postgres.accepted
+    with chaos.postgres.outage(POSTGRES_OUTAGE_S):
+        time.sleep(5)  # transactions open at the cut fail; none can start after it
+        stalled_at = posted_count(run)
+        # Requests keep arriving while the database is away (Kafka takes them).
+        run = send(chaos.stack, N // 2, more_for=run)
+        time.sleep(POSTGRES_OUTAGE_S - 15)
+        during = posted_count(run)
+    assert stalled_at < N, "every payment was done before PostgreSQL went away: nothing was tested"
+    assert during == stalled_at, "payments were posted while PostgreSQL refused connections"
+    assert_exactly_once(collector, run, notes=f"postgres refused {POSTGRES_OUTAGE_S}s")
+    assert chaos.postgres.accepted > accepted, "nothing reconnected to PostgreSQL"
+    assert chaos.stack.processes_alive(), "a process died instead of reconnecting"
+
+
+def test_redis_paused_for_60_s(chaos: Chaos, collector: Collector) -> None:
+    run = under_way(chaos, collector)
+    first = len(run.ids)
+    failures, silence = 0, 0.0
+    with paused(chaos.redis.pid, REDIS_PAUSE_S):
+        in_flight = N - posted_count(run)
+        # Requests keep arriving while Redis is away; the bridge cannot hand them on: its
+        # dispatches fail, or block on the silent socket (its loop stops beating).
+        run = send(chaos.stack, N // 2, more_for=run)
+        deadline = time.monotonic() + REDIS_PAUSE_S - 10
+        while time.monotonic() < deadline:
+            loop = chaos.bridge_loop()
+            failures = max(failures, loop.get("consecutive_dispatch_failures", 0))
+            silence = max(silence, loop.get("last_beat_s_ago", 0.0))
+            time.sleep(1)
+        arrived_during = Run(run.merchant, run.ids[first:])
+        captured_during = captured_count(arrived_during)
+    assert in_flight > 0, "every payment was done before Redis stopped: nothing was tested"
+    assert failures > 0 or silence > 10, "the bridge went on as if Redis were there"
+    assert captured_during == 0, "payments were captured while Redis was paused"
+    assert_exactly_once(collector, run, notes=f"redis paused {REDIS_PAUSE_S}s")
+    assert chaos.stack.processes_alive(), "a process died instead of waiting for Redis"
