@@ -57,6 +57,56 @@ class Result:
     p99_ms: float
     cpu_s_per_1000: float
     failed: int
+    # A payment's whole chain: its ledger posting, its audit records and its notification, from
+    # the request's send to the last of them (the pipeline only; the naive bridge runs the same
+    # worker, so its chain is the same work).
+    chain_p50_ms: float | None = None
+    chain_p99_ms: float | None = None
+    # CPU seconds per 1,000 payments of what the platform stands on, beside its own processes.
+    postgres_cpu_s_per_1000: float | None = None
+    broker_cpu_s_per_1000: float | None = None
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process (the cluster's; read it on a quiet machine)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() not in {"postgres", "postmaster"}:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        total += sum(int(x) for x in fields[11:13]) / CLOCK_TICKS
+    return total
+
+
+CHAIN_SQL = """
+with p as (select unnest(%(ids)s::text[]) as payment_id)
+select p.payment_id,
+       (select max(posted_at) from ledger_transaction t where t.transaction_id = 'payment:' || p.payment_id),
+       (select max(recorded_at) from audit_auditevent a where a.subject_id = p.payment_id),
+       (select max(sent_at) from notifications_notification n
+         where n.notification_id like 'payment:' || p.payment_id || ':captured:%%')
+from p
+"""
+
+
+def chain_latencies(database_url: str, sent: dict[str, float], timeout_s: float = 120.0) -> list[float]:
+    """Seconds from each request's send to the last piece of its chain (posting, audit, notice);
+    waits until every chain is complete or the timeout passes."""
+    ids = list(sent)
+    deadline = time.time() + timeout_s
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(CHAIN_SQL, {"ids": ids}).fetchall()
+            complete = [row for row in rows if all(row[1:])]
+            if len(complete) == len(ids) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+    return [max(ts.timestamp() for ts in row[1:]) - sent[row[0]] for row in complete]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -92,6 +142,9 @@ def request_event(i: int, run: str) -> tuple[str, bytes]:
         "currency": "USD",
         "paymentMethod": {"type": "card", "token": "tok_visa"},
         "merchantId": f"merchant-{i % 20}",
+        # An email per customer: the whole chain includes the notification (and no recipient's
+        # rate limit holds it back).
+        "customer": {"email": f"customer-{run}-{i}@bench.example"},
         "metadata": {"orderId": f"order-{i}"},
     }
     event = {
@@ -109,7 +162,9 @@ def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
     broker = EmbeddedBroker().start()
     procs: list[Proc] = []
     try:
-        return run_on(broker, name, n, rate, workers, procs)
+        return run_on(
+            broker, name, n, rate, workers, procs, broker_pid=broker.process.pid if broker.process else None
+        )
     finally:
         # The broker last: the bridge commits its offsets on the way out.
         for proc in procs:
@@ -118,7 +173,13 @@ def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
 
 
 def run_on(
-    broker: EmbeddedBroker, name: str, n: int, rate: float | None, workers: int, procs: list[Proc]
+    broker: EmbeddedBroker,
+    name: str,
+    n: int,
+    rate: float | None,
+    workers: int,
+    procs: list[Proc],
+    broker_pid: int | None = None,
 ) -> Result:
     """One variant on `broker`; each process it starts is appended to `procs` for the caller to stop."""
     database_url = fresh_database()
@@ -176,10 +237,18 @@ def run_on(
         ]
     for proc in (worker, *bridges):
         procs.append(proc.start())
-    return drive(broker.bootstrap, n, rate, procs)
+    return drive(broker.bootstrap, n, rate, procs, database_url=database_url, broker_pid=broker_pid)
 
 
-def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Result:
+def drive(
+    bootstrap: str,
+    n: int,
+    rate: float | None,
+    procs: list[Proc],
+    *,
+    database_url: str | None = None,
+    broker_pid: int | None = None,
+) -> Result:
     results = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
     )
@@ -188,9 +257,12 @@ def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Resu
     results.seek_to_beginning(*partitions)
     time.sleep(5)  # let the bridge join its group and the worker start, outside the measurement
     cpu_before = sum(cpu_seconds(p.process.pid) for p in procs if p.process)
+    postgres_before = postgres_cpu_seconds()
+    broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     run = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
+    sent_at: dict[str, float] = {}  # every request's send time (`sent` forgets answered ones)
     latencies: list[float] = []
     failed = 0
     start = time.time()
@@ -201,7 +273,7 @@ def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Resu
     while len(latencies) + failed < n and time.time() < deadline:
         while produced < n and (not rate or time.time() >= start + produced * interval):
             key, value = request_event(produced, run)
-            sent[key] = time.time()
+            sent[key] = sent_at[key] = time.time()
             producer.send(REQUESTED, key=key.encode(), value=value)
             produced += 1
             if not rate and produced % 1000 == 0:
@@ -219,6 +291,8 @@ def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Resu
                     failed += 1
                 last_result = time.time()
     cpu = sum(cpu_seconds(p.process.pid) for p in procs if p.process) - cpu_before
+    postgres_cpu = postgres_cpu_seconds() - postgres_before
+    broker_cpu = (cpu_seconds(broker_pid) - broker_before) if broker_pid else None
     producer.close()
     results.close()
     done = len(latencies) + failed
@@ -226,6 +300,12 @@ def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Resu
         raise RuntimeError(f"only {done} of {n} results arrived; logs in {procs[0].log_path.parent}")
     seconds = last_result - start
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    chain_p50 = chain_p99 = None
+    if database_url:
+        chains = chain_latencies(database_url, sent_at)
+        if len(chains) > 1:
+            chain_q = statistics.quantiles(chains, n=100)
+            chain_p50, chain_p99 = round(chain_q[49] * 1000, 1), round(chain_q[98] * 1000, 1)
     return Result(
         events=n,
         seconds=round(seconds, 2),
@@ -235,6 +315,10 @@ def drive(bootstrap: str, n: int, rate: float | None, procs: list[Proc]) -> Resu
         p99_ms=round(quantiles[98] * 1000, 1),
         cpu_s_per_1000=round(cpu / n * 1000, 2),
         failed=failed,
+        chain_p50_ms=chain_p50,
+        chain_p99_ms=chain_p99,
+        postgres_cpu_s_per_1000=round(postgres_cpu / n * 1000, 2),
+        broker_cpu_s_per_1000=round(broker_cpu / n * 1000, 2) if broker_cpu is not None else None,
     )
 
 
@@ -272,7 +356,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="Celery worker concurrency")
     parser.add_argument("--only", choices=["pipeline", "naive"])
     parser.add_argument("--out", default=str(ROOT / "bench/results/latest.json"))
+    parser.add_argument(
+        "--sweep",
+        help="comma-separated offered rates (payments/s), each run for --duration seconds through the "
+        "pipeline; written under `sweep` and drawn as bench/results/latency.png",
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate of a --sweep")
     args = parser.parse_args()
+    if args.sweep:
+        sweep(args)
+        return
 
     report: dict[str, Any] = {"n": args.n, "rate": args.rate, "workers": args.workers, "machine": machine()}
     for name in ("pipeline", "naive"):
@@ -293,6 +386,68 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Each offered rate for a fixed time: delivered rate, latency of the result event and of the
+    whole chain, CPU per 1,000 payments; then a plot of latency against offered load."""
+    rates = [float(r) for r in args.sweep.split(",") if r.strip()]
+    rows = []
+    for rate in rates:
+        n = max(int(rate * args.duration), 1)
+        print(f"sweep: {rate:g}/s for {args.duration:g} s ({n} payments) ...", flush=True)
+        result = run_variant("pipeline", n, rate, args.workers)
+        rows.append(
+            {
+                "offered": rate,
+                "delivered": result.events_per_s,
+                "p50_ms": result.p50_ms,
+                "p99_ms": result.p99_ms,
+                "chain_p99_ms": result.chain_p99_ms,
+                "cpu_s_per_1000": result.cpu_s_per_1000,
+                "postgres_cpu_s_per_1000": result.postgres_cpu_s_per_1000,
+                "broker_cpu_s_per_1000": result.broker_cpu_s_per_1000,
+            }
+        )
+    columns = list(rows[0]) if rows else []
+    print("\n" + "".join(f"{c:>24}" for c in columns))
+    for row in rows:
+        print("".join(f"{row[c]!s:>24}" for c in columns))
+    out = Path(args.out)
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report.update(
+        {"sweep": rows, "sweep_duration_s": args.duration, "machine": machine(), "load": os.getloadavg()}
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot = out.parent / "latency.png"
+    draw_latency(rows, plot)
+    print(f"wrote {out} and {plot}")
+
+
+def draw_latency(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offered = [row["offered"] for row in rows]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for key, label in (
+        ("p50_ms", "result p50"),
+        ("p99_ms", "result p99"),
+        ("chain_p99_ms", "whole chain p99"),
+    ):
+        axes.plot(offered, [row[key] for row in rows], marker="o", label=label)
+    axes.set_xlabel("offered load (payments/s)")
+    axes.set_ylabel("latency (ms)")
+    axes.set_yscale("log")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    axes.set_title("kafka-platform: latency against offered load")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
