@@ -47,6 +47,8 @@ from kafka_platform.celery import queue_for_task
 from kafka_platform.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 
 logger = logging.getLogger(__name__)
+# Kombu's Redis transport keeps a worker's prefetched, not yet acknowledged tasks in this hash.
+UNACKED_KEY = "unacked"
 
 BATCH_TASK = "bridge.process_batch"
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
@@ -86,6 +88,11 @@ class BridgeOptions:
     batch_max: int = 100
     # While a backlog shows, wait up to this long for more records to fill the batches.
     batch_linger_ms: int = 10
+    # Natural batching: while the workers still hold at least `max_in_flight` tasks (queued or
+    # prefetched), keep gathering for up to `batch_linger_max_ms` in all, so that a stream under
+    # load leaves in fewer, larger batches; an event alone with idle workers goes at once.
+    max_in_flight: int = 2
+    batch_linger_max_ms: int = 100
     # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
     max_silence_s: float = 60.0
     # ... or when a partition has not got past a record for this long (it is "stuck").
@@ -524,8 +531,18 @@ class Bridge:
         count = sum(len(messages) for messages in records.values())
         busy = count > 1 or any(depth > 0 for depth in self._queue_depths.values())
         if count and busy and count < self.options.batch_max and self.options.batch_linger_ms > 0:
-            deadline = time.monotonic() + self.options.batch_linger_ms / 1000
-            while count < self.options.batch_max and (left := deadline - time.monotonic()) > 0:
+            start = time.monotonic()
+            deadline = start + self.options.batch_linger_ms / 1000
+            longest = start + max(self.options.batch_linger_max_ms, self.options.batch_linger_ms) / 1000
+            while count < self.options.batch_max:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    # The workers are still busy with earlier batches: what arrives meanwhile
+                    # would only wait in their queue, so it waits here and leaves as one batch.
+                    if time.monotonic() >= longest or not self._workers_busy():
+                        break
+                    deadline = min(longest, time.monotonic() + self.options.batch_linger_ms / 1000)
+                    continue
                 more = self.consumer.poll(
                     timeout_ms=max(int(left * 1000), 1), max_records=self.options.batch_max - count
                 )
@@ -533,6 +550,22 @@ class Bridge:
                     records.setdefault(tp, []).extend(messages)
                     count += len(messages)
         return records
+
+    def _workers_busy(self) -> bool:
+        """Do the workers hold at least `max_in_flight` tasks (queued in Redis, or prefetched and
+        not yet acknowledged)? Unknown (Redis away) counts as not busy: nothing waits for it."""
+        if self.options.max_in_flight <= 0:
+            return False
+        queues = sorted({q for tp in self._assigned for q in self._queues_of(tp.topic)})
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.llen(queue)
+                pipe.hlen(UNACKED_KEY)
+                counts = pipe.execute()
+        except redis.exceptions.RedisError:
+            return False
+        return sum(counts) >= self.options.max_in_flight
 
     def _dispatch_records(self, records: dict[TopicPartition, list[Any]]) -> bool:
         """Dead-letter the poison, pack the rest by route (across partitions, in each partition's

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import OperationalError
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit import tasks as audit_tasks
@@ -215,3 +215,69 @@ def test_a_batch_of_an_unknown_task_is_dead_lettered_not_dropped(monkeypatch: py
         KeyError("gone.task"), "task-id", ("gone.task", [payload("a")]), {}, None
     )
     assert dead == ["a"]
+
+
+# --- natural batching in the bridge's poll, as a unit ------------------------------------------------
+
+
+class TrickleConsumer:
+    """Stands in for the Kafka consumer: one record per poll, every `gap_s`, `total` in all."""
+
+    def __init__(self, total: int, gap_s: float) -> None:
+        self.left, self.gap_s = total, gap_s
+
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> dict[str, list[object]]:
+        import time
+
+        wait = min(self.gap_s, timeout_ms / 1000)
+        time.sleep(wait)
+        if self.left and wait >= self.gap_s:
+            self.left -= 1
+            return {"tp": [object()]}
+        return {}
+
+
+def bridge_polling(consumer: TrickleConsumer, *, workers_busy: bool) -> Any:
+    from bridge.consumer import Bridge, BridgeOptions
+
+    bridge = object.__new__(Bridge)
+    bridge.consumer = consumer  # type: ignore[assignment]
+    bridge.options = BridgeOptions(
+        group_id="g", max_queue_depth=100, batch_linger_ms=10, batch_linger_max_ms=100, max_in_flight=2
+    )
+    bridge._queue_depths = {"payments": 1}  # a backlog shows: the poll lingers
+    bridge._workers_busy = lambda: workers_busy  # type: ignore[method-assign]
+    return bridge
+
+
+def test_a_poll_gathers_a_trickle_while_the_workers_are_busy_and_not_when_idle() -> None:
+    busy = bridge_polling(TrickleConsumer(total=60, gap_s=0.004), workers_busy=True)
+    gathered = sum(len(batch) for batch in busy._poll().values())
+    idle = bridge_polling(TrickleConsumer(total=60, gap_s=0.004), workers_busy=False)
+    alone = sum(len(batch) for batch in idle._poll().values())
+    # About 100 ms of a record per 4 ms while busy; about 10 ms' worth when the workers are free.
+    assert gathered >= 12 and alone <= 5 and gathered > 2 * alone, (gathered, alone)
+
+
+def test_the_workers_are_busy_when_queued_and_unacknowledged_tasks_reach_the_bound() -> None:
+    import redis as redis_lib
+
+    from bridge.consumer import UNACKED_KEY, Bridge, BridgeOptions
+    from tests.conftest import TEST_REDIS_URL
+
+    client = redis_lib.Redis.from_url(TEST_REDIS_URL)
+    queue = f"natural-{uuid.uuid4().hex[:6]}"
+    bridge = object.__new__(Bridge)
+    bridge.options = BridgeOptions(group_id="g", max_queue_depth=100, max_in_flight=2)
+    bridge._redis = client
+    bridge._assigned = frozenset({TopicPartition(REQUESTED, 0)})
+    bridge._queues_of = lambda topic: {queue}  # type: ignore[method-assign,assignment]
+    client.delete(queue, UNACKED_KEY)
+    try:
+        assert not bridge._workers_busy()
+        client.rpush(queue, "task-1")
+        assert not bridge._workers_busy()
+        client.hset(UNACKED_KEY, "tag-1", "running task")
+        assert bridge._workers_busy()
+    finally:
+        client.delete(queue, UNACKED_KEY)

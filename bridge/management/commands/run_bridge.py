@@ -46,6 +46,8 @@ class Command(BaseCommand):
                 backpressure_check_s=0.0,
                 batch_max=max(settings.BRIDGE_BATCH_MAX, 1),
                 batch_linger_ms=settings.BRIDGE_BATCH_LINGER_MS,
+                batch_linger_max_ms=settings.BRIDGE_BATCH_LINGER_MAX_MS,
+                max_in_flight=settings.BRIDGE_MAX_IN_FLIGHT,
                 topic_refresh_s=settings.BRIDGE_TOPIC_REFRESH_S,
                 relay=not options["no_relay"],
                 max_silence_s=settings.HEALTH_MAX_SILENCE_S,
