@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from django.db import migrations
 
+from notifications.seeding import template_seeder
+
 SAMPLE = {
     "paymentId": "pay_123",
     "amount": "99.99",
@@ -128,23 +130,7 @@ TEMPLATES = {
 }
 
 
-def seed(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
-    template = apps.get_model("notifications", "Template")
-    for (key, locale), (subject, text, html, sms, push_title, push_text) in TEMPLATES.items():
-        rows = {
-            "email": {"subject": subject, "body": text, "html_body": html},
-            "sms": {"subject": "", "body": sms, "html_body": ""},
-            "push": {"subject": push_title, "body": push_text, "html_body": ""},
-        }
-        for channel, fields in rows.items():
-            template.objects.get_or_create(
-                key=key, channel=channel, locale=locale, defaults={**fields, "sample_context": SAMPLE}
-            )
-
-
-def unseed(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
-    keys = {key for key, _ in TEMPLATES}
-    apps.get_model("notifications", "Template").objects.filter(key__in=keys).delete()
+seed, unseed = template_seeder(TEMPLATES, SAMPLE)
 
 
 class Migration(migrations.Migration):
