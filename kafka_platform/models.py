@@ -31,3 +31,21 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client} {self.scope} {self.key} {self.state}"
+
+
+class StatusTransition(models.Model):
+    """Who moved a stateful row from which status to which, when and why (each domain's state
+    history subclasses this with the foreign key to its row)."""
+
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32)
+    actor = models.CharField(max_length=128)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status}"

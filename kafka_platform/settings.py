@@ -128,8 +128,9 @@ BRIDGE_MAX_QUEUE_DEPTH = env.int("BRIDGE_MAX_QUEUE_DEPTH", default=5000)
 BRIDGE_BATCH_MAX = env.int("BRIDGE_BATCH_MAX", default=100)
 BRIDGE_BATCH_LINGER_MS = env.int("BRIDGE_BATCH_LINGER_MS", default=10)
 # Natural batching: while the workers hold at least BRIDGE_MAX_IN_FLIGHT tasks (queued, prefetched
-# or running: about the workers' concurrency), the bridge keeps gathering events for up to BRIDGE_BATCH_LINGER_MAX_MS in all, so
-# batches grow with the load; 0 turns it off (batches then linger BRIDGE_BATCH_LINGER_MS only).
+# or running: about the workers' concurrency), the bridge keeps gathering events for up to
+# BRIDGE_BATCH_LINGER_MAX_MS in all, so batches grow with the load; 0 turns it off (batches then
+# linger BRIDGE_BATCH_LINGER_MS only).
 BRIDGE_MAX_IN_FLIGHT = env.int("BRIDGE_MAX_IN_FLIGHT", default=2)
 BRIDGE_BATCH_LINGER_MAX_MS = env.int("BRIDGE_BATCH_LINGER_MAX_MS", default=100)
 # Seconds between the bridge's listings of the topics it consumes: a new audit.* topic is joined

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from kafka_platform.models import StatusTransition
 
 
 class Product(models.Model):
@@ -185,21 +186,13 @@ class Reservation(models.Model):
         return f"{self.quantity} x {self.product_id} {self.status}"
 
 
-class OrderTransition(models.Model):
+class OrderTransition(StatusTransition):
     """Who moved an order from which status to which, when and why."""
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="transitions")
-    from_status = models.CharField(max_length=16, blank=True)
-    to_status = models.CharField(max_length=16)
-    actor = models.CharField(max_length=128)
-    reason = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '-'} -> {self.to_status}"
+    class Meta(StatusTransition.Meta):
+        pass
 
 
 class SagaStep(models.Model):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from kafka_platform.models import StatusTransition
 from kafka_platform.money import format_money
 
 
@@ -108,21 +109,13 @@ class Payment(models.Model):
         return self.amount - self.refunded_amount
 
 
-class PaymentTransition(models.Model):
+class PaymentTransition(StatusTransition):
     """Who moved a payment from which status to which, when and why."""
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="transitions")
-    from_status = models.CharField(max_length=32, blank=True)
-    to_status = models.CharField(max_length=32)
-    actor = models.CharField(max_length=128)
-    reason = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '-'} -> {self.to_status}"
+    class Meta(StatusTransition.Meta):
+        pass
 
 
 class RefundStatus(models.TextChoices):
