@@ -25,13 +25,17 @@ class Chaos:
     postgres: TcpProxy
     broker: EmbeddedBroker
 
-    def bridge_loop(self) -> dict[str, Any]:
-        """The bridge's consume loop as its /healthz reports it ({} when it does not answer)."""
+    def bridge_health(self) -> dict[str, Any]:
+        """The bridge's /healthz checks by name ({} when it does not answer)."""
         try:
             health = requests.get(self.stack.probe_url("bridge", "/healthz"), timeout=2).json()
         except (requests.RequestException, ValueError):
             return {}
-        return dict(health.get("checks", {}).get("consumer_loop", {}))
+        return dict(health.get("checks", {}))
+
+    def bridge_loop(self) -> dict[str, Any]:
+        """The bridge's consume loop as its /healthz reports it."""
+        return dict(self.bridge_health().get("consumer_loop", {}))
 
 
 def pytest_configure(config: pytest.Config) -> None:

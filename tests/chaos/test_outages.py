@@ -10,6 +10,7 @@ crash tests; `make chaos` runs them at CHAOS_N=10000.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from tests.chaos.exactly_once import (
 from tests.support.faults import paused
 from tests.support.kafka import Collector
 
-N = chaos_n(default=500)
+N = chaos_n(default=300)
 BROKER_PAUSE_S = 30
 POSTGRES_OUTAGE_S = 60
 REDIS_PAUSE_S = 60
@@ -74,6 +75,7 @@ def test_redis_paused_for_60_s(chaos: Chaos, collector: Collector) -> None:
     run = under_way(chaos, collector)
     first = len(run.ids)
     failures, silence = 0, 0.0
+    redis_seen: list[dict[str, Any]] = []
     with paused(chaos.redis.pid, REDIS_PAUSE_S):
         in_flight = N - posted_count(run)
         # Requests keep arriving while Redis is away; the bridge cannot hand them on: its
@@ -81,14 +83,21 @@ def test_redis_paused_for_60_s(chaos: Chaos, collector: Collector) -> None:
         run = send(chaos.stack, N // 2, more_for=run)
         deadline = time.monotonic() + REDIS_PAUSE_S - 10
         while time.monotonic() < deadline:
-            loop = chaos.bridge_loop()
+            health = chaos.bridge_health()
+            loop = health.get("consumer_loop", {})
             failures = max(failures, loop.get("consecutive_dispatch_failures", 0))
             silence = max(silence, loop.get("last_beat_s_ago", 0.0))
+            redis_seen.append(health.get("redis", {}))
             time.sleep(1)
         arrived_during = Run(run.merchant, run.ids[first:])
         captured_during = captured_count(arrived_during)
     assert in_flight > 0, "every payment was done before Redis stopped: nothing was tested"
     assert failures > 0 or silence > 10, "the bridge went on as if Redis were there"
     assert captured_during == 0, "payments were captured while Redis was paused"
+    # The bridge's /healthz names Redis, and the partitions waiting on it, while it lasts.
+    unreachable = [check for check in redis_seen if check.get("status") in ("degraded", "down")]
+    assert unreachable, f"/healthz never said Redis was unreachable: {redis_seen[-3:]}"
+    assert chaos.redis.url.rsplit(":", 1)[1] in unreachable[-1]["broker"]
+    assert any(check.get("waiting_partitions") for check in unreachable), unreachable[-1]
     assert_exactly_once(collector, run, notes=f"redis paused {REDIS_PAUSE_S}s")
     assert chaos.stack.processes_alive(), "a process died instead of waiting for Redis"
