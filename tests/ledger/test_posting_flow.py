@@ -20,9 +20,9 @@ from tests.ledger.support import (
     transaction_request,
     transfer_request,
     updates,
-    wait_until,
 )
 from tests.support.kafka import Collector, Record, subject_is
+from tests.support.waiting import wait_until
 
 
 def user() -> str:
