@@ -4,6 +4,7 @@ the signed checkpoints of the chain (with their builder)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +13,8 @@ from audit import chain
 from bridge import topics
 
 if TYPE_CHECKING:
-    from audit.models import ChainCheckpoint
+    from audit.archive import Segment
+    from audit.models import ChainCheckpoint, ComplianceAlert
 
 
 class AuditRecord(BaseModel):
@@ -91,6 +93,76 @@ class AuditAction:
     ALERT_ACKNOWLEDGED = "compliance_alert.acknowledged"
     ALERT_RESOLVED = "compliance_alert.resolved"
     LOG_ARCHIVED = "audit_log.archived"
+
+
+# --- the audit domain's own events: alerts, their work, archiving, failed authentication ----------
+
+COMPLIANCE_ALERT_SUBJECT = "compliance_alert"
+AUDIT_ACTOR = "system:audit"
+
+
+def compliance_alert_raised_event(alert: ComplianceAlert) -> ComplianceAlertRaised:
+    return ComplianceAlertRaised(
+        alertId=str(alert.alert_id),
+        rule=alert.rule,
+        severity=alert.severity,
+        subject=alert.subject,
+        details=alert.details,
+        status=alert.status,
+        raisedAt=chain.format_time(alert.raised_at),
+    )
+
+
+def alert_raised_record(alert: ComplianceAlert) -> AuditRecord:
+    return audit_record(
+        action=AuditAction.ALERT_RAISED,
+        subject_type=COMPLIANCE_ALERT_SUBJECT,
+        subject_id=str(alert.alert_id),
+        actor=AUDIT_ACTOR,
+        details={"rule": alert.rule, "severity": alert.severity, "subject": alert.subject},
+    )
+
+
+def alert_worked_record(alert: ComplianceAlert, *, action: str, actor: str, note: str) -> AuditRecord:
+    """An operator acknowledged or resolved `alert` (its status already the new one)."""
+    return audit_record(
+        action=action,
+        subject_type=COMPLIANCE_ALERT_SUBJECT,
+        subject_id=str(alert.alert_id),
+        actor=actor,
+        details={"rule": alert.rule, "subject": alert.subject, "status": alert.status, "note": note or None},
+    )
+
+
+def log_archived_record(segment: Segment, *, cutoff: datetime) -> AuditRecord:
+    return audit_record(
+        action=AuditAction.LOG_ARCHIVED,
+        subject_type="audit_archive",
+        subject_id=segment.file.name,
+        actor=AUDIT_ACTOR,
+        details={
+            "firstSequence": segment.first_sequence,
+            "lastSequence": segment.last_sequence,
+            "records": segment.records,
+            "sha256": segment.sha256,
+            "cutoff": chain.format_time(cutoff),
+        },
+    )
+
+
+def auth_failed_record(
+    *, channel: str, username: str | None, remote_addr: str | None, path: str, reason: str
+) -> AuditRecord:
+    """The subject is the username tried, else the client's address, so the repeated_auth_failure
+    rule counts attempts against one account, or from one client that gave no username."""
+    subject_type, subject_id = ("user", username[:150]) if username else ("client", remote_addr or "unknown")
+    return audit_record(
+        action=AuditAction.AUTH_FAILED,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        actor="anonymous",
+        details={"channel": channel, "remoteAddr": remote_addr, "path": path[:500], "reason": reason},
+    )
 
 
 # The types this domain emits and the models of their `data` (bridge/schemas.py publishes their

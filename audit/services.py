@@ -26,9 +26,12 @@ from audit import archive, chain, rules
 from audit.events import (
     AuditAction,
     AuditRecord,
-    ComplianceAlertRaised,
-    audit_record,
+    alert_raised_record,
+    alert_worked_record,
+    auth_failed_record,
     checkpoint_signed_event,
+    compliance_alert_raised_event,
+    log_archived_record,
 )
 from audit.models import (
     ALERT_TRANSITIONS,
@@ -52,7 +55,6 @@ logger = logging.getLogger(__name__)
 CHAIN_LOCK = 7_301_846_113_001
 RETENTION_LOCK = 7_301_846_113_002
 CHECKPOINT_LOCK = 7_301_846_113_003
-AUDIT_ACTOR = "system:audit"
 
 # Every append waits for the chain lock; the holder must not then wait long for another lock
 # (a migration, a TRUNCATE, a row an alert needs), stalling them all. It gives up instead, below
@@ -171,28 +173,10 @@ def _apply_rules(row: AuditEvent) -> None:
             )
 
 
-def _audit(
-    *,
-    topic: topics.Topic,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    actor: str,
-    details: Mapping[str, Any],
-    correlation_id: str | None = None,
-) -> None:
+def _audit(*, topic: topics.Topic, record: AuditRecord, correlation_id: str | None = None) -> None:
     """Publish an audit record of the audit domain's own (it comes back into the log via Kafka)."""
     outbox.record_event(
-        topic=topic,
-        subject=subject_id,
-        correlation_id=correlation_id or None,
-        data=audit_record(
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            actor=actor,
-            details=dict(details),
-        ),
+        topic=topic, subject=record.subjectId or "", correlation_id=correlation_id or None, data=record
     )
 
 
@@ -244,28 +228,15 @@ def compliance_alert_raise(
             alert, created = ComplianceAlert.objects.get_or_create(dedupe_key=dedupe_key, defaults=values)
             if not created:
                 return None
-        data = ComplianceAlertRaised(
-            alertId=str(alert.alert_id),
-            rule=alert.rule,
-            severity=alert.severity,
-            subject=alert.subject,
-            details=alert.details,
-            status=alert.status,
-            raisedAt=chain.format_time(alert.raised_at),
-        )
         outbox.record_event(
             topic=topics.AUDIT_COMPLIANCE_ALERTS,
             subject=str(alert.alert_id),
-            data=data.model_dump(),
+            data=compliance_alert_raised_event(alert),
             correlation_id=correlation_id or None,
         )
         _audit(
             topic=topics.AUDIT_COMPLIANCE_EVENTS,
-            action=AuditAction.ALERT_RAISED,
-            subject_type="compliance_alert",
-            subject_id=str(alert.alert_id),
-            actor=AUDIT_ACTOR,
-            details={"rule": alert.rule, "severity": alert.severity, "subject": alert.subject},
+            record=alert_raised_record(alert),
             correlation_id=correlation_id,
         )
         transaction.on_commit(metrics.COMPLIANCE_VIOLATIONS.labels(rule=alert.rule).inc)
@@ -294,11 +265,7 @@ def _transition(alert: ComplianceAlert, to_status: str, *, by: AbstractBaseUser,
         action = AuditAction.ALERT_RESOLVED
     _audit(
         topic=topics.AUDIT_COMPLIANCE_EVENTS,
-        action=action,
-        subject_type="compliance_alert",
-        subject_id=str(alert.alert_id),
-        actor=user_actor(by),
-        details={"rule": alert.rule, "subject": alert.subject, "status": to_status, "note": note or None},
+        record=alert_worked_record(alert, action=action, actor=user_actor(by), note=note),
         correlation_id=alert.correlation_id,
     )
     return True
@@ -528,20 +495,7 @@ def _purge_segment(
     with connection.cursor() as cursor:
         # Called inside an outer transaction, SET LOCAL would outlive this function: end it here.
         cursor.execute("SET LOCAL audit.retention = 'off'")
-    _audit(
-        topic=topics.AUDIT_COMPLIANCE_EVENTS,
-        action=AuditAction.LOG_ARCHIVED,
-        subject_type="audit_archive",
-        subject_id=segment.file.name,
-        actor=AUDIT_ACTOR,
-        details={
-            "firstSequence": segment.first_sequence,
-            "lastSequence": segment.last_sequence,
-            "records": segment.records,
-            "sha256": segment.sha256,
-            "cutoff": chain.format_time(cutoff),
-        },
-    )
+    _audit(topic=topics.AUDIT_COMPLIANCE_EVENTS, record=log_archived_record(segment, cutoff=cutoff))
     return True
 
 
@@ -556,13 +510,10 @@ def auth_failure_record(
     The subject is the username tried, else the client's address, so the repeated_auth_failure
     rule counts attempts against one account, or from one client that gave no username.
     """
-    subject_type, subject_id = ("user", username[:150]) if username else ("client", remote_addr or "unknown")
     with transaction.atomic():
         _audit(
             topic=topics.AUDIT_AUTH_EVENTS,
-            action=AuditAction.AUTH_FAILED,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            actor="anonymous",
-            details={"channel": channel, "remoteAddr": remote_addr, "path": path[:500], "reason": reason},
+            record=auth_failed_record(
+                channel=channel, username=username, remote_addr=remote_addr, path=path, reason=reason
+            ),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from audit.events import audit_record
 from bridge import outbox, topics
 from bridge.models import StuckPartition
 
@@ -29,12 +30,12 @@ def stuck_partition_request_skip(*, stuck_id: int, actor: str) -> bool:
         topic=topics.AUDIT_COMPLIANCE_EVENTS,
         subject=subject,
         actor=actor,
-        data={
-            "action": SKIP_REQUESTED,
-            "subjectType": "kafka_record",
-            "subjectId": subject,
-            "actor": actor,
-            "details": {
+        data=audit_record(
+            action=SKIP_REQUESTED,
+            subject_type="kafka_record",
+            subject_id=subject,
+            actor=actor,
+            details={
                 "group": stuck.group,
                 "topic": stuck.topic,
                 "partition": stuck.partition,
@@ -42,6 +43,6 @@ def stuck_partition_request_skip(*, stuck_id: int, actor: str) -> bool:
                 "error": stuck.error[:1000],
                 "stuckSince": stuck.stuck_since.isoformat(),
             },
-        },
+        ),
     )
     return True

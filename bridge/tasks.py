@@ -10,6 +10,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
+from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError, connections, transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -25,8 +26,6 @@ logger = logging.getLogger(__name__)
 SWEEP_AFTER_S = 5.0
 
 
-# A database or Redis outage of up to this long is ridden out inside the task, which re-runs
-# its (idempotent) body; retrying through Celery would need the very Redis that may be down.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
@@ -35,13 +34,30 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # A publish that found Redis away (a batch sending an unsure payment on as its own task).
     KombuOperationalError,
 )
+# An outage is ridden out for this long from its first failure, then the task fails for good
+# (dead-lettered). The same budget as when the task waited in the worker.
 TRANSIENT_RETRY_FOR_S = 180.0
+# Celery retries during an outage: 1 s, 2 s, 4 s ... at most 10 s apart, far below the broker's
+# visibility timeout (CELERY_VISIBILITY_TIMEOUT, 600 s), so a retry is never redelivered twice.
+OUTAGE_RETRY_FIRST_S = 1.0
+OUTAGE_RETRY_MAX_S = 10.0
+# Message headers carrying an outage across retries: when it started, how many retries so far.
+OUTAGE_SINCE_HEADER = "kp_outage_since"
+OUTAGE_RETRIES_HEADER = "kp_outage_retries"
+# While the broker itself is away the retry cannot be published: wait in the worker, this long
+# at first and doubling up to the cap, then run the body again.
+BROKER_DOWN_WAIT_FIRST_S = 0.2
+BROKER_DOWN_WAIT_MAX_S = 5.0
+
+
+def outage_retry_countdown(retries: int) -> float:
+    return min(OUTAGE_RETRY_FIRST_S * 2**retries, OUTAGE_RETRY_MAX_S)
 
 
 class EventTask(DjangoTask):
     """The platform's task class (the Celery app's default).
 
-    Rides out transient database and Redis outages by re-running the task body, and, for a task
+    Rides out transient database and Redis outages through Celery retries (see `_run`), and, for a task
     whose first argument is an event payload, dead-letters the event when it fails for good.
     Each run is a span, a child of the event's trace context (or of the task message's).
     """
@@ -72,20 +88,63 @@ class EventTask(DjangoTask):
             return self._run(*args, **kwargs)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + TRANSIENT_RETRY_FOR_S
-        delay = 0.2
+        """Run the body; a database or Redis outage becomes a Celery retry of this message.
+
+        The worker process is free while the outage lasts: the retry is a new message with a
+        countdown. It keeps `request.retries` as it was, so an outage never spends a task's own
+        retry budget (the gateway's PAYMENTS_GATEWAY_MAX_RETRIES in payments.tasks.RetryPolicy);
+        the outage's own budget (TRANSIENT_RETRY_FOR_S) travels in message headers.
+
+        One case stays in the worker: when the broker (Redis) is what is away, the retry cannot be
+        published, and neither can the message be acked or requeued. Celery's own `retry` would
+        then reject the message without requeueing it (lost, since it was acked late); leaving it
+        unacked would bring it back only after the visibility timeout (10 minutes). So only then
+        the worker waits (0.2 s doubling to 5 s, within the same outage budget) and runs the body
+        again, exactly as before; every body is idempotent, so a second run has its effect once.
+        A task called directly (inside process_batch) raises: its caller owns the retry.
+        """
+        request = self.request
+        if request.called_directly or request.is_eager:
+            return super().__call__(*args, **kwargs)
+        outage_since = float(request.get(OUTAGE_SINCE_HEADER) or 0.0) or None
+        outage_retries = int(request.get(OUTAGE_RETRIES_HEADER) or 0)
+        broker_wait = BROKER_DOWN_WAIT_FIRST_S
         while True:
             try:
                 return super().__call__(*args, **kwargs)
             except TRANSIENT_ERRORS as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                logger.warning(
-                    "%s: %s: %s; running it again in %.1fs", self.name, type(exc).__name__, exc, delay
-                )
                 connections.close_all()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                outage_since = outage_since or time.time()
+                if time.time() - outage_since > TRANSIENT_RETRY_FOR_S:
+                    raise
+                countdown = outage_retry_countdown(outage_retries)
+                retry = self.signature_from_request(
+                    request,
+                    countdown=countdown,
+                    retries=request.retries,  # not one of the task's own retries
+                    headers={
+                        OUTAGE_SINCE_HEADER: repr(outage_since),
+                        OUTAGE_RETRIES_HEADER: str(outage_retries + 1),
+                    },
+                )
+                try:
+                    retry.apply_async()
+                except Exception as publish_exc:  # noqa: BLE001 - the broker is away: wait here (see above)
+                    if time.time() + broker_wait - outage_since > TRANSIENT_RETRY_FOR_S:
+                        raise exc from publish_exc
+                    logger.warning(
+                        "%s: %s: %s; the broker is away too (%s): running it again in %.1fs",
+                        self.name,
+                        type(exc).__name__,
+                        exc,
+                        safe_error(publish_exc),
+                        broker_wait,
+                    )
+                    time.sleep(broker_wait)
+                    broker_wait = min(broker_wait * 2, BROKER_DOWN_WAIT_MAX_S)
+                    continue
+                logger.warning("%s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, countdown)
+                raise Retry(exc=exc, when=countdown, sig=retry) from exc
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
+
+if TYPE_CHECKING:  # the models import nothing from here, but keep the schemas importable alone
+    from notifications.models import Notification
 
 ChannelName = Literal["email", "sms", "push", "webhook"]
 
@@ -86,6 +89,27 @@ class NotificationFailed(BaseModel):
     attempts: int
     reason: str
     message: str = ""
+
+
+def notification_sent_event(notification: Notification, *, provider_message_id: str) -> NotificationSent:
+    return NotificationSent(
+        notificationId=notification.notification_id,
+        channel=notification.channel,  # type: ignore[arg-type]  # a ChannelName, stored as its value
+        recipient=notification.recipient,
+        attempts=notification.attempts,
+        providerMessageId=provider_message_id,
+    )
+
+
+def notification_failed_event(notification: Notification, *, reason: str, detail: str) -> NotificationFailed:
+    return NotificationFailed(
+        notificationId=notification.notification_id,
+        channel=notification.channel,  # type: ignore[arg-type]  # a ChannelName, stored as its value
+        recipient=notification.recipient,
+        attempts=notification.attempts,
+        reason=reason,
+        message=detail[:1000],  # the event carries the start; last_error keeps more
+    )
 
 
 # The types this domain emits and the models of their `data` (bridge/schemas.py publishes their

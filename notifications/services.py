@@ -46,10 +46,10 @@ from kafka_platform.celery import enqueue
 from notifications import protection, rendering, webhooks
 from notifications.events import (
     ENDPOINT_ID_FIELD,
-    NotificationFailed,
     NotificationRequested,
-    NotificationSent,
+    notification_failed_event,
     notification_requested_event,
+    notification_sent_event,
 )
 from notifications.models import (
     IN_FLIGHT,
@@ -197,13 +197,7 @@ def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Re
         WebhookEndpoint.objects.filter(
             pk=notification.webhook_endpoint_id, consecutive_failures__gt=0
         ).update(consecutive_failures=0)
-    data = NotificationSent(
-        notificationId=notification.notification_id,
-        channel=notification.channel,  # type: ignore[arg-type]
-        recipient=notification.recipient,
-        attempts=notification.attempts,
-        providerMessageId=receipt.provider_message_id,
-    ).model_dump()
+    data = notification_sent_event(notification, provider_message_id=receipt.provider_message_id)
     outbox.record_event(
         topic=topics.NOTIFICATION_SENT,
         subject=notification.notification_id,
@@ -239,14 +233,7 @@ def _fail(notification: Notification, *, reason: str, detail: str) -> None:
     notification.save()
     if notification.webhook_endpoint_id and reason == FailureReason.RETRIES_EXHAUSTED:
         _endpoint_record_failure(notification.webhook_endpoint_id, notification)
-    data = NotificationFailed(
-        notificationId=notification.notification_id,
-        channel=notification.channel,  # type: ignore[arg-type]
-        recipient=notification.recipient,
-        attempts=notification.attempts,
-        reason=reason,
-        message=detail[:1000],
-    ).model_dump()
+    data = notification_failed_event(notification, reason=reason, detail=detail)
     outbox.record_event(
         topic=topics.NOTIFICATION_FAILED,
         subject=notification.notification_id,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
 from kafka_platform.money import Amount, Currency, check_precision, format_money
+from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
 from payments.events import DEFAULT_MERCHANT, Customer, PaymentMethod, PaymentRequested
 
@@ -201,3 +202,42 @@ EMITTED_EVENTS = {
     topics.ORDER_STATUS_UPDATED.name: OrderStatusUpdated,
     topics.INVENTORY_STOCK_UPDATED.name: StockUpdated,
 }
+
+
+# The welcome email's template key (seeded by orders/migrations/0003_seed_templates.py).
+WELCOME_TEMPLATE = "welcome"
+
+
+def order_notification_request(
+    order: Order, *, channel: str, recipient: str, template: str, occasion: str, context: dict[str, Any]
+) -> NotificationRequested:
+    """Ask notifications to tell the order's customer about `occasion` on `channel`."""
+    customer = order.request.get("customer") or {}
+    return notification_requested_event(
+        notification_id=f"order:{order.order_id}:{occasion}:{channel}",
+        channel=channel,
+        recipient=recipient,
+        template_key=template,
+        context={
+            "orderId": order.order_id,
+            "total": format_money(order.total, order.currency),
+            "currency": order.currency,
+            "itemCount": sum(line.quantity for line in order.lines.all()),
+            **context,
+        },
+        locale=customer.get("locale") or "en",
+    )
+
+
+def welcome_notification_request(
+    registered: UserRegistered, *, channel: str, recipient: str
+) -> NotificationRequested:
+    """Ask notifications for a new user's welcome on `channel`."""
+    return notification_requested_event(
+        notification_id=f"user:{registered.userId}:welcome:{channel}",
+        channel=channel,
+        recipient=recipient,
+        template_key=WELCOME_TEMPLATE,
+        context={"userId": registered.userId, "email": registered.email},
+        locale=registered.locale or "en",
+    )

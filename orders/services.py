@@ -37,9 +37,11 @@ from orders.events import (
     UserLogin,
     UserRegistered,
     order_created_event,
+    order_notification_request,
     order_payment_request,
     order_status_updated_event,
     stock_updated_event,
+    welcome_notification_request,
 )
 from orders.models import (
     CANCELLABLE,
@@ -74,7 +76,6 @@ EXPIRE_MAX_PER_RUN = 500
 ORDER_CONFIRMED = "order_confirmed"
 ORDER_CANCELLED = "order_cancelled"
 ORDER_SHIPPED = "order_shipped"
-WELCOME = "welcome"
 
 # Audit actions of the users.* events.
 USER_REGISTERED_ACTION = "user.registered"
@@ -164,25 +165,14 @@ def _notify_customer(order: Order, *, template: str, occasion: str, context: dic
     """Ask notifications to tell the customer, on every channel the order's customer gave."""
     customer = order.request.get("customer") or {}
     for channel, recipient in customer_recipients(customer):
-        notification_id = f"order:{order.order_id}:{occasion}:{channel}"
+        request = order_notification_request(
+            order, channel=channel, recipient=recipient, template=template, occasion=occasion, context=context
+        )
         outbox.record_event(
             topic=topics.NOTIFICATION_REQUESTED,
-            subject=notification_id,
+            subject=request.notificationId,
             correlation_id=order.correlation_id or None,
-            data={
-                "notificationId": notification_id,
-                "channel": channel,
-                "recipient": recipient,
-                "template": template,
-                "context": {
-                    "orderId": order.order_id,
-                    "total": format_money(order.total, order.currency),
-                    "currency": order.currency,
-                    "itemCount": sum(line.quantity for line in order.lines.all()),
-                    **context,
-                },
-                "locale": customer.get("locale") or "en",
-            },
+            data=request,
         )
 
 
@@ -628,19 +618,12 @@ def user_welcome(*, event: Envelope, registered: UserRegistered) -> bool:
     if not inbox.claim(consumer=WELCOME_CONSUMER, event=event):
         return False
     for channel, recipient in customer_recipients({"email": registered.email}):
-        notification_id = f"user:{registered.userId}:welcome:{channel}"
+        request = welcome_notification_request(registered, channel=channel, recipient=recipient)
         outbox.record_event(
             topic=topics.NOTIFICATION_REQUESTED,
-            subject=notification_id,
+            subject=request.notificationId,
             correlation_id=event.correlation_id or event.id,
-            data={
-                "notificationId": notification_id,
-                "channel": channel,
-                "recipient": recipient,
-                "template": WELCOME,
-                "context": {"userId": registered.userId, "email": registered.email},
-                "locale": registered.locale or "en",
-            },
+            data=request,
         )
     return True
 

@@ -8,11 +8,14 @@ same key returns the first outcome instead of charging twice.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any, Protocol
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils.module_loading import import_string
@@ -142,10 +145,26 @@ def get_gateway() -> PaymentGateway:
     return import_string(settings.PAYMENTS_GATEWAY)()
 
 
-def gateway_breaker() -> CircuitBreaker:
+@cache
+def _breaker_redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def gateway_breaker(*, clock: Callable[[], float] | None = time.time) -> CircuitBreaker:
+    """The gateway's circuit, shared by every worker through the broker's Redis.
+
+    Its clock is each worker's own (time.time), as it always was; its state is the hash
+    `circuit:payments-gateway` (the three strings `circuit:payments-gateway:{failures,open_until,
+    probe}` before the breaker was shared with notifications: a circuit open during that deploy
+    closed once, and the two old strings can be deleted).
+    """
     return CircuitBreaker(
         "payments-gateway",
+        client=lambda: _breaker_redis(settings.CELERY_BROKER_URL),
         failure_threshold=settings.PAYMENTS_GATEWAY_BREAKER_THRESHOLD,
         reset_timeout_s=settings.PAYMENTS_GATEWAY_BREAKER_RESET_S,
+        # A probe's slot outlives a slow probe at least as long as the cooldown.
+        probe_ttl_s=max(settings.PAYMENTS_GATEWAY_BREAKER_RESET_S, 1.0),
         counted=(GatewayTimeout,),
+        clock=clock,
     )

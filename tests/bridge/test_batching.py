@@ -9,6 +9,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from celery.canvas import Signature
+from celery.exceptions import Retry
 from django.db import OperationalError
 from kafka import KafkaProducer, TopicPartition
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -185,25 +187,42 @@ def test_a_batch_that_fails_for_good_dead_letters_each_event(monkeypatch: pytest
     [OperationalError("connection refused"), KombuOperationalError("Error 111 connecting to Redis")],
     ids=["postgres", "redis-publish"],
 )
-def test_an_outage_runs_the_whole_batch_again_rather_than_splitting_it(
+def test_an_outage_retries_the_whole_batch_rather_than_splitting_it(
     fake: tuple[FakeTask, list[tuple[str, Any, str]]], monkeypatch: pytest.MonkeyPatch, outage: Exception
 ) -> None:
-    """PostgreSQL away, or Redis away when the batch sends an event on: the batch runs again whole
-    (it is idempotent), rather than splitting or failing and dead-lettering what it processed."""
+    """PostgreSQL away, or Redis away when the batch sends an event on: the batch is retried whole
+    by Celery (it is idempotent), rather than splitting or failing and dead-lettering what it
+    processed. (With the broker itself away: tests/bridge/test_outage_retries.py.)"""
     task, sent = fake
     calls: list[int] = []
 
     def handler(events: list[Envelope]) -> None:
         calls.append(len(events))
-        if len(calls) == 1:
-            raise outage
+        raise outage
 
+    published: list[Signature] = []
     monkeypatch.setitem(bridge_tasks._BATCH_HANDLERS, FakeTask.name, handler)
     monkeypatch.setattr(bridge_tasks.connections, "close_all", lambda: None)
-    monkeypatch.setattr(bridge_tasks.time, "sleep", lambda s: None)
-    # Through EventTask.__call__, as the worker runs it: the outage is ridden out as a batch.
-    assert bridge_tasks.process_batch(FakeTask.name, [payload("a"), payload("b")])["batched"] == 2
-    assert calls == [2, 2] and task.ran == [] and sent == []
+    monkeypatch.setattr(Signature, "apply_async", lambda sig, *a, **kw: published.append(sig))
+    batch = [FakeTask.name, [payload("a"), payload("b")]]
+    # Through EventTask.__call__, as the worker runs a delivered message.
+    bridge_tasks.process_batch.push_request(
+        id="batch-1",
+        args=batch,
+        kwargs={},
+        retries=0,
+        called_directly=False,
+        is_eager=False,
+        delivery_info={},
+    )
+    try:
+        with pytest.raises(Retry):
+            bridge_tasks.process_batch(*batch)
+    finally:
+        bridge_tasks.process_batch.pop_request()
+    [retry] = published
+    assert retry.task == "bridge.process_batch" and list(retry.args) == batch
+    assert calls == [2] and task.ran == [] and sent == []
 
 
 def test_a_batch_of_an_unknown_task_is_dead_lettered_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from notifications import protection, rendering, webhooks
 from notifications.providers import OutgoingMessage
 from notifications.providers.email import DjangoEmailProvider, _classify_send_error
 from tests.conftest import TEST_REDIS_URL
+from tests.support.clock import FakeClock
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
@@ -142,32 +143,51 @@ def redis_protection() -> Iterator[redis.Redis]:
 
 @override_settings(NOTIFICATIONS_RATE_LIMIT_BURST=3, NOTIFICATIONS_RATE_LIMIT_PER_MINUTE=60)
 def test_token_bucket_reserves_the_next_free_tokens(redis_protection: redis.Redis) -> None:
+    clock = FakeClock()
     recipient = f"bucket-{time.time_ns()}@example.com"
-    waits = [protection.rate_limit_reserve(channel="email", recipient=recipient) for _ in range(5)]
-    assert waits[:3] == [0.0, 0.0, 0.0]
-    assert 0.9 < waits[3] <= 1.0 and 1.9 < waits[4] <= 2.0
-    assert protection.rate_limit_reserve(channel="sms", recipient=recipient) == 0.0
-    time.sleep(1.1)
+
+    def reserve(channel: str = "email") -> float:
+        return protection.rate_limit_reserve(channel=channel, recipient=recipient, clock=clock)
+
+    waits = [reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.0, 0.0, 1.0, 2.0])
+    assert reserve("sms") == 0.0  # a bucket per channel
+    clock.advance(1.0)
     # One token came back, but the two reservations hold the next ones.
-    assert protection.rate_limit_reserve(channel="email", recipient=recipient) > 0.9
+    assert reserve() == pytest.approx(2.0)
+    # Idle long enough, the bucket is full again (never above its burst).
+    clock.advance(60.0)
+    assert [reserve() for _ in range(4)] == pytest.approx([0.0, 0.0, 0.0, 1.0])
 
 
-@override_settings(NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD=2, NOTIFICATIONS_BREAKER_COOLDOWN_S=0.3)
+@override_settings(NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD=2, NOTIFICATIONS_BREAKER_COOLDOWN_S=30)
 def test_breaker_opens_probes_and_closes(redis_protection: redis.Redis) -> None:
+    clock = FakeClock()
     name = f"unit-{time.time_ns()}"
-    assert protection.breaker_check(name).allowed
-    assert not protection.breaker_record_failure(name)
-    assert protection.breaker_record_failure(name)  # the threshold: open
-    denied = protection.breaker_check(name)
-    assert not denied.allowed and 0 < denied.retry_after_s <= 0.3
-    time.sleep(0.35)
-    probe = protection.breaker_check(name)
+
+    def check() -> protection.BreakerDecision:
+        return protection.breaker_check(name, clock=clock)
+
+    assert check().allowed
+    assert not protection.breaker_record_failure(name, clock=clock)
+    assert protection.breaker_record_failure(name, clock=clock)  # the threshold: open
+    assert protection.breaker_is_open(name)
+    assert redis_protection.hget(f"notifications:breaker:{name}", "opened_until") is not None  # its layout
+    clock.advance(10)
+    denied = check()
+    assert not denied.allowed and denied.retry_after_s == pytest.approx(20)
+    clock.advance(19.999)
+    assert not check().allowed
+    clock.advance(0.001)
+    probe = check()
     assert probe.allowed and probe.probe
-    assert not protection.breaker_check(name).allowed  # one probe at a time
-    assert protection.breaker_record_failure(name)  # the probe failed: open again
-    assert not protection.breaker_check(name).allowed
-    time.sleep(0.35)
-    assert protection.breaker_check(name).probe
+    busy = check()
+    assert not busy.allowed and busy.probe_in_flight  # one probe at a time
+    assert protection.breaker_record_failure(name, clock=clock)  # the probe failed: open again
+    clock.advance(29.999)
+    assert not check().allowed
+    clock.advance(0.001)
+    assert check().probe
     protection.breaker_record_success(name)
-    closed = protection.breaker_check(name)
-    assert closed.allowed and not closed.probe
+    closed = check()
+    assert closed.allowed and not closed.probe and not protection.breaker_is_open(name)

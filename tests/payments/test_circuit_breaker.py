@@ -1,25 +1,35 @@
-"""The gateway's circuit breaker, with its state in the real Redis."""
+"""The gateway's circuit breaker, with its state in the real Redis and time on a fake clock."""
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 
 from kafka_platform.circuit_breaker import CircuitBreaker, CircuitOpen
-from payments.gateway import GatewayTimeout
+from payments.gateway import GatewayTimeout, gateway_breaker
 from tests.conftest import TEST_REDIS_URL
+from tests.support.clock import FakeClock
+
+RESET_S = 30.0
 
 
 @pytest.fixture
-def breaker() -> CircuitBreaker:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def breaker(clock: FakeClock) -> Iterator[CircuitBreaker]:
     settings.CELERY_BROKER_URL = TEST_REDIS_URL
-    b = CircuitBreaker(
-        f"test-{uuid.uuid4().hex[:6]}", failure_threshold=3, reset_timeout_s=0.5, counted=(GatewayTimeout,)
-    )
+    # The gateway's own breaker (its keys, client and probe slot), under a name of this test's.
+    b = gateway_breaker(clock=clock)
+    b.name = f"test-{uuid.uuid4().hex[:6]}"
+    b.state_key, b.probe_key = f"circuit:{b.name}", f"circuit:{b.name}:probe"
+    b.failure_threshold, b.reset_timeout_s = 3, RESET_S
     yield b
     b.reset()
 
@@ -38,6 +48,19 @@ def test_opens_after_consecutive_failures_and_then_fails_fast(breaker: CircuitBr
     assert calls == [] and breaker.state() == "open"
 
 
+def test_stays_open_until_the_reset_timeout_has_passed(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    for _ in range(3):
+        with pytest.raises(GatewayTimeout):
+            breaker.call(timeout)
+    clock.advance(RESET_S - 0.001)
+    assert breaker.state() == "open"
+    with pytest.raises(CircuitOpen, match="is open"):
+        breaker.call(lambda: "early")
+    clock.advance(0.002)
+    assert breaker.state() == "half_open"
+    assert breaker.call(lambda: "probed") == "probed"
+
+
 def test_a_success_resets_the_count(breaker: CircuitBreaker) -> None:
     for _ in range(2):
         with pytest.raises(GatewayTimeout):
@@ -49,11 +72,13 @@ def test_a_success_resets_the_count(breaker: CircuitBreaker) -> None:
     assert breaker.state() == "closed"
 
 
-def test_half_open_lets_one_probe_through_and_its_success_closes(breaker: CircuitBreaker) -> None:
+def test_half_open_lets_one_probe_through_and_its_success_closes(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
     for _ in range(3):
         with pytest.raises(GatewayTimeout):
             breaker.call(timeout)
-    time.sleep(0.6)
+    clock.advance(RESET_S)
     assert breaker.state() == "half_open"
     probe_started, release = threading.Event(), threading.Event()
 
@@ -73,11 +98,16 @@ def test_half_open_lets_one_probe_through_and_its_success_closes(breaker: Circui
     assert result == ["probed"] and breaker.state() == "closed"
 
 
-def test_a_failed_probe_opens_the_circuit_again(breaker: CircuitBreaker) -> None:
+def test_a_failed_probe_opens_the_circuit_again(breaker: CircuitBreaker, clock: FakeClock) -> None:
     for _ in range(3):
         with pytest.raises(GatewayTimeout):
             breaker.call(timeout)
-    time.sleep(0.6)
+    clock.advance(RESET_S)
     with pytest.raises(GatewayTimeout):
         breaker.call(timeout)
     assert breaker.state() == "open"
+    # Open for a whole cooldown again, counted from the probe's failure.
+    clock.advance(RESET_S - 0.001)
+    assert breaker.state() == "open"
+    clock.advance(0.002)
+    assert breaker.state() == "half_open"
