@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -278,7 +278,7 @@ def compliance_alert_acknowledge(
     """Acknowledge an open alert and assign it (to `assignee`, else to the acknowledging user)."""
     alert = ComplianceAlert.objects.select_for_update().get(alert_id=alert_id)
     if _transition(alert, AlertStatus.ACKNOWLEDGED, by=by, note=note):
-        alert.assignee = assignee or alert.assignee or by
+        alert.assignee = cast(Any, assignee or alert.assignee or by)  # AUTH_USER_MODEL rows
         _append_note(alert, by=by, note=note)
         alert.save()
     return alert

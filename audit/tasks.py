@@ -19,7 +19,7 @@ LONG_LIMIT_S = LONG_SOFT_LIMIT_S + 300
 
 
 # A deadlock or a dropped connection succeeds on a retry; anything else is dead-lettered.
-@shared_task(
+@shared_task(  # type: ignore[call-overload]  # celery-types wants an int retry_backoff; seconds may be a float
     name=task_names.RECORD_AUDIT_EVENT,
     base=EventTask,
     autoretry_for=(OperationalError, InterfaceError),

@@ -50,7 +50,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     search_fields = ("key",)
     exclude = ("value",)
 
-    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # As before the shared base: whoever holds the delete permission (no role grants it,
         # superusers do) may remove an outbox row.
         return admin.ModelAdmin.has_delete_permission(self, request, obj)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -84,7 +85,7 @@ def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int
     with transaction.atomic():
         rows = OutboxEvent.objects.select_for_update(skip_locked=True).filter(sent_at__isnull=True)
         if older_than_s:
-            rows = rows.filter(created_at__lt=timezone.now() - timezone.timedelta(seconds=older_than_s))
+            rows = rows.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than_s))
         batch = list(rows.order_by("id")[:limit])
         if not batch:
             return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import shared_task
@@ -144,7 +144,8 @@ class EventTask(DjangoTask):
                     broker_wait = min(broker_wait * 2, BROKER_DOWN_WAIT_MAX_S)
                     continue
                 logger.warning("%s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, countdown)
-                raise Retry(exc=exc, when=countdown, sig=retry) from exc
+                # celery-types wants an Exception and a `numbers.Real`; Celery takes any of these.
+                raise Retry(exc=cast(Exception, exc), when=cast(Any, countdown), sig=retry) from exc
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any

@@ -18,6 +18,8 @@ from ledger.postings import LedgerRefused, Posting
 from payments.events import PaymentProcessed
 
 # Lock races that outlast the service's own retries are retried by Celery, then dead-lettered.
+# celery-types wants an int retry_backoff (seconds may be a float) and typed options: the
+# decorators below carry an ignore for that.
 CONTENTION_RETRY = {
     "autoretry_for": (services.LedgerBusy,),
     "retry_backoff": 0.5,
@@ -92,12 +94,12 @@ def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
         ]
 
 
-@shared_task(name=task_names.POST_TRANSACTION_REQUESTED, base=EventTask, **CONTENTION_RETRY)
+@shared_task(name=task_names.POST_TRANSACTION_REQUESTED, base=EventTask, **CONTENTION_RETRY)  # type: ignore[call-overload]  # see CONTENTION_RETRY
 def post_transaction_requested(payload: dict[str, Any]) -> str:
     return _post_one(payload, _requested_posting)
 
 
-@shared_task(name=task_names.POST_CAPTURED_PAYMENT, base=EventTask, **CONTENTION_RETRY)
+@shared_task(name=task_names.POST_CAPTURED_PAYMENT, base=EventTask, **CONTENTION_RETRY)  # type: ignore[call-overload]  # see CONTENTION_RETRY
 def post_captured_payment(payload: dict[str, Any]) -> str:
     return _post_one(payload, _payment_posting)
 

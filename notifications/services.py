@@ -841,7 +841,11 @@ def notifications_dispatch_due() -> int:
             for notification in due:
                 if notification.status == NotificationStatus.SENDING:
                     _resolve_stuck(notification)
-                if notification.status == NotificationStatus.QUEUED and notification.next_attempt_at <= now:
+                if (
+                    notification.status == NotificationStatus.QUEUED
+                    and notification.next_attempt_at is not None
+                    and notification.next_attempt_at <= now
+                ):
                     _enqueue_on_commit(notification)
                     notification.save(update_fields=["claim", "next_attempt_at", "updated_at"])
         handled += len(due)

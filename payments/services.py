@@ -657,12 +657,13 @@ def payment_compensate(*, event: Envelope, transaction_id: str, reason: str, mes
             return payment
         _saga_step(payment, "ledger_refused", "done", f"{reason}: {message}")
     gateway = get_gateway()
+    captured: Payment = payment  # narrowed above; the lambda below cannot see that
     result = gateway_breaker().call(
         lambda: gateway.refund(
-            idempotency_key=f"reversal:{payment.payment_id}",
-            charge_reference=payment.gateway_reference,
-            amount=payment.refundable_amount,
-            currency=payment.currency,
+            idempotency_key=f"reversal:{captured.payment_id}",
+            charge_reference=captured.gateway_reference,
+            amount=captured.refundable_amount,
+            currency=captured.currency,
         )
     )
     with transaction.atomic():

@@ -17,8 +17,8 @@ class AuditEventSerializer(serializers.Serializer):
 
     sequence = serializers.IntegerField()
     eventId = serializers.CharField()  # noqa: N815 - the wire name
-    type = serializers.CharField()  # type: ignore[assignment]  # a field named like a stub attribute
-    source = serializers.CharField()  # type: ignore[assignment]  # (DRF pops fields off the class)
+    type = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a field named like a stub attribute
     action = serializers.CharField()
     actor = serializers.CharField()
     subjectType = serializers.CharField()  # noqa: N815
