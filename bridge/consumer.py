@@ -91,7 +91,7 @@ class BridgeOptions:
     # Natural batching: while the workers still hold at least `max_in_flight` tasks (queued or
     # prefetched), keep gathering for up to `batch_linger_max_ms` in all, so that a stream under
     # load leaves in fewer, larger batches; an event alone with idle workers goes at once.
-    max_in_flight: int = 2
+    max_in_flight: int = 0  # off unless set (BRIDGE_MAX_IN_FLIGHT)
     batch_linger_max_ms: int = 100
     # /healthz turns 503 when the consume loop (or the relay's) has not turned for this long.
     max_silence_s: float = 60.0
