@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from kafka_platform.logs import logging_config
+from core.logs import logging_config
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = 1

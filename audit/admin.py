@@ -13,7 +13,7 @@ from django.http import HttpRequest
 
 from audit import services
 from audit.models import AlertStatus, AuditEvent, ChainCheckpoint, ComplianceAlert
-from kafka_platform.admin_base import ReadOnlyAdmin
+from core.admin_base import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

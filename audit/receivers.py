@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from audit import services
 from audit.api.exceptions import RECORDED_FLAG
-from kafka_platform import roles
+from core import roles
 
 
 def record_login_failure(

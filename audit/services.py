@@ -46,8 +46,8 @@ from audit.models import (
 from audit.selectors import ChainReport, verify_chain, verify_segment
 from bridge import outbox, topics
 from bridge.codec import Envelope
-from kafka_platform import metrics
-from kafka_platform.actors import user_actor
+from core import metrics
+from core.actors import user_actor
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ django.setup()
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor  # noqa: E402
 
 from bridge import codec, topics  # noqa: E402
-from kafka_platform import tracing  # noqa: E402
+from core import tracing  # noqa: E402
 from tests.support.builders import payment_request  # noqa: E402
 
 TOPIC = topics.PAYMENT_REQUESTED.name

@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from bridge import services
 from bridge.deadletters import replay
 from bridge.models import DeadLetter, OutboxEvent, OversizedRecord, StuckPartition
-from kafka_platform.actors import user_actor
-from kafka_platform.admin_base import ReadOnlyAdmin
+from core.actors import user_actor
+from core.admin_base import ReadOnlyAdmin
 
 
 @admin.register(DeadLetter)

@@ -11,6 +11,6 @@ class BridgeConfig(AppConfig):
 
     def ready(self) -> None:
         from bridge.outbox import pending_count
-        from kafka_platform import metrics
+        from core import metrics
 
         metrics.OUTBOX_PENDING.count_with(pending_count)

@@ -18,7 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
-from kafka_platform import tracing
+from core import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Envelope:
     # finishing the work records the requester in the audit log, not itself.
     actor: str | None = None
     # The CloudEvents distributed-tracing extension: the W3C trace context of the work that emitted
-    # this event, so the work it causes joins the same trace (kafka_platform.tracing).
+    # this event, so the work it causes joins the same trace (core.tracing).
     traceparent: str | None = None
     tracestate: str | None = None
     topic: str | None = None

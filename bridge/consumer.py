@@ -41,10 +41,10 @@ from bridge.deadletters import dead_letter
 from bridge.models import StuckPartition
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
-from kafka_platform import correlation, metrics, tracing
+from core import correlation, metrics, tracing
+from core.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
-from kafka_platform.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 
 logger = logging.getLogger(__name__)
 # Kombu's Redis transport keeps a worker's prefetched, not yet acknowledged tasks in this hash.

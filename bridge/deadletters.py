@@ -18,7 +18,7 @@ from bridge.clients import new_consumer, new_producer, shared_producer
 from bridge.codec import Headers, IncomingMessage
 from bridge.models import DeadLetter, OversizedRecord
 from bridge.topics import dlq_for
-from kafka_platform import metrics
+from core import metrics
 
 logger = logging.getLogger(__name__)
 

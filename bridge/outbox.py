@@ -23,7 +23,7 @@ from bridge import codec
 from bridge.clients import shared_producer
 from bridge.models import OutboxEvent
 from bridge.topics import Topic
-from kafka_platform import bulk, correlation, metrics, tracing
+from core import bulk, correlation, metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def record_event(
     """Add a CloudEvent for `topic` to the outbox in the caller's transaction.
 
     Without `correlation_id`, the event carries the one bound for the work in hand (the task's
-    or the request's, see kafka_platform.correlation), else its own id. It carries the trace
-    context of the work in hand (kafka_platform.tracing), so what it causes joins the same trace.
+    or the request's, see core.correlation), else its own id. It carries the trace
+    context of the work in hand (core.tracing), so what it causes joins the same trace.
 
     `data` is the event's model, built by its domain's `events.py`; it is serialised here with
     the codec's rules (money fields as their decimal strings, other numbers with their digits),

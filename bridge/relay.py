@@ -16,7 +16,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from kafka.errors import KafkaError
 
 from bridge.outbox import NOTIFY_CHANNEL, RELAY_BATCH, relay_pending
-from kafka_platform.probes import Heartbeat
+from core.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from bridge import codec, outbox
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
-from kafka_platform import correlation, tracing
-from kafka_platform.logs import safe_error
+from core import correlation, tracing
+from core.logs import safe_error
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from kafka_platform import broker, correlation, tracing, worker_probe
+from core import broker, correlation, tracing, worker_probe
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kafka_platform.settings")
 

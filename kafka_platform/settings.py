@@ -6,7 +6,7 @@ from pathlib import Path
 
 import environ
 
-from kafka_platform.logs import logging_config
+from core.logs import logging_config
 from kafka_platform.production import refuse_unsafe_production_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 
 INSTALLED_APPS = [
     # django.contrib.admin with the platform's site (its start page shows what needs attention).
-    "kafka_platform.apps.PlatformAdminConfig",
+    "core.apps.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,7 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
-    "kafka_platform",
+    "core",  # after django_celery_beat: core.admin replaces its PeriodicTask admin
     "bridge",
     "payments",
     "ledger",
@@ -51,9 +51,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Outermost of ours: the request's span covers everything the request does.
-    "kafka_platform.tracing.TracingMiddleware",
-    "kafka_platform.correlation.CorrelationIdMiddleware",
-    "kafka_platform.problems.ProblemMiddleware",
+    "core.tracing.TracingMiddleware",
+    "core.correlation.CorrelationIdMiddleware",
+    "core.problems.ProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, the API docs' UI) from the web process itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -334,18 +334,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "kafka_platform.openapi.ProblemAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ProblemAutoSchema",
     # Numbers in JSON bodies become Decimals: money never passes through a float.
     "DEFAULT_PARSER_CLASSES": [
-        "kafka_platform.parsers.DecimalJSONParser",
+        "core.parsers.DecimalJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     # Writes are rate limited per client; reads are not (429 with Retry-After).
-    "DEFAULT_THROTTLE_CLASSES": ["kafka_platform.throttles.WriteRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttles.WriteRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"writes": env.str("API_WRITE_RATE", default="600/min")},
     "COERCE_DECIMAL_TO_STRING": True,
-    # Every error is RFC 9457 problem+json (kafka_platform/problems.py); failed authentications
+    # Every error is RFC 9457 problem+json (core/problems.py); failed authentications
     # also become audit records (repeated_auth_failure).
     "EXCEPTION_HANDLER": "audit.api.exceptions.exception_handler",
 }
@@ -380,7 +380,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
 
-# --- Traces (kafka_platform.tracing, docs/operations.md "Traces") --------------------------------
+# --- Traces (core.tracing, docs/operations.md "Traces") --------------------------------
 # OTLP/HTTP export when OpenTelemetry's own variable is set (the exporter reads it and its
 # OTEL_EXPORTER_OTLP_* companions); OTEL_SDK_DISABLED=true turns export off whatever is set.
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

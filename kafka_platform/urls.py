@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from kafka_platform import health, metrics  # noqa: F401 - importing metrics registers them for /metrics
+from core import health, metrics  # noqa: F401 - importing metrics registers them for /metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),

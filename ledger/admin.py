@@ -12,8 +12,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from kafka_platform.actors import user_actor
-from kafka_platform.admin_base import ReadOnlyAdmin, ReadOnlyInline, money
+from core.actors import user_actor
+from core.admin_base import ReadOnlyAdmin, ReadOnlyInline, money
 from ledger import services
 from ledger.events import money_string
 from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
-from kafka_platform.money import Amount, Currency, check_precision, format_amount, minor_units
+from core.money import Amount, Currency, check_precision, format_amount, minor_units
 from ledger.kinds import (
     ACCOUNT_ID_MAX_LENGTH,
     REQUESTABLE_KINDS,

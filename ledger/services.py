@@ -27,9 +27,9 @@ from audit.models import ComplianceRuleName, Severity
 from audit.services import compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
-from kafka_platform import metrics
-from kafka_platform.actors import user_actor
-from kafka_platform.logs import safe_error
+from core import metrics
+from core.actors import user_actor
+from core.logs import safe_error
 from ledger import postings
 from ledger.events import (
     TransactionRequested,

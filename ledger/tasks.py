@@ -11,7 +11,7 @@ from django.db import transaction as db_transaction
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
-from kafka_platform import bulk
+from core import bulk
 from ledger import postings, services
 from ledger.events import TransactionRequested
 from ledger.postings import LedgerRefused, Posting
@@ -86,7 +86,7 @@ def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
         except LedgerRefused:
             pass  # refused again, and recorded, below
     # Outbox rows are the last writes of a posting or refusal, so none is collected inside a
-    # savepoint that then rolls back (the condition kafka_platform.bulk sets).
+    # savepoint that then rolls back (the condition core.bulk sets).
     with db_transaction.atomic(), bulk.deferred_inserts():
         services.lock_for_batch(built)
         return [

@@ -11,8 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import escape, format_html
 
-from kafka_platform.actors import user_actor
-from kafka_platform.admin_base import ReadOnlyInline
+from core.actors import user_actor
+from core.admin_base import ReadOnlyInline
 from notifications import rendering, services, webhooks
 from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
 

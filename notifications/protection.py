@@ -1,7 +1,7 @@
 """Protection around providers and recipients, shared by every worker through Redis.
 
 - A circuit breaker per provider (per target host for webhooks), the platform's one
-  (`kafka_platform.circuit_breaker`): closed until NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD provider
+  (`core.circuit_breaker`): closed until NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD provider
   faults in a row, then open for NOTIFICATIONS_BREAKER_COOLDOWN_S; after that one delivery at a
   time is let through as a probe (half-open): its success closes the breaker, its failure opens it
   again. Its keys: `notifications:breaker:<name>` (hash) and `notifications:breaker-probe:<name>`.
@@ -23,7 +23,7 @@ from functools import cache
 import redis
 from django.conf import settings
 
-from kafka_platform.circuit_breaker import BreakerDecision, CircuitBreaker
+from core.circuit_breaker import BreakerDecision, CircuitBreaker
 
 KEY_PREFIX = "notifications:"
 STATE_TTL_S = 24 * 60 * 60

@@ -40,8 +40,8 @@ from django.utils import timezone
 from audit.events import audit_record
 from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, dumps
-from kafka_platform import metrics, tracing
-from kafka_platform.actors import USER_PREFIX, user_actor
+from core import metrics, tracing
+from core.actors import USER_PREFIX, user_actor
 from kafka_platform.celery import enqueue
 from notifications import protection, rendering, webhooks
 from notifications.events import (

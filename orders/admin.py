@@ -11,9 +11,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from kafka_platform.actors import user_actor
-from kafka_platform.admin_base import ReadOnlyInline
-from kafka_platform.money import MoneyError, check_precision, parse_currency
+from core.actors import user_actor
+from core.admin_base import ReadOnlyInline
+from core.money import MoneyError, check_precision, parse_currency
 from orders import services
 from orders.models import Order, OrderLine, OrderTransition, Product, Reservation, SagaStep
 

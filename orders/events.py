@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
-from kafka_platform.money import Amount, Currency, check_precision, format_money
+from core.money import Amount, Currency, check_precision, format_money
 from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
 from payments.events import DEFAULT_MERCHANT, Customer, PaymentMethod, PaymentRequested

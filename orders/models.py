@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
-from kafka_platform.models import StatusTransition
+from core.models import StatusTransition
 
 
 class Product(models.Model):

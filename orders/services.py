@@ -27,9 +27,9 @@ from django.utils import timezone
 from audit.events import audit_record
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
-from kafka_platform import bulk, metrics
-from kafka_platform.actors import user_actor, username_actor
-from kafka_platform.money import MoneyError, check_precision, format_money, parse_currency
+from core import bulk, metrics
+from core.actors import user_actor, username_actor
+from core.money import MoneyError, check_precision, format_money, parse_currency
 from notifications.recipients import customer_recipients
 from orders.events import (
     OrderRequested,

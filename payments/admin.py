@@ -7,8 +7,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from kafka_platform.actors import user_actor
-from kafka_platform.admin_base import ActionsOnlyAdmin, ReadOnlyInline, money
+from core.actors import user_actor
+from core.admin_base import ActionsOnlyAdmin, ReadOnlyInline, money
 from payments import services
 from payments.models import Payment, PaymentTransition, Refund, SagaStep, Settlement
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kafka_platform.money import Amount, Currency, check_precision
+from core.money import Amount, Currency, check_precision
 
 if TYPE_CHECKING:
     from payments.models import Payment

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
-from kafka_platform.circuit_breaker import CircuitBreaker
+from core.circuit_breaker import CircuitBreaker
 from payments.events import FailureReason
 
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
-from kafka_platform.models import StatusTransition
-from kafka_platform.money import format_money
+from core.models import StatusTransition
+from core.money import format_money
 
 
 class PaymentStatus(models.TextChoices):

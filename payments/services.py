@@ -27,11 +27,11 @@ from django.utils import timezone
 from audit.events import audit_record
 from bridge import inbox, outbox, task_names, topics
 from bridge.codec import Envelope, now_rfc3339
-from kafka_platform import bulk, metrics
-from kafka_platform.actors import user_actor
+from core import bulk, metrics
+from core.actors import user_actor
+from core.circuit_breaker import CircuitOpen
+from core.money import MoneyError, check_precision, format_money
 from kafka_platform.celery import enqueue_on_commit
-from kafka_platform.circuit_breaker import CircuitOpen
-from kafka_platform.money import MoneyError, check_precision, format_money
 from ledger import postings
 from ledger.events import TransactionRequested
 from notifications import services as notification_services

@@ -14,9 +14,9 @@ from django.conf import settings
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
-from kafka_platform import metrics
-from kafka_platform.circuit_breaker import CircuitOpen
-from kafka_platform.logs import safe_error
+from core import metrics
+from core.circuit_breaker import CircuitOpen
+from core.logs import safe_error
 from payments import services
 from payments.events import FailureReason, LedgerPostingRefused, PaymentRequested
 from payments.gateway import GatewayTimeout

@@ -8,7 +8,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from audit import services
-from kafka_platform import problems
+from core import problems
 
 # Set on a request whose failure Django's user_login_failed signal already recorded.
 RECORDED_FLAG = "_audit_auth_failure_recorded"

@@ -34,7 +34,7 @@ from audit.api.serializers import (
     ComplianceAlertSerializer,
 )
 from audit.models import AuditEvent, ComplianceAlert
-from kafka_platform.problems import Problem
+from core.problems import Problem
 
 EXPORT_CHUNK = 2000
 

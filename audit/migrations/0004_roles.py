@@ -1,4 +1,4 @@
-"""Create the groups `operators` and `auditors` with their permissions (kafka_platform.roles).
+"""Create the groups `operators` and `auditors` with their permissions (core.roles).
 
 Models added later by other apps are granted by the post-migrate sync (audit.receivers).
 """
@@ -9,7 +9,7 @@ from django.db import migrations
 def create_roles(apps, schema_editor):  # type: ignore[no-untyped-def]
     from django.contrib.auth.management import create_permissions
 
-    from kafka_platform import roles
+    from core import roles
 
     # Permissions are normally created after all migrations ran; these grants need them now.
     for app_config in apps.get_app_configs():
@@ -22,7 +22,7 @@ def create_roles(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 
 def drop_roles(apps, schema_editor):  # type: ignore[no-untyped-def]
-    from kafka_platform import roles
+    from core import roles
 
     apps.get_model("auth", "Group").objects.filter(name__in=list(roles.ROLE_PERMISSIONS)).delete()
 

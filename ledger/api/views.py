@@ -13,10 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kafka_platform.actors import user_actor
-from kafka_platform.idempotency import idempotent
-from kafka_platform.openapi import IDEMPOTENCY_KEY, READ_PROBLEMS, WRITE_PROBLEMS, problems
-from kafka_platform.problems import Problem
+from core.actors import user_actor
+from core.idempotency import idempotent
+from core.openapi import IDEMPOTENCY_KEY, READ_PROBLEMS, WRITE_PROBLEMS, problems
+from core.problems import Problem
 from ledger import postings, selectors, services
 from ledger.api import serializers as s
 from ledger.events import TransactionRequested, money_string
@@ -101,7 +101,7 @@ class TransactionListView(generics.ListAPIView):
         return idempotent(request, scope=IDEMPOTENCY_SCOPE, handler=lambda: self._request_posting(request))
 
     def _request_posting(self, request: Request) -> Response:
-        body = request.data  # numbers parsed as Decimals (kafka_platform.parsers)
+        body = request.data  # numbers parsed as Decimals (core.parsers)
         if not isinstance(body, dict):
             raise Problem(400, "The body must be a JSON object.", code="validation_error")
         body = {"transactionId": f"txn_{uuid.uuid4().hex}", **body}

@@ -2,7 +2,7 @@
 
 What a user may see comes from the selectors (a client its own notifications and endpoints); what it
 may do from Django permissions. Errors are raised, and rendered as problem+json in one place
-(kafka_platform/problems.py).
+(core/problems.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from kafka_platform.actors import user_actor
-from kafka_platform.problems import Problem
+from core.actors import user_actor
+from core.problems import Problem
 from notifications import selectors, services
 from notifications.api.serializers import (
     NotificationDetailSerializer,

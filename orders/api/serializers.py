@@ -8,8 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from kafka_platform.api_fields import MoneyField
-from kafka_platform.money import MoneyError, parse_amount
+from core.api_fields import MoneyField
+from core.money import MoneyError, parse_amount
 from orders.models import Order, OrderLine, OrderTransition, Product, SagaStep
 
 # ruff: noqa: N815 - the wire names are camelCase

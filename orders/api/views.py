@@ -17,9 +17,9 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kafka_platform.actors import user_actor
-from kafka_platform.idempotency import idempotent
-from kafka_platform.problems import Problem
+from core.actors import user_actor
+from core.idempotency import idempotent
+from core.problems import Problem
 from orders import selectors, services
 from orders.api.serializers import (
     OrderDetailSerializer,
@@ -35,7 +35,7 @@ PRODUCT_ID = OpenApiParameter("product_id", str, OpenApiParameter.PATH)
 
 
 def _json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, numbers as Decimal (kafka_platform.parsers), never a float."""
+    """The body as a JSON object, numbers as Decimal (core.parsers), never a float."""
     body = request.data if request.body else {}
     if not isinstance(body, dict):
         raise Problem(400, "The body must be a JSON object.", code="validation_error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from kafka_platform.api_fields import MoneyField
+from core.api_fields import MoneyField
 from payments.models import Payment, PaymentTransition, Refund
 
 

@@ -16,11 +16,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kafka_platform.actors import user_actor
-from kafka_platform.idempotency import HEADER, idempotent
-from kafka_platform.money import MoneyError, parse_amount
-from kafka_platform.openapi import IDEMPOTENCY_KEY, OPTIONAL_IDEMPOTENCY_KEY, WRITE_PROBLEMS, problems
-from kafka_platform.problems import Problem
+from core.actors import user_actor
+from core.idempotency import HEADER, idempotent
+from core.money import MoneyError, parse_amount
+from core.openapi import IDEMPOTENCY_KEY, OPTIONAL_IDEMPOTENCY_KEY, WRITE_PROBLEMS, problems
+from core.problems import Problem
 from payments import selectors, services
 from payments.api.serializers import PaymentDetailSerializer, PaymentSerializer, RefundSerializer
 from payments.events import PaymentRequested
@@ -28,7 +28,7 @@ from payments.models import Payment
 
 
 def _json_body(request: Request) -> dict:
-    """The body as a JSON object, numbers as Decimal (kafka_platform.parsers), never a float."""
+    """The body as a JSON object, numbers as Decimal (core.parsers), never a float."""
     body = request.data if request.body else {}
     if not isinstance(body, dict):
         raise Problem(400, "The body must be a JSON object.", code="validation_error")

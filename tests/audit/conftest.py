@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 
-from kafka_platform import roles
+from core import roles
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from audit.models import AlertStatus, AuditEvent, ComplianceAlert
 from bridge import topics
 from bridge.codec import loads
 from bridge.models import OutboxEvent
-from kafka_platform import roles
+from core import roles
 from tests.audit.support import audit_envelope
 
 pytestmark = pytest.mark.django_db

@@ -191,7 +191,7 @@ def alert() -> ComplianceAlert:
 def test_auditors_acknowledge_then_resolve_an_alert(
     auditor: User, make_user: Callable[..., User], alert: ComplianceAlert
 ) -> None:
-    from kafka_platform import roles
+    from core import roles
 
     colleague = make_user("cora_auditor", role=roles.AUDITORS)
     api = token_client(auditor)

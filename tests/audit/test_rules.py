@@ -15,7 +15,7 @@ from audit.models import AlertStatus, ComplianceAlert
 from bridge import topics
 from bridge.codec import loads
 from bridge.models import OutboxEvent
-from kafka_platform import metrics
+from core import metrics
 from tests.audit.support import audit_envelope, payment_details
 
 pytestmark = pytest.mark.django_db

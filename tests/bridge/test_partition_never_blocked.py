@@ -22,7 +22,7 @@ from kafka import KafkaProducer
 
 from bridge import topics
 from bridge.models import DeadLetter, OutboxEvent, OversizedRecord, StuckPartition
-from kafka_platform.roles import OPERATORS
+from core.roles import OPERATORS
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, subject_is

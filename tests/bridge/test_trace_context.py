@@ -2,7 +2,7 @@
 
 The codec reads `traceparent`/`tracestate` in every incoming form and writes them back out; a
 malformed one is dropped (the work starts a new trace), never a reason to dead-letter the event.
-Then the hops of kafka_platform.tracing in both modes: passing the context through unchanged when
+Then the hops of core.tracing in both modes: passing the context through unchanged when
 nothing exports, and a chain of parent and child spans when something does.
 """
 
@@ -18,7 +18,7 @@ from django.db import transaction
 
 from bridge import codec, routing, topics
 from bridge.codec import Envelope, IncomingMessage
-from kafka_platform import tracing
+from core import tracing
 from tests.support.builders import binary_headers, payment_request, structured
 
 TOPIC = topics.PAYMENT_REQUESTED.name

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from bridge import topics
 from bridge.codec import loads
 from bridge.models import OutboxEvent
-from kafka_platform.roles import OPERATORS
+from core.roles import OPERATORS
 from ledger.models import Transaction
 from tests.conftest import Stack
 from tests.ledger.support import post, topup_request, transaction_request, transfer_request, updates

@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from ledger.models import ClientAccount, Transaction
 from tests.conftest import Stack
 from tests.ledger.support import balance, post, topup_request

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bridge import topics
-from kafka_platform.roles import OPERATORS, sync_role_groups
+from core.roles import OPERATORS, sync_role_groups
 from notifications.models import Notification, WebhookEndpoint
 from tests.conftest import Stack
 from tests.notifications.conftest import PLATFORM_SECRET

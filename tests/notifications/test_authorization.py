@@ -22,7 +22,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bridge import topics
-from kafka_platform.roles import AUDITORS, OPERATORS, sync_role_groups
+from core.roles import AUDITORS, OPERATORS, sync_role_groups
 from notifications.models import EndpointKind, Notification, WebhookEndpoint
 from tests.conftest import Stack
 from tests.notifications.conftest import PLATFORM_SECRET

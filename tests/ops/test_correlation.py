@@ -12,7 +12,7 @@ from django.test import Client
 
 from bridge import topics
 from bridge.outbox import record_event
-from kafka_platform import correlation
+from core import correlation
 from tests.conftest import Stack
 from tests.ops.conftest import json_lines
 from tests.support.builders import payment_request, structured

@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 
 from bridge.embedded import EmbeddedBroker, free_port
 from bridge.relay import OutboxRelay
-from kafka_platform.probes import Heartbeat, ProbeServer
+from core.probes import Heartbeat, ProbeServer
 from tests.conftest import WORKER_QUEUES, Stack
 from tests.ops.conftest import wait_for_http
 from tests.support.private_redis import PrivateRedis

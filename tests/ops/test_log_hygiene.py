@@ -14,7 +14,7 @@ from django.utils import timezone
 from bridge.codec import Envelope
 from bridge.deadletters import build_record
 from bridge.tasks import EventTask
-from kafka_platform.logs import logging_config, safe_error
+from core.logs import logging_config, safe_error
 
 pytestmark = pytest.mark.django_db
 

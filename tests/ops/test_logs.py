@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from kafka_platform import correlation
-from kafka_platform.logs import logging_config
+from core import correlation
+from core.logs import logging_config
 
 
 def formatted(record: logging.LogRecord, fmt: str = "json") -> str:

@@ -56,7 +56,7 @@ def test_make_run_logs_for_a_terminal_and_everything_else_logs_json() -> None:
     assert log_format("run") == "console"
     assert log_format("test") == ""
 
-    from kafka_platform.logs import logging_config
+    from core.logs import logging_config
 
     console = logging_config(level="INFO", fmt="console")
     renderer = console["formatters"]["structured"]["processors"][-1]

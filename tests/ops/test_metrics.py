@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge import topics
 from bridge.consumer import Bridge, BridgeOptions, _CommitOnRevoke
 from bridge.models import OutboxEvent
-from kafka_platform import metrics
+from core import metrics
 from tests.conftest import Stack
 from tests.ops.conftest import WebProcess
 from tests.support.builders import payment_request, structured

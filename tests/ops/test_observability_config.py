@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from kafka_platform import metrics
+from core import metrics
 from tests.support.processes import ROOT
 
 DOCKER = ROOT / "docker"
@@ -25,7 +25,7 @@ DASHBOARD = DOCKER / "grafana" / "dashboards" / "kafka-platform.json"
 # Series that Prometheus itself makes for every target, with the labels of its scrape config.
 PROMETHEUS_SERIES: dict[str, frozenset[str]] = {"up": frozenset()}
 TARGET_LABELS = frozenset({"job", "instance"})
-# Metrics a rule may name before kafka_platform/metrics.py has them (none now): an entry here
+# Metrics a rule may name before core/metrics.py has them (none now): an entry here
 # fails test_allowed_missing_metrics_are_still_missing as soon as the registry has it.
 NOT_YET_IN_REGISTRY: dict[str, frozenset[str]] = {}
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from kafka_platform import roles
+from core import roles
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ ADD_URL = reverse("admin:django_celery_beat_periodictask_add")
 LIST_URL = reverse("admin:django_celery_beat_periodictask_changelist")
 TOPUP = "ledger.post_transaction_requested"
 ADD_AND_DELETE = ["add_periodictask", "delete_periodictask"]
-MIGRATION = "kafka_platform.migrations.0002_operators_schedule_periodic_tasks_only"
+MIGRATION = "core.migrations.0002_operators_schedule_periodic_tasks_only"
 
 
 def browser(user: User) -> Client:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from orders.models import OrderStatus
 from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from payments.models import Payment, PaymentStatus, Refund
 from tests.support.users import make_api_user
 

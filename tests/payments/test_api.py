@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from bridge import topics
-from kafka_platform.roles import OPERATORS
+from core.roles import OPERATORS
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.conftest import Stack
 from tests.support.builders import payment_request

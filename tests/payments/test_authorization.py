@@ -10,7 +10,7 @@ import json
 import uuid
 
 from audit.models import AuditEvent
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from payments.models import Payment, PaymentStatus, Refund
 from tests.conftest import Stack
 from tests.payments.test_api import post_payment, wait_status

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
-from kafka_platform.circuit_breaker import CircuitBreaker, CircuitOpen
+from core.circuit_breaker import CircuitBreaker, CircuitOpen
 from payments.gateway import GatewayTimeout, gateway_breaker
 from tests.conftest import TEST_REDIS_URL
 from tests.support.clock import FakeClock

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import ComplianceAlert
 from bridge.models import DeadLetter, OutboxEvent, StuckPartition
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from tests.support.users import make_api_user
 
 

@@ -15,8 +15,8 @@ from rest_framework.authtoken.models import Token
 from schemathesis.config import PositiveDataAcceptanceConfig
 from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES
 
-from kafka_platform.roles import OPERATORS
-from kafka_platform.throttles import WriteRateThrottle
+from core.roles import OPERATORS
+from core.throttles import WriteRateThrottle
 from tests.support.users import make_api_user
 
 EXAMPLES_PER_OPERATION = 40

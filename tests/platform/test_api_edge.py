@@ -13,10 +13,10 @@ from rest_framework.test import APIClient
 
 from bridge import topics
 from bridge.models import OutboxEvent
-from kafka_platform.parsers import DecimalJSONParser
-from kafka_platform.problems import ProblemMiddleware
-from kafka_platform.roles import OPERATORS
-from kafka_platform.throttles import WriteRateThrottle
+from core.parsers import DecimalJSONParser
+from core.problems import ProblemMiddleware
+from core.roles import OPERATORS
+from core.throttles import WriteRateThrottle
 from ledger.models import Transaction
 from payments.models import Payment
 from tests.conftest import Stack

@@ -1,4 +1,4 @@
-"""The broker transport (kafka_platform/broker.py) against kombu's stock Redis transport, on the
+"""The broker transport (core/broker.py) against kombu's stock Redis transport, on the
 state a worker is in when Redis goes away.
 
 Celery handles a lost broker with `Connection.collect()` and then `close()`. `collect()` closes the
@@ -10,7 +10,7 @@ not treat as a connection error: the worker exits. Our transport must raise a re
 (which Celery retries) or nothing, and lose no message.
 
 The stock case asserts the bug is still there: when a kombu release fixes it, that case fails and
-`kafka_platform.broker` can go.
+`core.broker` can go.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from kombu.message import Message
 from kombu.transport import redis as kombu_redis
 
-from kafka_platform import broker
+from core import broker
 from tests.support.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
@@ -109,7 +109,7 @@ def test_closing_or_acking_after_collect_raises_a_connection_error_and_loses_not
     else:
         assert isinstance(close_error, AttributeError) and DETACHED in str(close_error), (
             f"kombu's Redis transport no longer fails on a detached transport ({close_error!r}): "
-            "kafka_platform.broker may no longer be needed"
+            "core.broker may no longer be needed"
         )
         assert isinstance(ack_error, AttributeError) and DETACHED in str(ack_error), ack_error
         # Redis still holds both, but a worker hitting this AttributeError has exited.

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from kafka_platform.idempotency import idempotent
+from core.idempotency import idempotent
 
 
 class CountingView(APIView):

@@ -17,7 +17,7 @@ import pytest
 
 from audit.models import AuditEvent
 from bridge import topics
-from kafka_platform import tracing
+from core import tracing
 from ledger.models import Transaction
 from ledger.postings import payment_transaction_id
 from notifications.models import Notification, NotificationStatus

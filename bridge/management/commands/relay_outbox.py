@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from bridge.relay import OutboxRelay
-from kafka_platform import tracing
+from core import tracing
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 The probe port (BRIDGE_METRICS_PORT) serves Prometheus `/metrics` and `/healthz`, which answers
 503 when the consume loop or the relay thread has stopped turning (HEALTH_MAX_SILENCE_S), when a
 partition has not got past a record for BRIDGE_STUCK_AFTER_S, or when Redis has been unreachable
-for HEALTH_MAX_SILENCE_S (naming the partitions waiting on it); see kafka_platform.probes.
+for HEALTH_MAX_SILENCE_S (naming the partitions waiting on it); see core.probes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from bridge.consumer import Bridge, BridgeOptions
-from kafka_platform import tracing
-from kafka_platform.probes import ProbeServer
+from core import tracing
+from core.probes import ProbeServer
 
 logger = logging.getLogger(__name__)
 

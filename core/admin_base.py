@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from kafka_platform.money import format_money
+from core.money import format_money
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -59,4 +59,4 @@ def use_for_redis_urls() -> None:
     for scheme in REDIS_SCHEMES:
         TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
         if get_transport_cls(scheme) is not Transport:  # kombu caches what it resolved earlier
-            raise RuntimeError(f"kombu resolved {scheme}:// before kafka_platform.broker was registered")
+            raise RuntimeError(f"kombu resolved {scheme}:// before core.broker was registered")

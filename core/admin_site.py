@@ -81,7 +81,7 @@ def _stuck_partitions(request: HttpRequest) -> Attention | None:
 def _consumer_lag(request: HttpRequest) -> Attention | None:
     if not request.user.has_perm("bridge.view_stuckpartition"):
         return None
-    from kafka_platform import health
+    from core import health
 
     try:
         lag = health.consumer_lag()

@@ -11,7 +11,7 @@ one (removed at shutdown). The mode has to be chosen before any metric exists, s
 loop that stops (lost broker connection, blocked main process) turns the probe to 503 after
 HEALTH_MAX_SILENCE_S. `celery -A kafka_platform inspect ping -d celery@$HOSTNAME` is the
 broker-side equivalent (see docs/operations.md). The same heartbeat is published to Redis for the
-web `/health` (`kafka_platform.probes.HeartbeatPublisher`, from a thread of the main process).
+web `/health` (`core.probes.HeartbeatPublisher`, from a thread of the main process).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from celery import Celery, bootsteps, signals
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from kafka_platform.probes import Heartbeat, HeartbeatPublisher, ProbeServer
+from core.probes import Heartbeat, HeartbeatPublisher, ProbeServer
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _EveryDeclaredMetric(Collector):
         self._sampled = MultiProcessCollector(None, path=str(directory))
 
     def collect(self) -> Iterator[Metric]:
-        from kafka_platform import metrics
+        from core import metrics
 
         seen = set()
         for family in self._sampled.collect():
@@ -105,7 +105,7 @@ class _EveryDeclaredMetric(Collector):
 
 
 def _registry(directory: Path) -> CollectorRegistry:
-    from kafka_platform import metrics
+    from core import metrics
 
     registry = CollectorRegistry()
     registry.register(_EveryDeclaredMetric(directory))

@@ -22,8 +22,8 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kafka_platform import problems
-from kafka_platform.models import IdempotencyRecord
+from core import problems
+from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 IN_FLIGHT_TTL = timedelta(seconds=60)

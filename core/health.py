@@ -5,7 +5,7 @@ Every check says `ok`, `degraded` (worth a look; still 200) or `down` (503); the
 is the worst of them. What `/health` reads beyond the dependencies, and the thresholds:
 
 - `bridges`, `workers`: the heartbeats each bridge and worker publishes to Redis every few seconds
-  (kafka_platform.probes.HeartbeatPublisher). None at all, or none newer than
+  (core.probes.HeartbeatPublisher). None at all, or none newer than
   HEALTH_MAX_SILENCE_S: `down` (nothing consumes Kafka, or nothing runs tasks). Some stale while
   others beat: `degraded` (a process died or hangs; its work moves to the others, or waits).
 - `consumer_lag`: the lag the bridges report with their heartbeats; a partition over
@@ -35,7 +35,7 @@ from kafka import KafkaAdminClient
 
 from bridge.clients import client_config
 from bridge.models import OutboxEvent, StuckPartition
-from kafka_platform.probes import DEGRADED, DOWN, OK, read_heartbeats
+from core.probes import DEGRADED, DOWN, OK, read_heartbeats
 
 UNKNOWN = "unknown"
 SEVERITY = {OK: 0, DEGRADED: 1, UNKNOWN: 1, DOWN: 2}

@@ -1,7 +1,7 @@
 """Every Prometheus metric of CONTRACT §7, defined once and imported by the code that moves it.
 
 Web and bridge serve the default registry; a Celery worker serves these from every one of its
-processes at once (prometheus_client multiprocess mode, see `kafka_platform.worker_probe`).
+processes at once (prometheus_client multiprocess mode, see `core.worker_probe`).
 `outbox_pending` is read from the database at scrape time, so every process reports the same truth.
 """
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
-from kafka_platform.roles import AUDITORS, OPERATORS
+from core.roles import AUDITORS, OPERATORS
 from ledger import services as ledger_services
 
 # Requesting notifications through the API (CONTRACT: operators and service accounts).

@@ -2,7 +2,7 @@
 
 Web, bridge, relay, worker, beat, flower and gunicorn all log through the standard `logging`
 module; this formatter turns each record into JSON and merges in what
-`kafka_platform.correlation` bound for the work in hand (correlation id, event, task), so every
+`core.correlation` bound for the work in hand (correlation id, event, task), so every
 line written while handling an event carries its correlation id.
 
 It also owns `safe_error`, the text of an exception as logs, dead letters and failed events may

@@ -1,5 +1,5 @@
 """What the OpenAPI document says of every endpoint alike: the Idempotency-Key header and the
-problem+json error answers (kafka_platform/problems.py)."""
+problem+json error answers (core/problems.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from kafka_platform.idempotency import HEADER
-from kafka_platform.problems import CONTENT_TYPE
+from core.idempotency import HEADER
+from core.problems import CONTENT_TYPE
 
 # At most 255 characters, not blank (surrounding white space is not part of the key).
 KEY_PATTERN = r"^\S(.{0,253}\S)?$"

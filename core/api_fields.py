@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from kafka_platform.money import format_money
+from core.money import format_money
 
 
 @extend_schema_field(OpenApiTypes.STR)

@@ -1,12 +1,13 @@
 """Operators keep view and change of django_celery_beat, losing add and delete.
 
-Installations migrated before kafka_platform.roles narrowed the grant hold them in the group; the
-post-migrate role sync only adds, so this takes them away once.
+Installations migrated before core.roles narrowed the grant hold them in the group; the
+post-migrate role sync only adds, so this takes them away. (It ran as kafka_platform's 0002 before
+the shared library moved to `core`; running it again there changes nothing.)
 """
 
 from django.db import migrations
 
-OPERATORS = "operators"  # kafka_platform.roles.OPERATORS, frozen here as migrations must be
+OPERATORS = "operators"  # core.roles.OPERATORS, frozen here as migrations must be
 
 
 def revoke_add_and_delete(apps, schema_editor):  # type: ignore[no-untyped-def]
@@ -23,7 +24,7 @@ def revoke_add_and_delete(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("kafka_platform", "0001_initial"),
+        ("core", "0001_initial"),
         ("audit", "0004_roles"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]

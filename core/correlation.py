@@ -3,7 +3,7 @@
 The bridge binds an event's correlation id while it dispatches it; Celery carries it to the
 worker in the task message's `correlationid` header (added at publish from the bound value); the
 worker binds it again for the task's run; `bridge.outbox.record_event` stamps it on the events the
-task emits, and the JSON log formatter (`kafka_platform.logs`) adds it to every line. A web
+task emits, and the JSON log formatter (`core.logs`) adds it to every line. A web
 request binds the `X-Correlation-ID` header (or a new id), so events an API call publishes carry it.
 """
 
