@@ -65,6 +65,8 @@ class Result:
     # CPU seconds per 1,000 payments of what the platform stands on, beside its own processes.
     postgres_cpu_s_per_1000: float | None = None
     broker_cpu_s_per_1000: float | None = None
+    # Where the time goes (HOP_NAMES): p50/p99 ms per hop.
+    hops: dict[str, dict[str, float]] | None = None
 
 
 def postgres_cpu_seconds() -> float:
@@ -107,6 +109,61 @@ def chain_latencies(database_url: str, sent: dict[str, float], timeout_s: float 
                 break
             time.sleep(0.5)
     return [max(ts.timestamp() for ts in row[1:]) - sent[row[0]] for row in complete]
+
+
+# Where a payment's time goes: every timestamp the platform writes on its way, one row per payment
+# (all clocks are this machine's). Hops are the differences between consecutive marks.
+HOPS_SQL = """
+with p as (select unnest(%(ids)s::text[]) as payment_id)
+select p.payment_id,
+       pay.created_at,
+       (select min(tr.created_at) from payments_paymenttransition tr
+         where tr.payment_id = pay.id and tr.to_status = 'processing'),
+       (select min(tr.created_at) from payments_paymenttransition tr
+         where tr.payment_id = pay.id and tr.to_status = 'captured'),
+       o.created_at,
+       o.sent_at,
+       (select max(posted_at) from ledger_transaction t where t.transaction_id = 'payment:' || p.payment_id),
+       (select max(recorded_at) from audit_auditevent a where a.subject_id = p.payment_id),
+       n.created_at,
+       n.sent_at
+from p
+join payments_payment pay on pay.payment_id = p.payment_id
+left join lateral (select min(created_at) created_at, min(sent_at) sent_at from bridge_outboxevent
+                    where topic = 'payments.payment-processed' and key = p.payment_id) o on true
+left join lateral (select min(created_at) created_at, min(sent_at) sent_at
+                     from notifications_notification
+                    where notification_id like 'payment:' || p.payment_id || ':captured:%%') n on true
+"""
+HOP_NAMES = [
+    # (hop, from mark, to mark); mark 0 is the request's send by the benchmark.
+    ("request sent -> payment row (Kafka, bridge, Redis, worker pick-up, accept)", 0, 1),
+    ("payment row -> processing (fraud check)", 1, 2),
+    ("processing -> captured (gateway)", 2, 3),
+    ("captured -> outbox row", 3, 4),
+    ("outbox row -> published (relay)", 4, 5),
+    ("published -> ledger posting (Kafka, bridge, Redis, worker)", 5, 6),
+    ("published -> last audit record", 5, 7),
+    ("published -> notification queued", 5, 8),
+    ("notification queued -> sent", 8, 9),
+]
+
+
+def hop_latencies(database_url: str, sent: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Median and p99 in ms of each hop of HOP_NAMES over the payments whose marks are all there."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(HOPS_SQL, {"ids": list(sent)}).fetchall()
+    hops: dict[str, dict[str, float]] = {}
+    for name, start, end in HOP_NAMES:
+        spans = []
+        for row in rows:
+            marks = [sent[row[0]], *(ts.timestamp() if ts else None for ts in row[1:])]
+            if marks[start] is not None and marks[end] is not None:
+                spans.append((marks[end] - marks[start]) * 1000)
+        if len(spans) > 1:
+            q = statistics.quantiles(spans, n=100)
+            hops[name] = {"p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1), "payments": len(spans)}
+    return hops
 
 
 def cpu_seconds(pid: int) -> float:
@@ -300,12 +357,13 @@ def drive(
         raise RuntimeError(f"only {done} of {n} results arrived; logs in {procs[0].log_path.parent}")
     seconds = last_result - start
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
-    chain_p50 = chain_p99 = None
+    chain_p50 = chain_p99 = hops = None
     if database_url:
         chains = chain_latencies(database_url, sent_at)
         if len(chains) > 1:
             chain_q = statistics.quantiles(chains, n=100)
             chain_p50, chain_p99 = round(chain_q[49] * 1000, 1), round(chain_q[98] * 1000, 1)
+        hops = hop_latencies(database_url, sent_at)
     return Result(
         events=n,
         seconds=round(seconds, 2),
@@ -319,6 +377,7 @@ def drive(
         chain_p99_ms=chain_p99,
         postgres_cpu_s_per_1000=round(postgres_cpu / n * 1000, 2),
         broker_cpu_s_per_1000=round(broker_cpu / n * 1000, 2) if broker_cpu is not None else None,
+        hops=hops,
     )
 
 
@@ -383,9 +442,19 @@ def main() -> None:
             print(f"{name:10}" + "".join(f"{report[name][c]:>16}" for c in columns))
     if "speedup" in report:
         print(f"\npipeline / naive throughput: {report['speedup']}x")
+    for name in ("pipeline", "naive"):
+        if report.get(name, {}).get("hops"):
+            print_hops(name, report[name]["hops"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def print_hops(title: str, hops: dict[str, dict[str, float]]) -> None:
+    print(f"\nwhere a payment's time goes ({title}):")
+    print(f"{'hop':76}{'p50 ms':>10}{'p99 ms':>10}")
+    for hop, stats in hops.items():
+        print(f"{hop:76}{stats['p50_ms']:>10}{stats['p99_ms']:>10}")
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -407,12 +476,16 @@ def sweep(args: argparse.Namespace) -> None:
                 "cpu_s_per_1000": result.cpu_s_per_1000,
                 "postgres_cpu_s_per_1000": result.postgres_cpu_s_per_1000,
                 "broker_cpu_s_per_1000": result.broker_cpu_s_per_1000,
+                "hops": result.hops,
             }
         )
-    columns = list(rows[0]) if rows else []
+    columns = [c for c in rows[0] if c != "hops"] if rows else []
     print("\n" + "".join(f"{c:>24}" for c in columns))
     for row in rows:
         print("".join(f"{row[c]!s:>24}" for c in columns))
+    for row in rows:
+        if row["hops"]:
+            print_hops(f"{row['offered']:g}/s offered", row["hops"])
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update(
