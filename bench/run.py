@@ -107,6 +107,7 @@ def chain_latencies(database_url: str, sent: dict[str, float], timeout_s: float 
             complete = [row for row in rows if all(row[1:])]
             if len(complete) == len(ids) or time.time() > deadline:
                 break
+            stop_if_signalled()
             time.sleep(0.5)
     return [max(ts.timestamp() for ts in row[1:]) - sent[row[0]] for row in complete]
 
@@ -328,6 +329,7 @@ def drive(
     last_result = start
     deadline = start + max(600.0, n / 20)
     while len(latencies) + failed < n and time.time() < deadline:
+        stop_if_signalled()
         while produced < n and (not rate or time.time() >= start + produced * interval):
             key, value = request_event(produced, run)
             sent[key] = sent_at[key] = time.time()
@@ -400,15 +402,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+_stopped_by: int | None = None
+
+
 def exit_on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM and SIGHUP end the benchmark the way Ctrl-C does: by an exception, so that every
-    `finally` stops its processes (their own process groups do not receive the signal)."""
+    """SIGINT, SIGTERM and SIGHUP end the benchmark by an exception, so that every `finally` stops
+    its processes (their own process groups do not receive the signal).
+
+    kafka-python's IO loop catches BaseException inside its tasks, so an exception raised while
+    the main thread is in there can be lost: the signal is also remembered, and the loops that
+    wait call `stop_if_signalled` (a Ctrl-C once ran a benchmark to its end that way)."""
+    global _stopped_by
+    _stopped_by = signum
     raise SystemExit(128 + signum)
 
 
+def stop_if_signalled() -> None:
+    if _stopped_by is not None:
+        raise SystemExit(128 + _stopped_by)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_on_signal)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--rate", type=float, help="offered load in payments/s (default: a backlog)")
