@@ -15,6 +15,7 @@ from bridge.topics import NOTIFICATION_REQUESTED
 from notifications import services
 from notifications.events import NotificationRequested
 from notifications.models import Channel, EndpointKind, Notification, WebhookEndpoint
+from notifications.services import queueing
 from payments import services as payment_services
 from payments.models import Payment, PaymentStatus
 
@@ -105,5 +106,5 @@ def test_an_endpoint_id_of_another_owner_is_not_honoured() -> None:
             "requestedBy": f"user:nobody-{run}",
         }
     )
-    assert services._registered_endpoint(request, owner_id=None) is None
-    assert services._registered_endpoint(request, owner_id=12345) is None
+    assert queueing._registered_endpoint(request, owner_id=None) is None
+    assert queueing._registered_endpoint(request, owner_id=12345) is None

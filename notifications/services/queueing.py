@@ -1,0 +1,411 @@
+"""Queueing notifications: requested ones, a payment's outcome notices, requests for its other notices.
+
+A notification that cannot be sent (no template, bad recipient, disabled endpoint) is stored as
+failed and announced at once; any other is handed to a worker once its transaction commits.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bridge import inbox, outbox, topics
+from bridge.codec import Envelope, dumps
+from core.actors import USER_PREFIX, user_actor
+from notifications import rendering, webhooks
+from notifications.events import (
+    ENDPOINT_ID_FIELD,
+    NotificationRequested,
+    notification_requested_event,
+)
+from notifications.models import (
+    SYSTEM_ID_PREFIXES,
+    Channel,
+    EndpointKind,
+    FailureReason,
+    Notification,
+    NotificationStatus,
+    WebhookEndpoint,
+    generate_webhook_secret,
+)
+from notifications.recipients import customer_recipients
+from notifications.services.transitions import _audit, _enqueue_on_commit, _fail
+
+INBOX_CONSUMER = "notifications"
+PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
+
+# Template keys of the payment outcomes this domain announces by itself (CONTRACT, issue 5).
+PAYMENT_CAPTURED = "payment_captured"
+PAYMENT_FAILED = "payment_failed"
+
+
+class ReservedNotificationId(Exception):
+    """A notification id under one of the platform's own prefixes, asked for from outside."""
+
+
+class _Refused(Exception):
+    """A notification that is understood but cannot be sent: it is failed at once."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    notification_id: str
+    channel: str
+    recipient: str
+    template_key: str = ""
+    locale: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    body: str | None = None
+    endpoint: WebhookEndpoint | None = None
+    correlation_id: str = ""
+    source_event_id: str = ""
+    # The API client it belongs to (None: nobody's, it came through Kafka) and who asked for it.
+    owner_id: int | None = None
+    requested_by: str = ""
+
+
+def _check_recipient(channel: str, recipient: str) -> None:
+    if channel == Channel.EMAIL:
+        try:
+            validate_email(recipient)
+        except ValidationError as exc:
+            raise _Refused(FailureReason.INVALID_RECIPIENT, f"{recipient!r} is not an email address") from exc
+    elif channel == Channel.SMS and not PHONE_RE.match(recipient):
+        raise _Refused(FailureReason.INVALID_RECIPIENT, f"{recipient!r} is not an E.164 phone number")
+    elif channel == Channel.PUSH and not recipient.strip():
+        raise _Refused(FailureReason.INVALID_RECIPIENT, "empty push token")
+    elif channel == Channel.WEBHOOK:
+        try:
+            webhooks.check_url_form(recipient)
+        except webhooks.ForbiddenTarget as exc:
+            raise _Refused(FailureReason.INVALID_RECIPIENT, str(exc)) from exc
+
+
+def _webhook_body(spec: NotificationSpec, created: str) -> str:
+    """The Standard Webhooks payload shape: type, timestamp, data."""
+    data = dict(spec.context)
+    if spec.subject is not None:
+        data.setdefault("subject", spec.subject)
+    if spec.body is not None:
+        data.setdefault("body", spec.body)
+    return dumps({"type": spec.template_key or "notification", "timestamp": created, "data": data}).decode()
+
+
+def _recipient_endpoint(*, owner_id: int | None, url: str) -> WebhookEndpoint:
+    """The endpoint row of a URL given as a recipient, one per owner: an owned one signs with a secret
+    of that owner's own (it learns it by rotating the secret), so a delivery made for one client never
+    verifies with another's secret or the platform's; an ownerless one signs with the platform secret.
+    """
+    endpoint, _ = WebhookEndpoint.objects.get_or_create(
+        kind=EndpointKind.RECIPIENT,
+        owner_id=owner_id,
+        url=url,
+        defaults={"secret": generate_webhook_secret() if owner_id is not None else "", "event_types": []},
+    )
+    return endpoint
+
+
+def _prepare(notification: Notification, spec: NotificationSpec) -> None:
+    """Render the message (or build the webhook body); raises _Refused for what cannot be sent."""
+    _check_recipient(spec.channel, spec.recipient)
+    if spec.channel == Channel.WEBHOOK:
+        endpoint = spec.endpoint or _recipient_endpoint(owner_id=spec.owner_id, url=spec.recipient)
+        notification.webhook_endpoint = endpoint
+        notification.subject = spec.template_key or "notification"
+        notification.body = _webhook_body(spec, timezone.now().isoformat().replace("+00:00", "Z"))
+        if not endpoint.is_active:
+            raise _Refused(FailureReason.ENDPOINT_DISABLED, f"webhook endpoint {endpoint.id} is disabled")
+        return
+    if spec.template_key:
+        try:
+            rendered = rendering.render(
+                key=spec.template_key, channel=spec.channel, locale=spec.locale, context=spec.context
+            )
+        except rendering.TemplateNotFound as exc:
+            raise _Refused(FailureReason.TEMPLATE_NOT_FOUND, str(exc)) from exc
+        except rendering.TemplateError as exc:
+            raise _Refused(FailureReason.TEMPLATE_ERROR, str(exc)) from exc
+        notification.subject = rendered.subject[:255]
+        notification.body = rendered.body
+        notification.html_body = rendered.html_body
+        notification.template_locale = rendered.locale
+    else:
+        notification.subject = (spec.subject or "")[:255]
+        notification.body = spec.body or ""
+
+
+def _queue(spec: NotificationSpec) -> Notification | None:
+    """Create the notification and hand it to a worker after commit; None if the id exists already.
+
+    Call inside a transaction. A notification that cannot be sent (no template, bad recipient,
+    disabled endpoint) is stored as failed and announced at once.
+    """
+    if Notification.objects.filter(notification_id=spec.notification_id).exists():
+        return None
+    notification = Notification(
+        notification_id=spec.notification_id,
+        owner_id=spec.owner_id,
+        requested_by=spec.requested_by,
+        channel=spec.channel,
+        recipient=spec.recipient,
+        template_key=spec.template_key,
+        locale=spec.locale or "",
+        context=spec.context,
+        status=NotificationStatus.QUEUED,
+        correlation_id=spec.correlation_id,
+        source_event_id=spec.source_event_id,
+    )
+    refused: _Refused | None = None
+    try:
+        _prepare(notification, spec)
+    except _Refused as exc:
+        refused = exc
+    try:
+        with transaction.atomic():
+            if refused is not None:
+                _fail(notification, reason=refused.reason, detail=str(refused))
+                return notification
+            _enqueue_on_commit(notification)
+            notification.save()
+    except IntegrityError:
+        # The same notificationId queued concurrently by another delivery of the request.
+        if Notification.objects.filter(notification_id=spec.notification_id).exists():
+            return None
+        raise
+    return notification
+
+
+@transaction.atomic
+def notification_request(*, event: Envelope, request: NotificationRequested) -> Notification | None:
+    """Queue a requested notification once per notificationId (and once per event)."""
+    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+        return None
+    owner_id, requested_by = _request_owner(request)
+    return _queue(
+        NotificationSpec(
+            notification_id=request.notificationId,
+            endpoint=_registered_endpoint(request, owner_id=owner_id),
+            owner_id=owner_id,
+            requested_by=requested_by,
+            channel=request.channel,
+            recipient=request.recipient,
+            template_key=request.template or "",
+            locale=request.locale,
+            context=request.context,
+            subject=request.subject,
+            body=request.body,
+            correlation_id=event.correlation_id or event.id,
+            source_event_id=event.id,
+        )
+    )
+
+
+def _registered_endpoint(request: NotificationRequested, *, owner_id: int | None) -> WebhookEndpoint | None:
+    """The registered endpoint a webhook request names (`endpointId`, set by
+    `payment_customer_notify`), when it is active, at that URL, and its owner's own."""
+    endpoint_id = (request.model_extra or {}).get(ENDPOINT_ID_FIELD)
+    if request.channel != Channel.WEBHOOK or owner_id is None or not endpoint_id:
+        return None
+    try:
+        endpoint_uuid = uuid.UUID(str(endpoint_id))
+    except ValueError:
+        return None
+    return WebhookEndpoint.objects.filter(
+        pk=endpoint_uuid, kind=EndpointKind.REGISTERED, owner_id=owner_id, url=request.recipient
+    ).first()
+
+
+def _payment_client_id(payment_id: str) -> int | None:
+    """The API client that requested the payment (None when it came through Kafka or is unknown)."""
+    from payments.models import Payment  # the payments domain owns who requested a payment
+
+    return Payment.objects.filter(payment_id=payment_id).values_list("client_id", flat=True).first()
+
+
+def _request_owner(request: NotificationRequested) -> tuple[int | None, str]:
+    """Whom a requested notification belongs to, and the actor who asked for it.
+
+    Requested through the API: the requester (`requestedBy`). Under `payment:<id>:` (payments asks
+    for its refund notices on the topic): the payment's client. Otherwise nobody: it came through
+    Kafka, whose producers are the platform's service accounts.
+    """
+    from django.contrib.auth import get_user_model
+
+    if request.requestedBy and request.requestedBy.startswith(USER_PREFIX):
+        username = request.requestedBy.removeprefix(USER_PREFIX)
+        user_id = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+        return user_id, request.requestedBy
+    if request.notificationId.startswith("payment:"):
+        return _payment_client_id(request.notificationId.split(":", 2)[1]), ""
+    return None, ""
+
+
+def _payment_context(data: dict[str, Any]) -> dict[str, Any]:
+    metadata = data.get("metadata") or {}
+    context = {
+        "paymentId": data["paymentId"],
+        "userId": data.get("userId"),
+        "merchantId": data.get("merchantId"),
+        "amount": data.get("amount"),
+        "currency": data.get("currency"),
+        "status": data.get("status"),
+        "processedAt": data.get("processedAt"),
+        "reason": data.get("reason"),
+        "message": data.get("message"),
+        "orderId": metadata.get("orderId"),
+        "description": metadata.get("description"),
+    }
+    return {k: v for k, v in context.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where one customer notice goes: `key` ends its notificationId (`email`, `webhook:<id>`)."""
+
+    key: str
+    channel: str
+    recipient: str
+    endpoint: WebhookEndpoint | None = None
+
+
+def _customer_destinations(
+    *, customer: Mapping[str, Any] | None, owner_id: int | None, template_key: str
+) -> list[_Destination]:
+    """The one mapping of a customer to channels, for every occasion (captures, failures, refunds,
+    reversals): each address the customer gave (email, phone, push token, webhookUrl), and the
+    registered webhook endpoints of the payment's client that want `template_key`."""
+    destinations = [
+        _Destination(key=channel, channel=channel, recipient=recipient)
+        for channel, recipient in customer_recipients(customer)
+    ]
+    registered = WebhookEndpoint.objects.filter(
+        kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id
+    )
+    destinations += [
+        _Destination(
+            key=f"{Channel.WEBHOOK}:{endpoint.id}",
+            channel=Channel.WEBHOOK,
+            recipient=endpoint.url,
+            endpoint=endpoint,
+        )
+        for endpoint in registered
+        if endpoint.wants(template_key)
+    ]
+    return destinations
+
+
+@transaction.atomic
+def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
+    """Notify a payment's customer (email, phone, push token, webhookUrl) and the registered webhook
+    endpoints that want it, of a captured or failed payment."""
+    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+        return []
+    data = event.data
+    captured = event.type == topics.PAYMENT_PROCESSED.name
+    template_key = PAYMENT_CAPTURED if captured else PAYMENT_FAILED
+    base_id = f"payment:{data['paymentId']}:{'captured' if captured else 'failed'}"
+    customer = data.get("customer") or {}
+    context = _payment_context(data)
+    # The notifications belong to the payment's client, and only that client's endpoints hear of it.
+    owner_id = _payment_client_id(data["paymentId"])
+    specs = [
+        NotificationSpec(
+            notification_id=f"{base_id}:{destination.key}",
+            channel=destination.channel,
+            recipient=destination.recipient,
+            endpoint=destination.endpoint,
+            owner_id=owner_id,
+            template_key=template_key,
+            locale=customer.get("locale"),
+            context=context,
+            correlation_id=event.correlation_id or event.id,
+            source_event_id=event.id,
+        )
+        for destination in _customer_destinations(
+            customer=customer, owner_id=owner_id, template_key=template_key
+        )
+    ]
+    return [n for spec in specs if (n := _queue(spec)) is not None]
+
+
+def payment_customer_notify(
+    *,
+    payment_id: str,
+    client_id: int | None,
+    customer: Mapping[str, Any] | None,
+    occasion: str,
+    template_key: str,
+    context: dict[str, Any],
+    correlation_id: str | None = None,
+) -> list[str]:
+    """Ask, in the caller's transaction, for the notices of one occasion of a payment (a refund,
+    a reversal) on every channel the customer is told on (`_customer_destinations`).
+
+    The requests go out on notifications.notification-requested, ids `payment:<id>:<occasion>:...`,
+    and are queued by this domain's consumer as the payment's client's notifications. Returns
+    the notificationIds asked for.
+    """
+    customer = customer or {}
+    asked = []
+    for destination in _customer_destinations(
+        customer=customer, owner_id=client_id, template_key=template_key
+    ):
+        request = notification_requested_event(
+            notification_id=f"payment:{payment_id}:{occasion}:{destination.key}",
+            channel=destination.channel,
+            recipient=destination.recipient,
+            template_key=template_key,
+            context=context,
+            locale=customer.get("locale") or "en",
+            endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
+        )
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=request.notificationId,
+            correlation_id=correlation_id,
+            data=request,
+        )
+        asked.append(request.notificationId)
+    return asked
+
+
+@transaction.atomic
+def notification_submit(
+    *, request: NotificationRequested, user: Any, correlation_id: str | None = None
+) -> NotificationRequested:
+    """Publish a notification request for `user` (the API's POST): the consumer queues it like any
+    other, as `user`'s notification."""
+    if request.notificationId.startswith(SYSTEM_ID_PREFIXES):
+        raise ReservedNotificationId(
+            f"notification ids under {', '.join(SYSTEM_ID_PREFIXES)} are the platform's own"
+        )
+    actor = user_actor(user)
+    request = request.model_copy(update={"requestedBy": actor})
+    outbox.record_event(
+        topic=topics.NOTIFICATION_REQUESTED,
+        subject=request.notificationId,
+        data=request.model_dump(exclude_none=True),
+        correlation_id=correlation_id,
+    )
+    _audit(
+        action="notification.requested",
+        subject_type="notification",
+        subject_id=request.notificationId,
+        actor=actor,
+        correlation_id=correlation_id or "",
+        details={"channel": request.channel, "template": request.template},
+    )
+    return request

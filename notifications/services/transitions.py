@@ -1,0 +1,185 @@
+"""The state changes every notification use case shares, each with its events, audit record, metrics.
+
+For notifications: the allowed transitions, the claim that hands one to a worker, sent, failed; for
+webhook endpoints: a failure counted, disabled. The building blocks of the other service modules,
+so it imports none of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.events import audit_record
+from bridge import outbox, task_names, topics
+from core import metrics, tracing
+from kafka_platform.celery import enqueue
+from notifications.events import notification_failed_event, notification_sent_event
+from notifications.models import (
+    TRANSITIONS,
+    DeliveryAttempt,
+    FailureReason,
+    Notification,
+    NotificationStatus,
+    WebhookEndpoint,
+)
+from notifications.providers import Receipt
+
+WORKER_ACTOR = "system:notifications-worker"
+
+
+class IllegalTransition(Exception):
+    def __init__(self, notification: Notification, to_status: str) -> None:
+        super().__init__(
+            f"notification {notification.notification_id}: "
+            f"{notification.status} -> {to_status} is not allowed"
+        )
+
+
+def _audit(
+    *,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    actor: str,
+    details: dict[str, Any],
+    correlation_id: str = "",
+) -> None:
+    outbox.record_event(
+        topic=topics.AUDIT_NOTIFICATION_EVENTS,
+        subject=subject_id,
+        correlation_id=correlation_id or None,
+        data=audit_record(
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            details=details,
+        ),
+    )
+
+
+def _transition(notification: Notification, to_status: str) -> None:
+    if to_status not in TRANSITIONS[notification.status]:
+        raise IllegalTransition(notification, to_status)
+    notification.status = to_status
+
+
+def _lease_deadline() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.NOTIFICATIONS_DISPATCH_LEASE_S)
+
+
+def _enqueue_on_commit(notification: Notification) -> None:
+    """Give the notification a new claim and hand it to a Celery task once the transaction commits.
+
+    Until the lease runs out nobody else takes it; a task lost on the way is replaced then by the
+    dispatcher. A task whose claim is no longer the notification's does nothing.
+    """
+    claim = uuid.uuid4()
+    notification.claim = claim
+    notification.next_attempt_at = _lease_deadline()
+    # The primary key is read at commit: a new notification is saved after this call.
+    # In the caller's trace, even when a batch of requests commits after all of them.
+    tracing.on_commit(
+        lambda: enqueue(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim)), robust=True
+    )
+
+
+def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> None:
+    _transition(notification, NotificationStatus.SENT)
+    notification.provider_message_id = receipt.provider_message_id
+    notification.sent_at = timezone.now()
+    notification.next_attempt_at = None
+    notification.claim = None
+    notification.failure_reason = ""
+    notification.last_error = ""
+    notification.save()
+    if notification.webhook_endpoint_id:
+        WebhookEndpoint.objects.filter(
+            pk=notification.webhook_endpoint_id, consecutive_failures__gt=0
+        ).update(consecutive_failures=0)
+    data = notification_sent_event(notification, provider_message_id=receipt.provider_message_id)
+    outbox.record_event(
+        topic=topics.NOTIFICATION_SENT,
+        subject=notification.notification_id,
+        data=data,
+        correlation_id=notification.correlation_id or None,
+    )
+    _audit(
+        action="notification.sent",
+        subject_type="notification",
+        subject_id=notification.notification_id,
+        actor=notification.requested_by or WORKER_ACTOR,
+        correlation_id=notification.correlation_id,
+        details={
+            "channel": notification.channel,
+            "attempts": notification.attempts,
+            "provider": attempt.provider,
+            "providerMessageId": receipt.provider_message_id,
+        },
+    )
+    channel = notification.channel
+    transaction.on_commit(lambda: metrics.NOTIFICATIONS_SENT.labels(channel=channel).inc())
+
+
+def _fail(notification: Notification, *, reason: str, detail: str) -> None:
+    if notification.pk is not None:
+        _transition(notification, NotificationStatus.FAILED)
+    notification.status = NotificationStatus.FAILED
+    notification.failure_reason = reason
+    notification.last_error = detail[:4000]
+    notification.failed_at = timezone.now()
+    notification.next_attempt_at = None
+    notification.claim = None
+    notification.save()
+    if notification.webhook_endpoint_id and reason == FailureReason.RETRIES_EXHAUSTED:
+        _endpoint_record_failure(notification.webhook_endpoint_id, notification)
+    data = notification_failed_event(notification, reason=reason, detail=detail)
+    outbox.record_event(
+        topic=topics.NOTIFICATION_FAILED,
+        subject=notification.notification_id,
+        data=data,
+        correlation_id=notification.correlation_id or None,
+    )
+    _audit(
+        action="notification.failed",
+        subject_type="notification",
+        subject_id=notification.notification_id,
+        actor=notification.requested_by or WORKER_ACTOR,
+        correlation_id=notification.correlation_id,
+        details={"channel": notification.channel, "attempts": notification.attempts, "reason": reason},
+    )
+    channel = notification.channel
+    transaction.on_commit(lambda: metrics.NOTIFICATIONS_FAILED.labels(channel=channel).inc())
+
+
+def _endpoint_record_failure(endpoint_id: uuid.UUID, notification: Notification) -> None:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    endpoint.consecutive_failures += 1
+    endpoint.save(update_fields=["consecutive_failures", "updated_at"])
+    if endpoint.is_active and endpoint.consecutive_failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES:
+        _endpoint_disable(
+            endpoint,
+            actor=WORKER_ACTOR,
+            reason=f"{endpoint.consecutive_failures} notifications in a row failed after every retry "
+            f"(last: {notification.notification_id})",
+        )
+
+
+def _endpoint_disable(endpoint: WebhookEndpoint, *, actor: str, reason: str) -> None:
+    endpoint.is_active = False
+    endpoint.disabled_at = timezone.now()
+    endpoint.disabled_reason = reason[:255]
+    endpoint.save()
+    _audit(
+        action="webhook_endpoint.disabled",
+        subject_type="webhook_endpoint",
+        subject_id=str(endpoint.id),
+        actor=actor,
+        details={"url": endpoint.url, "reason": reason, "consecutiveFailures": endpoint.consecutive_failures},
+    )
