@@ -30,7 +30,7 @@ AMOUNT = Decimal("99.99")
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
 PAYMENT_STATUSES = ("requested", "processing", "captured")
-# The payment's audit trail: one record per transition (payments.services._audit).
+# The payment's audit trail: one record per transition (payments.services.transitions._audit).
 PAYMENT_AUDIT_ACTIONS = tuple(f"payment.{status}" for status in PAYMENT_STATUSES)
 
 

@@ -16,8 +16,8 @@ from notifications import services
 from notifications.events import NotificationRequested
 from notifications.models import Channel, EndpointKind, Notification, WebhookEndpoint
 from notifications.services import queueing
-from payments import services as payment_services
 from payments.models import Payment, PaymentStatus
+from payments.services.transitions import _notify_customer
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_a_reversal_reaches_push_and_the_clients_registered_endpoints() -> None:
         correlation_id="c1",
     )
 
-    payment_services._notify_customer(
+    _notify_customer(
         payment, template="payment_reversed", occasion="reversed", context={"reason": "invalid_account"}
     )
 

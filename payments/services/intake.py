@@ -1,0 +1,274 @@
+"""Intake and charge: a payment request accepted once, checked, charged at the gateway and decided."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+from bridge import inbox, outbox, task_names, topics
+from bridge.codec import Envelope
+from core import bulk
+from core.actors import user_actor
+from core.circuit_breaker import CircuitOpen
+from kafka_platform.celery import enqueue_on_commit
+from payments.events import FailureReason, PaymentRequested
+from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
+from payments.models import Payment, PaymentStatus
+from payments.services.transitions import (
+    INBOX_CONSUMER,
+    WORKER_ACTOR,
+    IllegalTransition,
+    PaymentRefused,
+    _capture,
+    _check_business_rules,
+    _fail,
+    _transition,
+)
+
+
+@transaction.atomic
+def payment_request_create(*, client: Any, request: PaymentRequested, correlation_id: str) -> Payment:
+    """An API client's request: the payment exists (requested) and its event is on its way."""
+    data = request.model_dump(exclude_none=True)
+    payment = Payment.objects.create(
+        payment_id=request.paymentId,
+        user_id=request.userId,
+        merchant_id=request.merchantId,
+        amount=request.amount,
+        currency=request.currency,
+        status="",
+        request=data,
+        client=client,
+        correlation_id=correlation_id,
+    )
+    _transition(payment, PaymentStatus.REQUESTED, actor=user_actor(client))
+    payment.save()
+    outbox.record_event(
+        topic=topics.PAYMENT_REQUESTED,
+        subject=payment.payment_id,
+        data=request,
+        correlation_id=correlation_id,
+    )
+    return payment
+
+
+def _payment_fields(event: Envelope, request: PaymentRequested) -> dict[str, Any]:
+    """A new payment's fields besides its paymentId."""
+    return {
+        "user_id": request.userId,
+        "merchant_id": request.merchantId,
+        "amount": request.amount,
+        "currency": request.currency,
+        "status": "",
+        "request": event.data,
+        "correlation_id": event.correlation_id or event.id,
+    }
+
+
+@transaction.atomic
+def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
+    """Record the request once per paymentId, check it, and move it to processing or failed.
+
+    Idempotent: a redelivered or repeated request returns the existing payment unchanged.
+    """
+    payment, created = Payment.objects.select_for_update().get_or_create(
+        payment_id=request.paymentId, defaults=_payment_fields(event, request)
+    )
+    return _accept(payment, created=created, event=event)
+
+
+def _accept(payment: Payment, *, created: bool, event: Envelope) -> Payment:
+    """`payment_accept` on a payment row locked (or just created) by the caller."""
+    if created:
+        _transition(payment, PaymentStatus.REQUESTED, actor=WORKER_ACTOR)
+    elif payment.status != PaymentStatus.REQUESTED:
+        if payment.is_decided:
+            inbox.claim(consumer=INBOX_CONSUMER, event=event)
+        return payment
+    try:
+        _check_business_rules(payment)
+    except PaymentRefused as refused:
+        _fail(payment, reason=refused.reason, message=str(refused), actor=WORKER_ACTOR)
+        inbox.claim(consumer=INBOX_CONSUMER, event=event)
+        return payment
+    _transition(payment, PaymentStatus.PROCESSING, actor=WORKER_ACTOR)
+    payment.save()
+    return payment
+
+
+def payment_charge(*, payment_id: str, event: Envelope | None = None) -> Payment:
+    """Charge through the gateway (behind its circuit breaker) and record the outcome.
+
+    Raises GatewayTimeout or CircuitOpen when the outcome is unknown; the caller retries.
+    """
+    payment = Payment.objects.get(payment_id=payment_id)
+    if payment.status != PaymentStatus.PROCESSING:
+        return payment
+    result = _charge_at_gateway(payment)
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        return _record_charge(payment, result, event=event)
+
+
+def _charge_at_gateway(payment: Payment) -> ChargeResult:
+    """The gateway's answer for `payment`, keyed by its paymentId: asking again never charges twice."""
+    gateway = get_gateway()
+    return gateway_breaker().call(
+        lambda: gateway.charge(
+            idempotency_key=payment.payment_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=payment.request["paymentMethod"],
+        )
+    )
+
+
+def _record_charge(payment: Payment, result: ChargeResult, *, event: Envelope | None) -> Payment:
+    """The gateway's answer for `payment`, whose row the caller locked in its transaction."""
+    if payment.status != PaymentStatus.PROCESSING:
+        return payment  # a concurrent delivery recorded the (same) outcome first
+    if result.captured:
+        _capture(payment, result=result, actor=WORKER_ACTOR)
+    else:
+        _fail(payment, reason=result.decline_reason, message=result.message, actor=WORKER_ACTOR)
+    if event is not None:
+        inbox.claim(consumer=INBOX_CONSUMER, event=event)
+    return payment
+
+
+_gateway_pool: ThreadPoolExecutor | None = None
+_gateway_pool_pid: int | None = None
+
+
+def _charge_all(payments: Iterable[Payment]) -> list[ChargeResult | GatewayTimeout | CircuitOpen]:
+    """Each payment's gateway answer, or the error that leaves it unknown, asking up to
+    PAYMENTS_GATEWAY_CONCURRENCY at a time (a pool per worker process, made after the fork)."""
+    global _gateway_pool, _gateway_pool_pid
+    if _gateway_pool is None or _gateway_pool_pid != os.getpid():
+        _gateway_pool = ThreadPoolExecutor(
+            max_workers=max(settings.PAYMENTS_GATEWAY_CONCURRENCY, 1), thread_name_prefix="gateway"
+        )
+        _gateway_pool_pid = os.getpid()
+
+    def ask(payment: Payment) -> ChargeResult | GatewayTimeout | CircuitOpen:
+        # This thread's own database connection (the simulator's): one broken by an outage is
+        # replaced here, as the task's own is by EventTask, or every later charge would fail.
+        close_old_connections()
+        try:
+            return _charge_at_gateway(payment)
+        except (GatewayTimeout, CircuitOpen) as exc:
+            return exc
+
+    return list(_gateway_pool.map(ask, payments))
+
+
+@dataclass
+class BatchOutcome:
+    """What `payments_process_batch` did; `unsure` events still wait for the gateway's answer."""
+
+    decided: list[Payment] = field(default_factory=list)
+    unsure: list[tuple[Envelope, BaseException]] = field(default_factory=list)
+
+
+def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
+    """A batch of payment requests in two transactions instead of two per request.
+
+    The same steps as one request at a time (`payment_accept`, the gateway, `_record_charge`),
+    so the same transitions, audit records and events: all requests are accepted in one
+    transaction, charged at the gateway outside any transaction (each with its paymentId as the
+    idempotency key), and the answers recorded in a second one. A request whose answer is unknown
+    (timeout, open circuit) is left in `processing` and returned in `unsure` for a retry.
+    """
+    outcome = BatchOutcome()
+    to_charge: list[tuple[Payment, Envelope]] = []
+    with transaction.atomic(), bulk.deferred_inserts():
+        handled = inbox.seen_many(consumer=INBOX_CONSUMER, events=events)
+        requests = {
+            event.id: PaymentRequested.model_validate(event.data)
+            for event in events
+            if event.id not in handled
+        }
+        wanted = {request.paymentId for request in requests.values()}
+        existing = {
+            p.payment_id: p for p in Payment.objects.select_for_update().filter(payment_id__in=wanted)
+        }
+        new: dict[str, Payment] = {}
+        for event in events:
+            request = requests.get(event.id)
+            if request is not None and request.paymentId not in existing:
+                new.setdefault(
+                    request.paymentId,
+                    Payment(payment_id=request.paymentId, **_payment_fields(event, request)),
+                )
+        # A concurrent first delivery of one of them fails this batch; it then runs one by one.
+        Payment.objects.bulk_create(new.values())
+        accepted: set[str] = set()
+        for event in events:
+            request = requests.get(event.id)
+            if request is None:
+                continue
+            created = request.paymentId in new and request.paymentId not in accepted
+            accepted.add(request.paymentId)
+            payment = new.get(request.paymentId) or existing[request.paymentId]
+            payment = _accept(payment, created=created, event=event)
+            if payment.status == PaymentStatus.PROCESSING:
+                to_charge.append((payment, event))  # the gateway and _record_charge are idempotent
+            elif payment.is_decided:
+                outcome.decided.append(payment)
+    answers: list[tuple[Payment, Envelope, ChargeResult]] = []
+    for (payment, event), answer in zip(to_charge, _charge_all(p for p, _ in to_charge), strict=True):
+        if isinstance(answer, ChargeResult):
+            answers.append((payment, event, answer))
+        else:
+            outcome.unsure.append((event, answer))
+    with transaction.atomic(), bulk.deferred_inserts():
+        locked = Payment.objects.select_for_update().in_bulk([payment.pk for payment, _, _ in answers])
+        for payment, event, result in answers:
+            outcome.decided.append(_record_charge(locked[payment.pk], result, event=event))
+    return outcome
+
+
+@transaction.atomic
+def payment_give_up(*, payment_id: str, reason: str, message: str, event: Envelope | None = None) -> Payment:
+    """Fail a payment still processing, e.g. after the gateway's retries ran out."""
+    payment = Payment.objects.select_for_update().get(payment_id=payment_id)
+    if payment.status == PaymentStatus.PROCESSING:
+        _fail(payment, reason=reason, message=message, actor=WORKER_ACTOR)
+        if event is not None:
+            inbox.claim(consumer=INBOX_CONSUMER, event=event)
+    return payment
+
+
+@transaction.atomic
+def payment_abandon(*, event: Envelope, message: str) -> Payment | None:
+    """Fail an undecided payment whose processing crashed for good (its task is dead-lettered)."""
+    payment_id = event.data.get("paymentId")
+    payment = Payment.objects.select_for_update().filter(payment_id=payment_id).first()
+    if payment is not None and not payment.is_decided and payment.status:
+        if payment.status == PaymentStatus.REQUESTED:
+            _transition(payment, PaymentStatus.PROCESSING, actor=WORKER_ACTOR)
+        _fail(payment, reason=FailureReason.PROCESSING_ERROR, message=message, actor=WORKER_ACTOR)
+    return payment
+
+
+@transaction.atomic
+def payment_retry(*, payment_id: str, actor: str) -> Payment:
+    """An operator retries a payment that failed only because the gateway was unavailable."""
+    payment = Payment.objects.select_for_update().get(payment_id=payment_id)
+    if payment.status != PaymentStatus.FAILED or payment.failure_reason != FailureReason.GATEWAY_UNAVAILABLE:
+        raise IllegalTransition(payment, PaymentStatus.PROCESSING)
+    payment.failure_reason = payment.failure_message = ""
+    _transition(payment, PaymentStatus.PROCESSING, actor=actor, reason="retry after gateway_unavailable")
+    payment.save()
+    enqueue_on_commit(task_names.CHARGE_PAYMENT, payment.payment_id)
+    return payment
+
+
+def already_handled(event: Envelope) -> bool:
+    return inbox.seen(consumer=INBOX_CONSUMER, event=event)
