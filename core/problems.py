@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
@@ -135,6 +136,15 @@ def problem_response(status_code: int, detail: str, *, code: str | None = None, 
     return JsonResponse(
         problem_body(status_code, detail, code=code, **extra), status=status_code, content_type=CONTENT_TYPE
     )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """`handler404`: a path under /api/ that no route matches (say a payment id with a dot, which
+    the router's id pattern refuses) is a problem document like every other API error; elsewhere
+    (the admin, a browser) Django's own page. With DEBUG on, Django shows its debug page instead."""
+    if request.path.startswith("/api/"):
+        return problem_response(status.HTTP_404_NOT_FOUND, "No API endpoint has this path.", code="not_found")
+    return page_not_found(request, exception or Http404())
 
 
 class ProblemMiddleware:

@@ -8,6 +8,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import health, metrics  # noqa: F401 - importing metrics registers them for /metrics
 
+# An unrouted /api/ path answers problem+json like the rest of the API.
+handler404 = "core.problems.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("payments.api.urls")),

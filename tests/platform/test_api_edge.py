@@ -51,6 +51,18 @@ def test_every_error_has_the_problem_shape() -> None:
 
 
 @pytest.mark.django_db
+def test_an_api_path_no_route_matches_is_a_problem_and_other_paths_keep_the_html_page() -> None:
+    client = token_client(make_api_user("c"))
+    # The router's id pattern refuses dots: no view is reached (schemathesis found this one).
+    body = _is_problem(client.get("/api/v1/payments/As%20requested./"), 404)
+    assert body["type"].endswith("/not_found")
+    _is_problem(client.get("/api/v1/no-such-resource/"), 404)
+
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db
 def test_nul_bytes_in_path_query_or_body_are_400_and_nothing_is_stored() -> None:
     operator = token_client(make_api_user("ops", role=OPERATORS))
     _is_problem(operator.get("/api/v1/payments/pay%00x/"), 400)
