@@ -27,10 +27,11 @@ run: install
 test: install
 	$(PY) -m pytest --create-db
 
-# The quick loop while working: everything but the chaos suite, on the test database of the last
-# run (migrated forward, not recreated). `make test` is what CI runs.
+# The quick loop while working: units and single-flow tests, neither the chaos suite nor the slow
+# lifecycle tests (restarts, shutdown, rebalance, long waits), on the test database of the last run
+# (migrated forward, not recreated). `make test` runs everything and is what CI runs.
 test-fast: install
-	$(PY) -m pytest -m "not chaos" --reuse-db -q $(ARGS)
+	$(PY) -m pytest -m "not chaos and not slow" --reuse-db -q $(ARGS)
 
 # The soak: every chaos scenario at CHAOS_N payments (the deep backlog at twice that), then the
 # table of what each lost, doubled or drifted (tests/chaos/report.py). Hours on a small machine;

@@ -141,6 +141,7 @@ def test_after_retention_audit_verify_checks_the_archive_and_the_chain_that_cont
     )
 
 
+@pytest.mark.slow
 def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack) -> None:
     name = f"audit.fx-{uuid.uuid4().hex[:8]}-events"
     admin = new_admin()

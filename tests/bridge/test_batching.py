@@ -37,6 +37,7 @@ def card(token: str) -> dict[str, str]:
     return {"type": "card", "token": token}
 
 
+@pytest.mark.slow
 def test_a_backlog_is_dispatched_in_batches_with_one_effect_per_request(
     live: Stack, collector: Collector
 ) -> None:

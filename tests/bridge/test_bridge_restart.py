@@ -6,6 +6,7 @@ import signal
 import uuid
 from collections import Counter
 
+import pytest
 from kafka import KafkaProducer
 
 from bridge import topics
@@ -13,6 +14,8 @@ from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector
+
+pytestmark = pytest.mark.slow  # a lifecycle test: `make test` runs it, `make test-fast` does not
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name

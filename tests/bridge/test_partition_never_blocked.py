@@ -29,6 +29,8 @@ from tests.support.kafka import Collector, subject_is
 from tests.support.private_redis import PrivateRedis
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a lifecycle test: `make test` runs it, `make test-fast` does not
+
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
 DLQ = topics.PAYMENTS_DLQ.name

@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from pytest_django.fixtures import Settings
 
 from bridge.clients import new_admin, new_consumer
 from bridge.embedded import EmbeddedBroker
+
+pytestmark = pytest.mark.slow  # a lifecycle test: `make test` runs it, `make test-fast` does not
 
 
 def test_records_of_a_paused_partition_come_back_on_resume(

@@ -285,6 +285,7 @@ def fx_record(name: str) -> bytes:
     return structured(name, data)
 
 
+@pytest.mark.slow
 def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, collector: Collector) -> None:
     bridge_pid = live.bridge.process.pid if live.bridge.process else None
     log_start = live.bridge.log_size()

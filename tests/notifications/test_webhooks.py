@@ -82,6 +82,7 @@ def test_receiver_failing_then_recovering_is_retried_on_the_schedule(
     assert endpoint is not None and endpoint.is_active and endpoint.consecutive_failures == 0
 
 
+@pytest.mark.slow
 def test_receiver_down_for_good_fails_after_the_schedule_and_disables_the_endpoint(
     nlive: Stack, http_receiver: HttpReceiver, collector: Collector
 ) -> None:

@@ -73,6 +73,7 @@ def test_bridge_healthz_reports_its_consume_loop(live: Stack) -> None:
     assert checks["outbox_relay"]["status"] == "ok"  # the test stack runs the relay on its own
 
 
+@pytest.mark.slow
 def test_worker_healthz_turns_503_while_its_broker_is_lost_and_recovers(
     stack: Stack, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:

@@ -19,6 +19,8 @@ from core.roles import OPERATORS
 from core.throttles import WriteRateThrottle
 from tests.support.users import make_api_user
 
+pytestmark = pytest.mark.slow  # a lifecycle test: `make test` runs it, `make test-fast` does not
+
 EXAMPLES_PER_OPERATION = 40
 
 

@@ -29,6 +29,8 @@ from tests.support.kafka import produce
 from tests.support.users import make_api_user, token_client
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a lifecycle test: `make test` runs it, `make test-fast` does not
+
 REQUESTED = topics.PAYMENT_REQUESTED.name
 WEB, BRIDGE, WORKER = (tracing.SERVICE_PREFIX + name for name in ("web", "bridge", "worker"))
 
