@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 
 from bridge import topics
@@ -30,6 +31,7 @@ def breaker_open(name: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_breaker_stops_calling_a_failing_provider_and_closes_when_it_recovers(
     nlive: Stack, smtp: SmtpReceiver, collector: Collector
 ) -> None:
@@ -72,6 +74,7 @@ def test_breaker_stops_calling_a_failing_provider_and_closes_when_it_recovers(
     assert not breaker_open("email:smtp")
 
 
+@pytest.mark.slow
 def test_rate_limit_spaces_deliveries_to_one_recipient(
     nlive: Stack, smtp: SmtpReceiver, collector: Collector
 ) -> None:

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -44,6 +45,7 @@ def hold_payment_id(payment_id: str, held: threading.Event, release: threading.E
         connection.close()
 
 
+@pytest.mark.slow
 def test_an_unanswered_reservation_is_released_and_cancelled_and_the_late_capture_refunded(
     live: Stack,
 ) -> None:
