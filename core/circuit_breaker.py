@@ -27,8 +27,9 @@ import redis
 
 T = TypeVar("T")
 
-# `now`: the injected clock's reading, or Redis's TIME when none was given (ARGV[1] empty).
-_NOW = """
+# `now`: the injected clock's reading, or Redis's TIME when none was given (ARGV[1] empty); the
+# opening of every script here and of other Redis scripts that take the same injected clock.
+LUA_NOW = """
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -41,7 +42,7 @@ end
 # ARGV: now, probe slot ms, cooldown s. Returns {code, seconds to wait, failures so far}, code
 # 0 refused (open), 1 closed, 2 the half-open probe, 3 refused (half-open, a probe in flight).
 _CHECK = (
-    _NOW
+    LUA_NOW
     + """
 local v = redis.call('HMGET', KEYS[1], 'opened_until', 'failures')
 local opened_until = tonumber(v[1] or '0')
@@ -55,7 +56,7 @@ return {3, ARGV[3], failures}
 
 # ARGV: now, threshold, cooldown s, state ttl ms. Returns 1 when the circuit (re)opened.
 _FAILURE = (
-    _NOW
+    LUA_NOW
     + """
 local opened_until = tonumber(redis.call('HGET', KEYS[1], 'opened_until') or '0')
 local opened = 0

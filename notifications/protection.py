@@ -23,7 +23,7 @@ from functools import cache
 import redis
 from django.conf import settings
 
-from core.circuit_breaker import BreakerDecision, CircuitBreaker
+from core.circuit_breaker import LUA_NOW, BreakerDecision, CircuitBreaker
 
 KEY_PREFIX = "notifications:"
 STATE_TTL_S = 24 * 60 * 60
@@ -38,14 +38,9 @@ __all__ = [
 ]
 
 # ARGV: now ('' for Redis's TIME), capacity, refill per second.
-_RATE_TAKE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_RATE_TAKE = (
+    LUA_NOW
+    + """
 local capacity = tonumber(ARGV[2])
 local rate = tonumber(ARGV[3])
 local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -61,6 +56,7 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 10
 if tokens >= 0 then return '0' end
 return tostring(-tokens / rate)
 """
+)
 
 Clock = Callable[[], float] | None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -29,6 +29,12 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from notifications.providers import Receipt
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+    from pydantic import BaseModel
+
+    from bridge.topics import Topic
 
 WORKER_ACTOR = "system:notifications-worker"
 
@@ -90,6 +96,35 @@ def _enqueue_on_commit(notification: Notification) -> None:
     )
 
 
+def _announce(
+    notification: Notification,
+    *,
+    topic: Topic,
+    data: BaseModel,
+    action: str,
+    details: dict[str, Any],
+    counter: Counter,
+) -> None:
+    """A notification's final state told: its event in the outbox, its audit record, and its
+    counter once the transaction commits."""
+    outbox.record_event(
+        topic=topic,
+        subject=notification.notification_id,
+        data=data,
+        correlation_id=notification.correlation_id or None,
+    )
+    _audit(
+        action=action,
+        subject_type="notification",
+        subject_id=notification.notification_id,
+        actor=notification.requested_by or WORKER_ACTOR,
+        correlation_id=notification.correlation_id,
+        details=details,
+    )
+    channel = notification.channel
+    transaction.on_commit(lambda: counter.labels(channel=channel).inc())
+
+
 def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> None:
     _transition(notification, NotificationStatus.SENT)
     notification.provider_message_id = receipt.provider_message_id
@@ -103,28 +138,19 @@ def _mark_sent(notification: Notification, attempt: DeliveryAttempt, receipt: Re
         WebhookEndpoint.objects.filter(
             pk=notification.webhook_endpoint_id, consecutive_failures__gt=0
         ).update(consecutive_failures=0)
-    data = notification_sent_event(notification, provider_message_id=receipt.provider_message_id)
-    outbox.record_event(
+    _announce(
+        notification,
         topic=topics.NOTIFICATION_SENT,
-        subject=notification.notification_id,
-        data=data,
-        correlation_id=notification.correlation_id or None,
-    )
-    _audit(
+        data=notification_sent_event(notification, provider_message_id=receipt.provider_message_id),
         action="notification.sent",
-        subject_type="notification",
-        subject_id=notification.notification_id,
-        actor=notification.requested_by or WORKER_ACTOR,
-        correlation_id=notification.correlation_id,
         details={
             "channel": notification.channel,
             "attempts": notification.attempts,
             "provider": attempt.provider,
             "providerMessageId": receipt.provider_message_id,
         },
+        counter=metrics.NOTIFICATIONS_SENT,
     )
-    channel = notification.channel
-    transaction.on_commit(lambda: metrics.NOTIFICATIONS_SENT.labels(channel=channel).inc())
 
 
 def _fail(notification: Notification, *, reason: str, detail: str) -> None:
@@ -139,23 +165,14 @@ def _fail(notification: Notification, *, reason: str, detail: str) -> None:
     notification.save()
     if notification.webhook_endpoint_id and reason == FailureReason.RETRIES_EXHAUSTED:
         _endpoint_record_failure(notification.webhook_endpoint_id, notification)
-    data = notification_failed_event(notification, reason=reason, detail=detail)
-    outbox.record_event(
+    _announce(
+        notification,
         topic=topics.NOTIFICATION_FAILED,
-        subject=notification.notification_id,
-        data=data,
-        correlation_id=notification.correlation_id or None,
-    )
-    _audit(
+        data=notification_failed_event(notification, reason=reason, detail=detail),
         action="notification.failed",
-        subject_type="notification",
-        subject_id=notification.notification_id,
-        actor=notification.requested_by or WORKER_ACTOR,
-        correlation_id=notification.correlation_id,
         details={"channel": notification.channel, "attempts": notification.attempts, "reason": reason},
+        counter=metrics.NOTIFICATIONS_FAILED,
     )
-    channel = notification.channel
-    transaction.on_commit(lambda: metrics.NOTIFICATIONS_FAILED.labels(channel=channel).inc())
 
 
 def _endpoint_record_failure(endpoint_id: uuid.UUID, notification: Notification) -> None:
