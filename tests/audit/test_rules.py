@@ -133,6 +133,37 @@ def test_repeated_auth_failure_fires_at_n_failures_in_the_window() -> None:
     assert alerts("repeated_auth_failure", f"user:{other}") == []
 
 
+@override_settings(COMPLIANCE_AUTH_FAILURE_THRESHOLD=3, COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS=300)
+def test_a_burst_logged_out_of_order_still_raises_repeated_auth_failure() -> None:
+    # Two batches of one partition in two worker processes: the later failures are logged first.
+    name = f"eve_{uuid.uuid4().hex[:6]}"
+    fail_login(name, at=T0 + timedelta(minutes=2))
+    fail_login(name, at=T0 + timedelta(minutes=1))
+    assert alerts("repeated_auth_failure", f"user:{name}") == []
+    fail_login(name, at=T0)
+
+    [alert] = alerts("repeated_auth_failure", f"user:{name}")
+    assert alert.details["failures"] == 3
+    # Spread wider than the window, three failures raise nothing, in whatever order they come.
+    spread = f"eve_{uuid.uuid4().hex[:6]}"
+    for minutes in (8, 4, 0):
+        fail_login(spread, at=T0 + timedelta(minutes=minutes))
+    assert alerts("repeated_auth_failure", f"user:{spread}") == []
+
+
+@override_settings(COMPLIANCE_VELOCITY_MAX_PAYMENTS=2, COMPLIANCE_VELOCITY_WINDOW_SECONDS=600)
+def test_payments_logged_out_of_order_still_trip_velocity() -> None:
+    # A user's payments are keyed apart, so they reach the log in any order.
+    user = new_user()
+    for minutes in (2, 1):
+        request_payment(user_id=user, at=T0 + timedelta(minutes=minutes))
+    assert alerts("velocity", f"user:{user}") == []
+    request_payment(user_id=user, at=T0)
+
+    [alert] = alerts("velocity", f"user:{user}")
+    assert alert.details["payments"] == 3
+
+
 @override_settings(COMPLIANCE_HIGH_VALUE_THRESHOLD="100")
 def test_a_redelivered_audit_event_raises_no_second_alert() -> None:
     envelope = audit_envelope(
