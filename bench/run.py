@@ -117,20 +117,28 @@ select pay.payment_id, pay.created_at, tr.processing, tr.captured, o.created, o.
 CHAIN_MARKS = (6, 7, 9)  # ledger posted, last audit record, notification sent
 
 
-def chain_latencies(database_url: str, sent: dict[str, float], timeout_s: float = 120.0) -> list[float]:
-    """Seconds from each request's send to the last piece of its chain (posting, audit, notice);
-    waits until every chain is complete or the timeout passes."""
-    ids = list(sent)
+def payment_marks(database_url: str, sent: dict[str, float], timeout_s: float = 120.0) -> list[Any]:
+    """MARKS_SQL's rows for the payments of `sent`, once every chain is complete or the timeout
+    passes."""
     deadline = time.time() + timeout_s
     with psycopg.connect(database_url, autocommit=True) as conn:
         while True:
-            rows = conn.execute(MARKS_SQL, {"ids": ids}).fetchall()
-            complete = [row for row in rows if all(row[c] for c in CHAIN_MARKS)]
-            if len(complete) == len(ids) or time.time() > deadline:
-                break
+            rows = conn.execute(MARKS_SQL, {"ids": list(sent)}).fetchall()
+            complete = sum(1 for row in rows if all(row[c] for c in CHAIN_MARKS))
+            if complete == len(sent) or time.time() > deadline:
+                return rows
             stop_if_signalled()
             time.sleep(0.5)
-    return [max(row[c].timestamp() for c in CHAIN_MARKS) - sent[row[0]] for row in complete]
+
+
+def chain_latencies(rows: list[Any], sent: dict[str, float]) -> list[float]:
+    """Seconds from each request's send to the last piece of its chain (posting, audit, notice),
+    for the payments whose chain is complete."""
+    return [
+        max(row[c].timestamp() for c in CHAIN_MARKS) - sent[row[0]]
+        for row in rows
+        if all(row[c] for c in CHAIN_MARKS)
+    ]
 
 
 # Where a payment's time goes: the hops between consecutive marks of MARKS_SQL.
@@ -148,10 +156,8 @@ HOP_NAMES = [
 ]
 
 
-def hop_latencies(database_url: str, sent: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Median and p99 in ms of each hop of HOP_NAMES over the payments whose marks are all there."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(MARKS_SQL, {"ids": list(sent)}).fetchall()
+def hop_latencies(rows: list[Any], sent: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Median and p99 in ms of each hop of HOP_NAMES, over the payments that have both its marks."""
     hops: dict[str, dict[str, float]] = {}
     for name, start, end in HOP_NAMES:
         spans = []
@@ -359,11 +365,12 @@ def drive(
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     chain_p50 = chain_p99 = hops = None
     if database_url:
-        chains = chain_latencies(database_url, sent_at)
+        marks = payment_marks(database_url, sent_at)
+        chains = chain_latencies(marks, sent_at)
         if len(chains) > 1:
             chain_q = statistics.quantiles(chains, n=100)
             chain_p50, chain_p99 = round(chain_q[49] * 1000, 1), round(chain_q[98] * 1000, 1)
-        hops = hop_latencies(database_url, sent_at)
+        hops = hop_latencies(marks, sent_at)
     return Result(
         events=n,
         seconds=round(seconds, 2),
