@@ -50,7 +50,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy kafka_platform core payments ledger notifications audit bridge orders
+	$(VENV)/bin/mypy kafka_platform core payments ledger notifications audit bridge orders bench
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -163,8 +163,9 @@ def hop_latencies(rows: list[Any], sent: dict[str, float]) -> dict[str, dict[str
         spans = []
         for row in rows:
             marks = [sent[row[0]], *(ts.timestamp() if ts else None for ts in row[1:])]
-            if marks[start] is not None and marks[end] is not None:
-                spans.append((marks[end] - marks[start]) * 1000)
+            first, last = marks[start], marks[end]
+            if first is not None and last is not None:
+                spans.append((last - first) * 1000)
         if len(spans) > 1:
             q = statistics.quantiles(spans, n=100)
             hops[name] = {"p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1), "payments": len(spans)}
@@ -482,7 +483,7 @@ def sweep(args: argparse.Namespace) -> None:
     """Each offered rate for a fixed time: delivered rate, latency of the result event and of the
     whole chain, CPU per 1,000 payments; then a plot of latency against offered load."""
     rates = [float(r) for r in args.sweep.split(",") if r.strip()]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rate in rates:
         n = max(int(rate * args.duration), 1)
         print(f"sweep: {rate:g}/s for {args.duration:g} s ({n} payments) ...", flush=True)
