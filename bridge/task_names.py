@@ -20,6 +20,7 @@ POST_CAPTURED_PAYMENT: Final = "ledger.post_captured_payment"
 REQUEST_NOTIFICATION: Final = "notifications.request_notification"
 NOTIFY_PAYMENT_OUTCOME: Final = "notifications.notify_payment_outcome"
 DELIVER_NOTIFICATION: Final = "notifications.deliver_notification"
+DELIVER_NOTIFICATIONS: Final = "notifications.deliver_notifications"
 
 RECORD_AUDIT_EVENT: Final = "audit.record_event"
 

@@ -301,6 +301,9 @@ NOTIFICATIONS_BREAKER_COOLDOWN_S = env.float("NOTIFICATIONS_BREAKER_COOLDOWN_S",
 NOTIFICATIONS_RATE_LIMIT_BURST = env.int("NOTIFICATIONS_RATE_LIMIT_BURST", default=10)
 NOTIFICATIONS_RATE_LIMIT_PER_MINUTE = env.float("NOTIFICATIONS_RATE_LIMIT_PER_MINUTE", default=20.0)
 NOTIFICATIONS_REDIS_URL = env.str("NOTIFICATIONS_REDIS_URL", default=CELERY_BROKER_URL)
+# Email, SMS and push notifications handed to workers together go in tasks of at most this many:
+# one transaction starts their attempts and one records their outcomes (webhooks go one by one).
+NOTIFICATIONS_DELIVERY_BATCH = env.int("NOTIFICATIONS_DELIVERY_BATCH", default=20)
 # A queued delivery handed to Celery is taken back by the beat dispatcher if not started by then.
 NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", default=120.0)
 # An attempt still `sending` this long after it started belongs to a lost worker (more than the

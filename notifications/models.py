@@ -250,6 +250,12 @@ class DeliveryAttempt(models.Model):
     provider = models.CharField(max_length=100)
     idempotency_key = models.CharField(max_length=255)
     started_at = models.DateTimeField()
+    handed_over_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the message went to a provider that does not deduplicate (written before the "
+        "call): a lost attempt without it was never sent.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     status_code = models.IntegerField(null=True, blank=True, help_text="HTTP or SMTP reply code.")

@@ -33,6 +33,11 @@ def deliver_notification(notification_pk: int, claim: str) -> str:
     return services.notification_deliver(notification_pk=notification_pk, claim=claim)
 
 
+@shared_task(name=task_names.DELIVER_NOTIFICATIONS)
+def deliver_notifications(items: list[list[Any]]) -> list[str]:
+    return services.notifications_deliver([(int(pk), str(claim)) for pk, claim in items])
+
+
 @shared_task(name="notifications.dispatch_due")
 def dispatch_due() -> int:
     return services.notifications_dispatch_due()

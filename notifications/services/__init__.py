@@ -15,7 +15,7 @@ ids (`payment:<paymentId>:captured:email`), and the consuming tasks claim their 
 
 from __future__ import annotations
 
-from notifications.services.delivery import notification_deliver
+from notifications.services.delivery import notification_deliver, notifications_deliver
 from notifications.services.dispatcher import DISPATCH_BATCH, DISPATCH_MAX_BATCHES, notifications_dispatch_due
 from notifications.services.operators import (
     EndpointDisabled,
@@ -59,6 +59,7 @@ __all__ = [
     "notification_redeliver",
     "notification_request",
     "notification_submit",
+    "notifications_deliver",
     "notifications_dispatch_due",
     "payment_customer_notify",
     "payment_outcome_notify",

@@ -1,17 +1,21 @@
-"""Delivering a queued notification: one attempt through its channel's provider, the retry schedule.
+"""Delivering queued notifications: one attempt each through its channel's provider, the retry schedule.
 
-A delivery is three steps (see README, "Notifications", for the crash window):
-1. In one transaction: the notification is locked, checked (still queued, still claimed by this
-   task, endpoint active, rate limit, circuit breaker), and a DeliveryAttempt is written as
-   `sending` with the notification `sending`; committed before anything leaves the process.
-2. The provider is called, outside any transaction, with the notification id as idempotency key.
-3. In one transaction: the attempt's outcome (status code, latency, provider id or error) and
-   the notification's next state: sent, queued for a retry at `next_attempt_at`, or failed, with
-   the sent/failed event and the audit record in the outbox.
-A worker lost between 2 and 3 leaves the attempt `sending`; the dispatcher resolves it once it is
-older than NOTIFICATIONS_SENDING_STUCK_AFTER_S: the attempt becomes `unknown`, and the
-notification is resent with the same idempotency key if its provider deduplicates by that key,
-and failed as `outcome_unknown` (never blindly resent) if it does not.
+A task delivers a batch (email, SMS and push; a webhook is a batch of one) in three steps (see
+README, "Notifications", for the crash window):
+1. In one transaction: the notifications are locked, each checked (still queued, still claimed by
+   this task, endpoint active, rate limit, circuit breaker), and a DeliveryAttempt is written as
+   `sending` with its notification `sending`; committed before anything leaves the process.
+2. The providers are called one message at a time, outside any transaction, with the notification
+   id as idempotency key. For a provider that does not deduplicate by that key, the attempt's
+   `handed_over_at` is committed just before its call.
+3. In one transaction: each attempt's outcome (status code, latency, provider id or error) and its
+   notification's next state: sent, queued for a retry at `next_attempt_at`, or failed, with the
+   sent/failed events and audit records in the outbox.
+A worker lost between 1 and 3 leaves attempts `sending`; the dispatcher resolves them once they are
+older than NOTIFICATIONS_SENDING_STUCK_AFTER_S: an attempt that was never handed over is retried; a
+handed-over one becomes `unknown`, and its notification is resent with the same idempotency key if
+its provider deduplicates by that key, and failed as `outcome_unknown` (never blindly resent) if it
+does not.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -28,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import bulk
 from notifications import protection
 from notifications.models import (
     AttemptStatus,
@@ -54,9 +59,18 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Started:
     attempt_id: uuid.UUID
+    notification_pk: int
     provider: Provider
     message: OutgoingMessage
     breaker_key: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    started: _Started
+    receipt: Receipt | None
+    error: DeliveryError | None
+    latency_ms: float
 
 
 def _outgoing_message(notification: Notification) -> OutgoingMessage:
@@ -84,11 +98,9 @@ def _defer(notification: Notification, *, reason: str, wait_s: float) -> None:
     notification.save()
 
 
-@transaction.atomic
-def _begin_attempt(notification_pk: int, claim: str) -> _Started | str:
-    notification = Notification.objects.select_for_update().filter(pk=notification_pk).first()
-    if notification is None:
-        return "missing"
+def _begin(notification: Notification, claim: str, now: datetime) -> _Started | str:
+    """Check one locked notification and start its attempt (the caller writes it), or say what became
+    of it instead."""
     if notification.status != NotificationStatus.QUEUED or str(notification.claim) != claim:
         return "not_claimed"  # a stale or duplicate task: another one owns this notification
     if notification.channel == Channel.WEBHOOK:
@@ -115,23 +127,69 @@ def _begin_attempt(notification_pk: int, claim: str) -> _Started | str:
         notification.rate_reserved = True
         _defer(notification, reason=DeferReason.CIRCUIT_OPEN, wait_s=decision.retry_after_s)
         return "deferred"
-    now = timezone.now()
-    attempt = DeliveryAttempt.objects.create(
-        notification=notification,
-        number=notification.attempts + 1,
-        status=AttemptStatus.SENDING,
-        provider=provider.name,
-        idempotency_key=message.idempotency_key,
-        started_at=now,
-    )
     _transition(notification, NotificationStatus.SENDING)
     notification.attempts += 1
     notification.rate_reserved = False
     notification.claim = None
     notification.provider = provider.name
     notification.next_attempt_at = now + timedelta(seconds=settings.NOTIFICATIONS_SENDING_STUCK_AFTER_S)
-    notification.save()
-    return _Started(attempt_id=attempt.id, provider=provider, message=message, breaker_key=breaker_key)
+    notification.updated_at = now
+    return _Started(
+        attempt_id=uuid.uuid4(),
+        notification_pk=notification.pk,
+        provider=provider,
+        message=message,
+        breaker_key=breaker_key,
+    )
+
+
+_STARTED_FIELDS = [
+    "status",
+    "attempts",
+    "rate_reserved",
+    "claim",
+    "provider",
+    "next_attempt_at",
+    "updated_at",
+]
+
+
+@transaction.atomic
+def _begin_attempts(items: list[tuple[int, str]]) -> list[_Started | str]:
+    """Step 1 for a batch: each item's attempt started, or what became of it instead."""
+    locked = {
+        n.pk: n
+        for n in Notification.objects.select_for_update(of=("self",))
+        .select_related("webhook_endpoint")
+        .filter(pk__in=[pk for pk, _ in items])
+        .order_by("pk")  # one lock order for every task: no deadlock between two batches
+    }
+    now = timezone.now()
+    begun: list[_Started | str] = []
+    attempts: list[DeliveryAttempt] = []
+    for pk, claim in items:
+        notification = locked.get(pk)
+        if notification is None:
+            begun.append("missing")
+            continue
+        result = _begin(notification, claim, now)
+        if isinstance(result, _Started):
+            attempts.append(
+                DeliveryAttempt(
+                    id=result.attempt_id,
+                    notification=notification,
+                    number=notification.attempts,
+                    status=AttemptStatus.SENDING,
+                    provider=result.provider.name,
+                    idempotency_key=result.message.idempotency_key,
+                    started_at=now,
+                )
+            )
+        begun.append(result)
+    if attempts:
+        DeliveryAttempt.objects.bulk_create(attempts)
+        Notification.objects.bulk_update([a.notification for a in attempts], _STARTED_FIELDS)
+    return begun
 
 
 def _retry_or_give_up(notification: Notification, *, detail: str) -> None:
@@ -173,16 +231,12 @@ def _apply_failure(notification: Notification, provider: Provider, error: Delive
         _fail(notification, reason=reason, detail=detail)
 
 
-@transaction.atomic
-def _finish_attempt(
-    started: _Started, *, receipt: Receipt | None, error: DeliveryError | None, latency_ms: float
-) -> str:
-    attempt = DeliveryAttempt.objects.get(pk=started.attempt_id)
-    notification = Notification.objects.select_for_update().get(pk=attempt.notification_id)
-    attempt = DeliveryAttempt.objects.select_for_update().get(pk=started.attempt_id)
+def _finish(attempt: DeliveryAttempt, notification: Notification, outcome: _Outcome) -> str:
+    """Step 3 for one locked attempt and its notification."""
+    receipt, error = outcome.receipt, outcome.error
     was_sending = attempt.status == AttemptStatus.SENDING
     attempt.finished_at = timezone.now()
-    attempt.latency_ms = round(latency_ms, 3)
+    attempt.latency_ms = round(outcome.latency_ms, 3)
     if receipt is not None:
         attempt.status = AttemptStatus.SENT
         attempt.status_code = receipt.status_code
@@ -193,7 +247,6 @@ def _finish_attempt(
         attempt.status_code = error.status_code
         attempt.error = f"{error.reason}: {error}"[:4000]
         attempt.response_body = error.response_body[:4000]
-    attempt.save()
     if not was_sending:
         # The dispatcher gave this attempt up as lost meanwhile. A late success still counts.
         if receipt is not None and notification.status == NotificationStatus.QUEUED:
@@ -204,8 +257,44 @@ def _finish_attempt(
         _mark_sent(notification, attempt, receipt)
         return NotificationStatus.SENT
     assert error is not None
-    _apply_failure(notification, started.provider, error)
+    _apply_failure(notification, outcome.started.provider, error)
     return notification.status
+
+
+_FINISHED_FIELDS = [
+    "status",
+    "finished_at",
+    "latency_ms",
+    "status_code",
+    "provider_message_id",
+    "error",
+    "response_body",
+]
+
+
+def _finish_attempts(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
+    """Step 3 for a batch, in one transaction whose events and audit records are one insert each."""
+    with transaction.atomic(), bulk.deferred_inserts():
+        notifications = {
+            n.pk: n
+            for n in Notification.objects.select_for_update()
+            .filter(pk__in=[o.started.notification_pk for o in outcomes])
+            .order_by("pk")
+        }
+        attempts = {
+            a.pk: a
+            for a in DeliveryAttempt.objects.select_for_update().filter(
+                pk__in=[o.started.attempt_id for o in outcomes]
+            )
+        }
+        finished = {
+            o.started.attempt_id: _finish(
+                attempts[o.started.attempt_id], notifications[o.started.notification_pk], o
+            )
+            for o in outcomes
+        }
+        DeliveryAttempt.objects.bulk_update(attempts.values(), _FINISHED_FIELDS)
+    return finished
 
 
 def _breaker_record(started: _Started, error: DeliveryError | None) -> None:
@@ -219,20 +308,52 @@ def _breaker_record(started: _Started, error: DeliveryError | None) -> None:
         logger.warning("circuit breaker %s not updated: %s", started.breaker_key, exc)
 
 
+def _hand_over(started: _Started) -> None:
+    """Before a provider that does not deduplicate is called: committed, so that a lost worker's
+    attempt without it is known never to have left (the dispatcher then retries it)."""
+    if not started.provider.idempotent:
+        DeliveryAttempt.objects.filter(pk=started.attempt_id).update(handed_over_at=timezone.now())
+
+
+def _send_all(batch: list[_Started]) -> list[_Outcome]:
+    """Step 2: each message to its provider in turn. Interrupted by the task's soft time limit,
+    the message on its way has an unknown outcome and the ones after it were not sent."""
+    outcomes: list[_Outcome] = []
+    interrupted = False
+    for started in batch:
+        receipt: Receipt | None = None
+        error: DeliveryError | None = None
+        began = time.perf_counter()
+        if interrupted:
+            error = DeliveryError(
+                "not_sent",
+                "not sent: the task's soft time limit ended the batch first",
+                retryable=True,
+                provider_fault=False,
+            )
+        else:
+            try:
+                _hand_over(started)
+                receipt = started.provider.send(started.message)
+            except DeliveryError as exc:
+                error = exc
+            except SoftTimeLimitExceeded:
+                interrupted = True
+                error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
+            _breaker_record(started, error)
+        outcomes.append(_Outcome(started, receipt, error, (time.perf_counter() - began) * 1000))
+    return outcomes
+
+
+def notifications_deliver(items: list[tuple[int, str]]) -> list[str]:
+    """One delivery attempt of each queued notification (pk, claim) claimed by the calling task:
+    what became of each, in order ("sent", "queued" for a retry, "failed", "deferred", "not_claimed"...)."""
+    begun = _begin_attempts(items)
+    batch = [b for b in begun if isinstance(b, _Started)]
+    finished = _finish_attempts(_send_all(batch)) if batch else {}
+    return [finished[b.attempt_id] if isinstance(b, _Started) else b for b in begun]
+
+
 def notification_deliver(*, notification_pk: int, claim: str) -> str:
     """One delivery attempt of a queued notification claimed by the calling task."""
-    started = _begin_attempt(notification_pk, claim)
-    if isinstance(started, str):
-        return started
-    receipt: Receipt | None = None
-    error: DeliveryError | None = None
-    began = time.perf_counter()
-    try:
-        receipt = started.provider.send(started.message)
-    except DeliveryError as exc:
-        error = exc
-    except SoftTimeLimitExceeded:
-        error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
-    latency_ms = (time.perf_counter() - began) * 1000
-    _breaker_record(started, error)
-    return _finish_attempt(started, receipt=receipt, error=error, latency_ms=latency_ms)
+    return notifications_deliver([(notification_pk, claim)])[0]

@@ -23,12 +23,17 @@ DISPATCH_MAX_BATCHES = 20
 def _resolve_stuck(notification: Notification) -> None:
     """A `sending` notification past its deadline: its worker was lost before recording the outcome."""
     provider = provider_for(notification.channel)
+    lost = DeliveryAttempt.objects.filter(notification=notification, status=AttemptStatus.SENDING)
+    if not provider.idempotent and not lost.filter(handed_over_at__isnull=False).exists():
+        # Its batch's worker was lost before this message's turn: it never left, so it may go again.
+        detail = "not sent: the worker was lost before handing the message over"
+        lost.update(status=AttemptStatus.FAILED, finished_at=timezone.now(), error=detail)
+        _retry_or_give_up(notification, detail=detail)
+        return
     detail = (
         "no outcome recorded: the worker was lost between handing over the message and recording the answer"
     )
-    DeliveryAttempt.objects.filter(notification=notification, status=AttemptStatus.SENDING).update(
-        status=AttemptStatus.UNKNOWN, finished_at=timezone.now(), error=detail
-    )
+    lost.update(status=AttemptStatus.UNKNOWN, finished_at=timezone.now(), error=detail)
     if provider.idempotent:
         _retry_or_give_up(notification, detail=detail + "; resent with the same idempotency key")
     else:

@@ -7,6 +7,7 @@ so it imports none of them.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from kafka_platform.celery import enqueue
 from notifications.events import notification_failed_event, notification_sent_event
 from notifications.models import (
     TRANSITIONS,
+    Channel,
     DeliveryAttempt,
     FailureReason,
     Notification,
@@ -84,16 +86,48 @@ def _enqueue_on_commit(notification: Notification) -> None:
     """Give the notification a new claim and hand it to a Celery task once the transaction commits.
 
     Until the lease runs out nobody else takes it; a task lost on the way is replaced then by the
-    dispatcher. A task whose claim is no longer the notification's does nothing.
+    dispatcher. A task whose claim is no longer the notification's does nothing. The handoffs of one
+    transaction leave together when it commits (`_send_handoffs`): email, SMS and push in tasks of up
+    to NOTIFICATIONS_DELIVERY_BATCH notifications, each webhook in a task of its own.
     """
     claim = uuid.uuid4()
     notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
-    # The primary key is read at commit: a new notification is saved after this call.
-    # In the caller's trace, even when a batch of requests commits after all of them.
-    tracing.on_commit(
-        lambda: enqueue(task_names.DELIVER_NOTIFICATION, notification.pk, str(claim)), robust=True
-    )
+    _handoffs().append((notification, str(claim)))
+    # The primary key is read at commit: a new notification is saved after this call. Every
+    # handoff registers the sender; the first to run after the commit sends them all, the others
+    # find nothing left (a handoff of a savepoint rolled back meanwhile is sent too, and its
+    # task, finding no such row or another claim, does nothing).
+    tracing.on_commit(_send_handoffs, robust=True)
+
+
+_pending = threading.local()
+
+
+def _handoffs() -> list[tuple[Notification, str]]:
+    if not hasattr(_pending, "handoffs"):
+        _pending.handoffs = []
+    handoffs: list[tuple[Notification, str]] = _pending.handoffs
+    return handoffs
+
+
+def _send_handoffs() -> None:
+    handoffs, _pending.handoffs = _handoffs(), []
+    batch: list[list[object]] = []
+    size = max(settings.NOTIFICATIONS_DELIVERY_BATCH, 1)
+    for notification, claim in handoffs:
+        if notification.pk is None:
+            continue  # never saved: its transaction rolled back before the row was written
+        if notification.channel == Channel.WEBHOOK:
+            # A slow receiver holds up no other: each webhook has a task (and a time limit) of its own.
+            enqueue(task_names.DELIVER_NOTIFICATION, notification.pk, claim)
+            continue
+        batch.append([notification.pk, claim])
+        if len(batch) == size:
+            enqueue(task_names.DELIVER_NOTIFICATIONS, batch)
+            batch = []
+    if batch:
+        enqueue(task_names.DELIVER_NOTIFICATIONS, batch)
 
 
 def _announce(

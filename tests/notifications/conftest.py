@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from django.test import override_settings
 
+from notifications import protection
 from tests.conftest import TEST_REDIS_URL, Stack
 from tests.conftest import reseed as seed_rows
 from tests.support.receivers import HttpReceiver, SmtpReceiver
@@ -119,3 +121,14 @@ def nlive(notification_stack: Stack, live: Stack) -> Iterator[Stack]:
     for key in client.scan_iter("notifications:breaker*"):
         client.delete(key)
     yield live
+
+
+@pytest.fixture
+def redis_protection() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    with override_settings(NOTIFICATIONS_REDIS_URL=TEST_REDIS_URL):
+        protection._client.cache_clear()
+        protection._scripts.cache_clear()
+        yield client
+    protection._client.cache_clear()
+    protection._scripts.cache_clear()

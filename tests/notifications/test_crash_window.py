@@ -9,9 +9,11 @@ import signal
 import uuid
 
 import pytest
+from django.db import transaction
 
 from bridge import topics
 from notifications.models import DeliveryAttempt
+from notifications.services import queueing
 from tests.conftest import Stack
 from tests.notifications.conftest import PLATFORM_SECRET, restart_worker
 from tests.support.builders import notification_request, structured
@@ -83,3 +85,43 @@ def test_worker_lost_mid_email_is_failed_as_unknown_and_not_resent(
     assert attempt.status == "unknown" and "worker was lost" in attempt.error
     collector.settle(2.0)
     assert len(smtp.to(str(data["recipient"]))) == 1
+
+
+def test_worker_lost_mid_batch_resends_only_the_emails_it_never_handed_over(
+    nlive: Stack, smtp: SmtpReceiver, collector: Collector
+) -> None:
+    """Three emails queued in one transaction go to one task; the worker is lost while the first
+    is at the SMTP server. That one fails as unknown and is never resent; the other two never
+    left, so they are sent once each after the restart."""
+    run = uuid.uuid4().hex[:8]
+    ids = [f"lost-batch-{run}-{i}" for i in range(3)]
+    recipients = [f"lost-batch-{run}-{i}@example.com" for i in range(3)]
+    smtp.hang_s = 10.0
+    try:
+        with transaction.atomic():
+            for notification_id, recipient in zip(ids, recipients, strict=True):
+                queueing._queue(
+                    queueing.NotificationSpec(
+                        notification_id=notification_id,
+                        channel="email",
+                        recipient=recipient,
+                        subject="Batch",
+                        body="One of three",
+                    )
+                )
+        wait_until(lambda: smtp.to(recipients[0]), what="the first email at the SMTP server")
+        kill_worker(nlive)
+    finally:
+        smtp.hang_s = 0.0
+    restart_worker(nlive)
+
+    [failed] = collector.wait_for(topics.NOTIFICATION_FAILED.name, subject_is(ids[0]), timeout_s=60)
+    assert failed.json()["data"]["reason"] == "outcome_unknown"
+    for notification_id in ids[1:]:
+        [sent] = collector.wait_for(topics.NOTIFICATION_SENT.name, subject_is(notification_id), timeout_s=60)
+        assert sent.json()["data"]["attempts"] == 2
+        first, second = DeliveryAttempt.objects.filter(notification__notification_id=notification_id)
+        assert first.status == "failed" and first.handed_over_at is None and "not sent" in first.error
+        assert second.status == "sent"
+    collector.settle(2.0)
+    assert [len(smtp.to(r)) for r in recipients] == [1, 1, 1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import smtplib
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,7 +13,6 @@ from django.test import override_settings
 from notifications import protection, rendering, webhooks
 from notifications.providers import OutgoingMessage
 from notifications.providers.email import DjangoEmailProvider, _classify_send_error
-from tests.conftest import TEST_REDIS_URL
 from tests.support.clock import FakeClock
 
 
@@ -128,17 +126,6 @@ def test_an_anymail_backend_is_a_configuration_change() -> None:
     [sent] = mail.outbox
     assert receipt.provider_message_id == str(sent.anymail_status.message_id)
     assert sent.alternatives[0][1] == "text/html"
-
-
-@pytest.fixture
-def redis_protection() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    with override_settings(NOTIFICATIONS_REDIS_URL=TEST_REDIS_URL):
-        protection._client.cache_clear()
-        protection._scripts.cache_clear()
-        yield client
-    protection._client.cache_clear()
-    protection._scripts.cache_clear()
 
 
 @override_settings(NOTIFICATIONS_RATE_LIMIT_BURST=3, NOTIFICATIONS_RATE_LIMIT_PER_MINUTE=60)

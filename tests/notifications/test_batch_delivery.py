@@ -1,0 +1,212 @@
+"""Batch delivery, in process: the handoffs of one transaction leave in few tasks, a batch's
+messages go one at a time between two transactions, and what a lost or interrupted batch leaves
+behind is resolved message by message (README, "Notifications")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from bridge import task_names, topics
+from bridge.models import OutboxEvent
+from notifications import services
+from notifications.models import AttemptStatus, DeliveryAttempt, Notification, NotificationStatus
+from notifications.providers import OutgoingMessage, Receipt
+from notifications.services import delivery, queueing, transitions
+
+pytestmark = pytest.mark.django_db
+
+
+class Tasks:
+    """The tasks the notifications would have been handed to, instead of Redis."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __call__(self, task_name: str, *args: Any) -> None:
+        self.sent.append((task_name, args))
+
+    def batches(self) -> list[list[list[Any]]]:
+        return [args[0] for name, args in self.sent if name == task_names.DELIVER_NOTIFICATIONS]
+
+
+@pytest.fixture
+def tasks(monkeypatch: pytest.MonkeyPatch) -> Tasks:
+    recorded = Tasks()
+    monkeypatch.setattr(transitions, "enqueue", recorded)
+    return recorded
+
+
+@pytest.fixture
+def queue(
+    tasks: Tasks,
+    redis_protection: redis.Redis,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> Iterator[Callable[..., list[Notification]]]:
+    """Queue notifications in one transaction (each spec a channel and recipient); their handoffs
+    are in `tasks` once it commits."""
+
+    def queue_all(*destinations: tuple[str, str]) -> list[Notification]:
+        run = uuid.uuid4().hex[:8]
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            queued = [
+                queueing._queue(
+                    queueing.NotificationSpec(
+                        notification_id=f"batch-{run}-{i}",
+                        channel=channel,
+                        recipient=recipient,
+                        subject="Hello",
+                        body="A batch",
+                    )
+                )
+                for i, (channel, recipient) in enumerate(destinations)
+            ]
+        assert all(n is not None for n in queued)
+        return [n for n in queued if n is not None]
+
+    yield queue_all
+
+
+def emails(n: int) -> list[tuple[str, str]]:
+    run = uuid.uuid4().hex[:8]
+    return [("email", f"{run}-{i}@example.com") for i in range(n)]
+
+
+@override_settings(NOTIFICATIONS_DELIVERY_BATCH=2)
+def test_the_handoffs_of_one_transaction_leave_in_batches_and_each_webhook_alone(
+    queue: Callable[..., list[Notification]], tasks: Tasks
+) -> None:
+    first, second, hook, third = queue(
+        *emails(2), ("webhook", "https://hooks.example.com/in"), ("sms", "+15550001234")
+    )
+
+    assert tasks.sent == [
+        (task_names.DELIVER_NOTIFICATIONS, ([[first.pk, str(first.claim)], [second.pk, str(second.claim)]],)),
+        (task_names.DELIVER_NOTIFICATION, (hook.pk, str(hook.claim))),
+        (task_names.DELIVER_NOTIFICATIONS, ([[third.pk, str(third.claim)]],)),
+    ]
+
+
+class ScriptedProvider:
+    """Accepts every message, except that the task's soft time limit strikes during the send
+    numbered `interrupt_at`."""
+
+    def __init__(self, *, idempotent: bool, interrupt_at: int | None = None) -> None:
+        self.name = "scripted"
+        self.idempotent = idempotent
+        self.interrupt_at = interrupt_at
+        self.calls: list[str] = []
+        self.key = f"scripted-{uuid.uuid4().hex[:8]}"
+
+    def breaker_key(self, message: OutgoingMessage) -> str:
+        return self.key
+
+    def send(self, message: OutgoingMessage) -> Receipt:
+        self.calls.append(message.notification_id)
+        if len(self.calls) - 1 == self.interrupt_at:
+            raise SoftTimeLimitExceeded()
+        return Receipt(provider_message_id=f"p-{message.notification_id}")
+
+
+def use_provider(monkeypatch: pytest.MonkeyPatch, provider: ScriptedProvider) -> None:
+    monkeypatch.setattr(delivery, "provider_for", lambda channel: provider)
+
+
+def attempts_of(notification: Notification) -> list[DeliveryAttempt]:
+    return list(DeliveryAttempt.objects.filter(notification=notification).order_by("number"))
+
+
+def test_a_batch_sends_each_message_once_and_records_each_outcome(
+    queue: Callable[..., list[Notification]], tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = ScriptedProvider(idempotent=False)
+    use_provider(monkeypatch, provider)
+    notifications = queue(*emails(3))
+    [batch] = tasks.batches()
+    stale = [notifications[1].pk, str(uuid.uuid4())]  # a duplicate task's claim: not the row's
+
+    results = services.notifications_deliver([tuple(item) for item in [*batch, stale]])
+
+    assert results == ["sent", "sent", "sent", "not_claimed"]
+    assert provider.calls == [n.notification_id for n in notifications]
+    for notification in notifications:
+        notification.refresh_from_db()
+        assert notification.status == NotificationStatus.SENT and notification.attempts == 1
+        [attempt] = attempts_of(notification)
+        assert attempt.status == AttemptStatus.SENT
+        assert attempt.provider_message_id == f"p-{notification.notification_id}"
+        assert attempt.handed_over_at is not None  # written before the provider was called
+        assert attempt.handed_over_at <= attempt.finished_at
+    sent_events = OutboxEvent.objects.filter(
+        topic=topics.NOTIFICATION_SENT.name, key__in=[n.notification_id for n in notifications]
+    )
+    assert sent_events.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("idempotent", "interrupted_becomes"),
+    [(True, NotificationStatus.QUEUED), (False, NotificationStatus.FAILED)],
+)
+def test_a_batch_cut_by_the_time_limit_retries_what_it_never_sent(
+    queue: Callable[..., list[Notification]],
+    tasks: Tasks,
+    monkeypatch: pytest.MonkeyPatch,
+    idempotent: bool,
+    interrupted_becomes: str,
+) -> None:
+    provider = ScriptedProvider(idempotent=idempotent, interrupt_at=1)
+    use_provider(monkeypatch, provider)
+    done, interrupted, never_sent = queue(*emails(3))
+    [batch] = tasks.batches()
+
+    services.notifications_deliver([tuple(item) for item in batch])
+
+    assert provider.calls == [done.notification_id, interrupted.notification_id]
+    for n in (done, interrupted, never_sent):
+        n.refresh_from_db()
+    assert done.status == NotificationStatus.SENT
+    # The message on its way when the limit struck may have arrived: resent only where the
+    # provider deduplicates, else failed as unknown.
+    assert interrupted.status == interrupted_becomes
+    assert [a.status for a in attempts_of(interrupted)] == [AttemptStatus.UNKNOWN]
+    # The one after it never left: queued for its retry, whatever the provider.
+    assert never_sent.status == NotificationStatus.QUEUED and never_sent.retry_step == 1
+    [attempt] = attempts_of(never_sent)
+    assert attempt.status == AttemptStatus.FAILED and "not sent" in attempt.error
+    assert attempt.handed_over_at is None
+
+
+def test_a_lost_batch_is_resolved_message_by_message(
+    queue: Callable[..., list[Notification]], tasks: Tasks
+) -> None:
+    """A worker lost during a batch of emails (whose provider does not deduplicate): the message it
+    had handed over fails as unknown and is not resent; the ones it never reached are retried."""
+    handed_over, not_reached = queue(*emails(2))
+    [batch] = tasks.batches()
+    begun = delivery._begin_attempts([tuple(item) for item in batch])  # step 1 committed
+    assert all(isinstance(b, delivery._Started) for b in begun)
+    delivery._hand_over(begun[0])  # the first message went out; then the worker was lost
+    past = timezone.now() - timedelta(seconds=1)
+    Notification.objects.filter(pk__in=[handed_over.pk, not_reached.pk]).update(next_attempt_at=past)
+    tasks.sent.clear()
+
+    with transaction.atomic():
+        services.notifications_dispatch_due()
+
+    handed_over.refresh_from_db()
+    not_reached.refresh_from_db()
+    assert handed_over.status == NotificationStatus.FAILED and handed_over.failure_reason == "outcome_unknown"
+    assert [a.status for a in attempts_of(handed_over)] == [AttemptStatus.UNKNOWN]
+    assert not_reached.status == NotificationStatus.QUEUED and not_reached.retry_step == 1
+    [attempt] = attempts_of(not_reached)
+    assert attempt.status == AttemptStatus.FAILED and "not sent" in attempt.error
+    assert not tasks.sent  # its retry waits for its time; the dispatcher hands it over then
