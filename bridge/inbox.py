@@ -24,6 +24,21 @@ def claim(*, consumer: str, event: Envelope) -> bool:
         return cursor.fetchone() is not None
 
 
+def claim_many(*, consumer: str, events: Sequence[Envelope]) -> set[str]:
+    """`claim` for many events in one statement: the ids claimed now (not the redeliveries)."""
+    unique = list({event.id: event for event in events}.values())
+    if not unique:
+        return set()
+    rows = ", ".join(["(%s, %s, %s, now())"] * len(unique))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {InboxEvent._meta.db_table} (consumer, event_id, event_type, processed_at)"  # noqa: S608 - table name is ours
+            f" VALUES {rows} ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+            [value for event in unique for value in (consumer, event.id, event.type)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def seen(*, consumer: str, event: Envelope) -> bool:
     return InboxEvent.objects.filter(consumer=consumer, event_id=event.id).exists()
 

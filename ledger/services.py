@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -110,10 +111,10 @@ def _lock_balances(*postings: Posting) -> dict[tuple[str, str], Balance]:
     return {(row.account_id, row.currency): row for row in rows}
 
 
-def _accounts(posting: Posting, balances: dict[tuple[str, str], Balance]) -> dict[str, Account]:
-    """Every account of the posting; an account is created on first use with its prefix's kind."""
+def _accounts(account_ids: Iterable[str], balances: dict[tuple[str, str], Balance]) -> dict[str, Account]:
+    """Every account named; an account is created on first use with its prefix's kind."""
     accounts = {row.account_id: row.account for row in balances.values()}
-    missing = [account_id for account_id in posting.account_ids if account_id not in accounts]
+    missing = sorted({account_id for account_id in account_ids if account_id not in accounts})
     if missing:
         accounts.update(Account.objects.in_bulk(missing))
         new = [account_id for account_id in missing if account_id not in accounts]
@@ -137,19 +138,86 @@ def _check_accounts(posting: Posting, accounts: dict[str, Account]) -> None:
 
 
 def _check_funds(
-    posting: Posting, accounts: dict[str, Account], balances: dict[tuple[str, str], Balance]
+    posting: Posting, accounts: dict[str, Account], current: Mapping[tuple[str, str], Decimal]
 ) -> None:
+    """Refuse a posting that would take an account below zero; `current` holds the balances
+    before it (a missing one is zero)."""
     for leg in posting.legs:
         account = accounts[leg.account_id]
         if account.allow_negative:
             continue
-        row = balances.get((leg.account_id, leg.currency))
-        current = row.balance if row is not None else Decimal(0)
-        if current + leg.change_for(account.kind) < 0:
+        before = current.get((leg.account_id, leg.currency), Decimal(0))
+        if before + leg.change_for(account.kind) < 0:
             raise InsufficientFunds(
-                f"{leg.account_id} holds {money_string(current, leg.currency)} {leg.currency}; "
+                f"{leg.account_id} holds {money_string(before, leg.currency)} {leg.currency}; "
                 f"the posting takes {money_string(leg.amount, leg.currency)}"
             )
+
+
+def _transaction_row(posting: Posting, *, actor: str, correlation_id: str | None) -> Transaction:
+    return Transaction(
+        transaction_id=posting.transaction_id,
+        kind=posting.kind,
+        description=posting.description,
+        metadata=posting.metadata,
+        reverses_id=posting.reverses,
+        actor=actor,
+        correlation_id=correlation_id or "",
+    )
+
+
+def _entry_rows(posting: Posting) -> list[Entry]:
+    return [
+        Entry(
+            transaction_id=posting.transaction_id,
+            account_id=leg.account_id,
+            currency=leg.currency,
+            direction=leg.direction,
+            amount=leg.amount,
+        )
+        for leg in posting.legs
+    ]
+
+
+def _announce_posted(
+    posting: Posting, entries: list[Entry], *, actor: str, correlation_id: str | None
+) -> None:
+    """A posted transaction's balance-updated events (one per entry) and its audit record."""
+    for entry in entries:  # one per (account, currency): checked() refuses repeats
+        outbox.record_event(
+            topic=topics.LEDGER_BALANCE_UPDATED,
+            subject=entry.account_id,
+            correlation_id=correlation_id,
+            data=balance_updated_event(
+                account_id=entry.account_id,
+                currency=entry.currency,
+                balance=entry.balance_after,
+                transaction_id=posting.transaction_id,
+                version=entry.version,
+            ),
+        )
+    _audit(
+        action="transaction.posted",
+        subject_type="transaction",
+        subject_id=posting.transaction_id,
+        actor=actor,
+        correlation_id=correlation_id,
+        details={
+            "kind": posting.kind,
+            "description": posting.description,
+            "entries": [
+                {
+                    "account": leg.account_id,
+                    "direction": leg.direction,
+                    "amount": money_string(leg.amount, leg.currency),
+                    "currency": leg.currency,
+                }
+                for leg in posting.legs
+            ],
+            "metadata": posting.metadata,
+            "reverses": posting.reverses,
+        },
+    )
 
 
 def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: Envelope | None) -> PostResult:
@@ -161,65 +229,13 @@ def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: En
             return PostResult(existing, created=False)
         posting = postings.checked(posting)
         balances = _lock_balances(posting)
-        accounts = _accounts(posting, balances)
+        accounts = _accounts(posting.account_ids, balances)
         _check_accounts(posting, accounts)
-        _check_funds(posting, accounts, balances)
-        txn = Transaction.objects.create(
-            transaction_id=posting.transaction_id,
-            kind=posting.kind,
-            description=posting.description,
-            metadata=posting.metadata,
-            reverses_id=posting.reverses,
-            actor=actor,
-            correlation_id=correlation_id or "",
-        )
-        entries = Entry.objects.bulk_create(
-            [
-                Entry(
-                    transaction_id=txn.pk,
-                    account_id=leg.account_id,
-                    currency=leg.currency,
-                    direction=leg.direction,
-                    amount=leg.amount,
-                )
-                for leg in posting.legs
-            ]
-        )
-        for entry in entries:  # one per (account, currency): checked() refuses repeats
-            outbox.record_event(
-                topic=topics.LEDGER_BALANCE_UPDATED,
-                subject=entry.account_id,
-                correlation_id=correlation_id,
-                data=balance_updated_event(
-                    account_id=entry.account_id,
-                    currency=entry.currency,
-                    balance=entry.balance_after,
-                    transaction_id=txn.pk,
-                    version=entry.version,
-                ),
-            )
-        _audit(
-            action="transaction.posted",
-            subject_type="transaction",
-            subject_id=txn.pk,
-            actor=actor,
-            correlation_id=correlation_id,
-            details={
-                "kind": posting.kind,
-                "description": posting.description,
-                "entries": [
-                    {
-                        "account": leg.account_id,
-                        "direction": leg.direction,
-                        "amount": money_string(leg.amount, leg.currency),
-                        "currency": leg.currency,
-                    }
-                    for leg in posting.legs
-                ],
-                "metadata": posting.metadata,
-                "reverses": posting.reverses,
-            },
-        )
+        _check_funds(posting, accounts, {key: row.balance for key, row in balances.items()})
+        txn = _transaction_row(posting, actor=actor, correlation_id=correlation_id)
+        txn.save(force_insert=True)
+        entries = Entry.objects.bulk_create(_entry_rows(posting))
+        _announce_posted(posting, entries, actor=actor, correlation_id=correlation_id)
         count = len(entries)
         db_transaction.on_commit(lambda: metrics.LEDGER_ENTRIES.inc(count))
         return PostResult(txn, created=True)
@@ -255,15 +271,92 @@ def transaction_post(
     raise AssertionError("unreachable")
 
 
-def lock_for_batch(postings: list[Posting]) -> None:
-    """Lock every balance row a batch of postings touches, in one ordered sweep.
+@dataclass(frozen=True)
+class PostRequest:
+    """One posting of a batch: the event asking for it, and how to build it (it may be refused)."""
 
-    A batch posts in one transaction; taking each posting's rows as it comes would let two
-    batches lock the same rows in different orders and deadlock. Locked up front in (account,
-    currency) order, as a single posting locks its own, they queue instead.
+    event: Envelope
+    transaction_id: str
+    build: Callable[[], Posting]
+    actor: str
+    correlation_id: str | None
+
+
+def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
+    """Post a batch in the caller's transaction with set-based writes: what became of each request,
+    "posted", "duplicate" or the reason it was refused (announced as `transaction_refuse` does).
+
+    The same effects as posting each alone, in order, in a handful of statements: the events are
+    claimed in one insert, the batch's balance rows locked in one ordered sweep, each posting checked
+    against the balances the ones before it left, and the transactions and their entries inserted
+    with one statement each (the entry trigger moves each balance, row by row, in order). A
+    database refusal the checks did not foresee fails the whole batch; its events then run alone.
     """
-    if postings:
-        _lock_balances(*postings)
+    claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=[r.event for r in requests])
+    taken = set(
+        Transaction.objects.filter(pk__in=[r.transaction_id for r in requests]).values_list("pk", flat=True)
+    )
+    outcomes: dict[int, str] = {}
+    refused: list[tuple[int, LedgerRefused]] = []
+    wanted: list[tuple[int, Posting]] = []
+    for i, request in enumerate(requests):
+        first_delivery = request.event.id in claimed
+        claimed.discard(request.event.id)  # the same event twice in a batch: the second is a redelivery
+        try:
+            posting = postings.checked(request.build())
+        except LedgerRefused as exc:
+            if first_delivery and request.transaction_id not in taken:
+                refused.append((i, exc))
+            outcomes[i] = exc.reason
+            continue
+        if not first_delivery or posting.transaction_id in taken:
+            outcomes[i] = "duplicate"
+            continue
+        taken.add(posting.transaction_id)
+        wanted.append((i, posting))
+
+    balances = _lock_balances(*(posting for _, posting in wanted)) if wanted else {}
+    accounts = _accounts((a for _, posting in wanted for a in posting.account_ids), balances)
+    current = {key: row.balance for key, row in balances.items()}
+    accepted: list[tuple[int, Posting]] = []
+    for i, posting in wanted:
+        try:
+            _check_accounts(posting, accounts)
+            _check_funds(posting, accounts, current)
+        except LedgerRefused as exc:
+            refused.append((i, exc))
+            outcomes[i] = exc.reason
+            continue
+        for leg in posting.legs:
+            key = (leg.account_id, leg.currency)
+            current[key] = current.get(key, Decimal(0)) + leg.change_for(accounts[leg.account_id].kind)
+        accepted.append((i, posting))
+        outcomes[i] = "posted"
+
+    if accepted:
+        Transaction.objects.bulk_create(
+            [
+                _transaction_row(posting, actor=requests[i].actor, correlation_id=requests[i].correlation_id)
+                for i, posting in accepted
+            ]
+        )
+        entries = iter(
+            Entry.objects.bulk_create([e for _, posting in accepted for e in _entry_rows(posting)])
+        )
+        for i, posting in accepted:
+            own = [next(entries) for _ in posting.legs]
+            _announce_posted(posting, own, actor=requests[i].actor, correlation_id=requests[i].correlation_id)
+        count = sum(len(posting.legs) for _, posting in accepted)
+        db_transaction.on_commit(lambda: metrics.LEDGER_ENTRIES.inc(count))
+    for i, refusal in sorted(refused, key=lambda item: item[0]):
+        request = requests[i]
+        transaction_refuse(
+            transaction_id=request.transaction_id,
+            refused=refusal,
+            actor=request.actor,
+            correlation_id=request.correlation_id,
+        )
+    return [outcomes[i] for i in range(len(requests))]
 
 
 @db_transaction.atomic

@@ -73,25 +73,25 @@ def _post_one(payload: dict[str, Any], posting_of: PostingOf) -> str:
 
 
 def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
-    """A batch the bridge packed, posted in one database transaction (one commit, not one each).
-
-    Each posting keeps its own savepoint, so a refusal is recorded as it would be alone. Any
-    other error fails the batch, whose events then run one at a time.
-    """
-    wanted = [(event, posting) for event in events if (posting := posting_of(event)) is not None]
-    built = []
-    for _, (_, build) in wanted:
-        try:
-            built.append(build())
-        except LedgerRefused:
-            pass  # refused again, and recorded, below
+    """A batch the bridge packed, posted in one database transaction with set-based writes
+    (`services.transactions_post_batch`). Any error fails the batch, whose events then run one at
+    a time."""
+    requests = [
+        services.PostRequest(
+            event=event,
+            transaction_id=transaction_id,
+            build=build,
+            actor=event.actor or services.WORKER_ACTOR,
+            correlation_id=event.correlation_id or event.id,
+        )
+        for event in events
+        if (wanted := posting_of(event)) is not None
+        for transaction_id, build in [wanted]
+    ]
     # Outbox rows are the last writes of a posting or refusal, so none is collected inside a
     # savepoint that then rolls back (the condition core.bulk sets).
     with db_transaction.atomic(), bulk.deferred_inserts():
-        services.lock_for_batch(built)
-        return [
-            _post_or_refuse(event=event, transaction_id=tid, build=build) for event, (tid, build) in wanted
-        ]
+        return services.transactions_post_batch(requests)
 
 
 @shared_task(name=task_names.POST_TRANSACTION_REQUESTED, base=EventTask, **CONTENTION_RETRY)  # type: ignore[call-overload]  # see CONTENTION_RETRY

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction
 
 from bridge import task_names
 from bridge.codec import Envelope
@@ -51,6 +52,9 @@ batch_handler(task_names.REQUEST_NOTIFICATION)(
         )
     )
 )
-batch_handler(task_names.NOTIFY_PAYMENT_OUTCOME)(
-    in_one_transaction(lambda event: services.payment_outcome_notify(event=event))
-)
+
+
+@batch_handler(task_names.NOTIFY_PAYMENT_OUTCOME)
+@transaction.atomic
+def notify_payment_outcomes(events: list[Envelope]) -> list[str]:
+    return [n.notification_id for n in services.payment_outcomes_notify(events=events)]

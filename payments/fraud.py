@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -38,16 +40,31 @@ class VelocityRule:
     name = "velocity"
 
     def check(self, payment: Payment) -> str | None:
+        return self.check_many([payment])[payment.payment_id]
+
+    def check_many(self, payments: Sequence[Payment]) -> dict[str, str | None]:
+        """`check` for a batch, with one query: each payment's count of its user's payments in the
+        window up to its own."""
         window = timedelta(seconds=settings.PAYMENTS_FRAUD_VELOCITY_WINDOW_S)
         recent = Payment.objects.filter(
-            user_id=payment.user_id,
+            user_id=OuterRef("user_id"),
             created_at__gte=timezone.now() - window,
-            created_at__lte=payment.created_at,
-        ).count()
+            created_at__lte=OuterRef("created_at"),
+        )
+        counts = dict(
+            Payment.objects.filter(pk__in=[p.pk for p in payments])
+            .annotate(recent=Subquery(recent.values("user_id").annotate(n=Count("*")).values("n")))
+            .values_list("payment_id", "recent")
+        )
         limit = settings.PAYMENTS_FRAUD_VELOCITY_MAX
-        if recent > limit:
-            return f"user {payment.user_id} made {recent} payments within {window}, the limit is {limit}"
-        return None
+        return {
+            p.payment_id: (
+                f"user {p.user_id} made {counts[p.payment_id]} payments within {window}, the limit is {limit}"
+                if (counts.get(p.payment_id) or 0) > limit
+                else None
+            )
+            for p in payments
+        }
 
 
 class AmountThresholdRule:
@@ -88,9 +105,21 @@ class BlockedBinRule:
 
 
 def fraud_check(payment: Payment) -> FraudHit | None:
+    return fraud_checks([payment])[payment.payment_id]
+
+
+def fraud_checks(payments: Sequence[Payment]) -> dict[str, FraudHit | None]:
+    """`fraud_check` of each payment (saved rows), by paymentId; a rule with `check_many` checks
+    the whole batch at once."""
+    hits: dict[str, FraudHit | None] = {p.payment_id: None for p in payments}
     for path in settings.PAYMENTS_FRAUD_RULES:
         rule: FraudRule = import_string(path)()
-        message = rule.check(payment)
-        if message:
-            return FraudHit(rule=rule.name, message=f"{rule.name}: {message}")
-    return None
+        pending = [p for p in payments if hits[p.payment_id] is None]
+        if not pending:
+            break
+        check_many = getattr(rule, "check_many", None)
+        messages = check_many(pending) if check_many else {p.payment_id: rule.check(p) for p in pending}
+        for p in pending:
+            if message := messages[p.payment_id]:
+                hits[p.payment_id] = FraudHit(rule=rule.name, message=f"{rule.name}: {message}")
+    return hits

@@ -38,6 +38,7 @@ from notifications.services.queueing import (
     notification_submit,
     payment_customer_notify,
     payment_outcome_notify,
+    payment_outcomes_notify,
 )
 from notifications.services.transitions import WORKER_ACTOR, IllegalTransition
 
@@ -63,6 +64,7 @@ __all__ = [
     "notifications_dispatch_due",
     "payment_customer_notify",
     "payment_outcome_notify",
+    "payment_outcomes_notify",
     "webhook_endpoint_delete",
     "webhook_endpoint_register",
     "webhook_endpoint_rotate_secret",

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bridge import inbox, outbox, topics
@@ -118,7 +119,11 @@ def _recipient_endpoint(*, owner_id: int | None, url: str) -> WebhookEndpoint:
     return endpoint
 
 
-def _prepare(notification: Notification, spec: NotificationSpec) -> None:
+def _prepare(
+    notification: Notification,
+    spec: NotificationSpec,
+    find_template: Callable[..., rendering.Template] = rendering.find_template,
+) -> None:
     """Render the message (or build the webhook body); raises _Refused for what cannot be sent."""
     _check_recipient(spec.channel, spec.recipient)
     if spec.channel == Channel.WEBHOOK:
@@ -131,8 +136,8 @@ def _prepare(notification: Notification, spec: NotificationSpec) -> None:
         return
     if spec.template_key:
         try:
-            rendered = rendering.render(
-                key=spec.template_key, channel=spec.channel, locale=spec.locale, context=spec.context
+            rendered = rendering.render_template(
+                find_template(key=spec.template_key, channel=spec.channel, locale=spec.locale), spec.context
             )
         except rendering.TemplateNotFound as exc:
             raise _Refused(FailureReason.TEMPLATE_NOT_FOUND, str(exc)) from exc
@@ -147,15 +152,8 @@ def _prepare(notification: Notification, spec: NotificationSpec) -> None:
         notification.body = spec.body or ""
 
 
-def _queue(spec: NotificationSpec) -> Notification | None:
-    """Create the notification and hand it to a worker after commit; None if the id exists already.
-
-    Call inside a transaction. A notification that cannot be sent (no template, bad recipient,
-    disabled endpoint) is stored as failed and announced at once.
-    """
-    if Notification.objects.filter(notification_id=spec.notification_id).exists():
-        return None
-    notification = Notification(
+def _new_notification(spec: NotificationSpec) -> Notification:
+    return Notification(
         notification_id=spec.notification_id,
         owner_id=spec.owner_id,
         requested_by=spec.requested_by,
@@ -168,6 +166,17 @@ def _queue(spec: NotificationSpec) -> Notification | None:
         correlation_id=spec.correlation_id,
         source_event_id=spec.source_event_id,
     )
+
+
+def _queue(spec: NotificationSpec) -> Notification | None:
+    """Create the notification and hand it to a worker after commit; None if the id exists already.
+
+    Call inside a transaction. A notification that cannot be sent (no template, bad recipient,
+    disabled endpoint) is stored as failed and announced at once.
+    """
+    if Notification.objects.filter(notification_id=spec.notification_id).exists():
+        return None
+    notification = _new_notification(spec)
     refused: _Refused | None = None
     try:
         _prepare(notification, spec)
@@ -186,6 +195,40 @@ def _queue(spec: NotificationSpec) -> Notification | None:
             return None
         raise
     return notification
+
+
+def _queue_many(specs: list[NotificationSpec]) -> list[Notification]:
+    """`_queue` for many, in the caller's transaction, with one read of the ids that exist, one
+    read per template and one insert. A notificationId queued concurrently fails the transaction
+    (the caller then queues them one at a time)."""
+    ids = [spec.notification_id for spec in specs]
+    taken = set(
+        Notification.objects.filter(notification_id__in=ids).values_list("notification_id", flat=True)
+    )
+    templates: dict[tuple[str, str, str | None], rendering.Template] = {}
+
+    def find_template(*, key: str, channel: str, locale: str | None) -> rendering.Template:
+        if (key, channel, locale) not in templates:
+            templates[key, channel, locale] = rendering.find_template(key=key, channel=channel, locale=locale)
+        return templates[key, channel, locale]
+
+    queued: list[Notification] = []
+    to_insert: list[Notification] = []
+    for spec in specs:
+        if spec.notification_id in taken:
+            continue
+        taken.add(spec.notification_id)
+        notification = _new_notification(spec)
+        try:
+            _prepare(notification, spec, find_template)
+        except _Refused as refused:
+            _fail(notification, reason=refused.reason, detail=str(refused))
+        else:
+            _enqueue_on_commit(notification)
+            to_insert.append(notification)
+        queued.append(notification)
+    Notification.objects.bulk_create(to_insert)
+    return queued
 
 
 @transaction.atomic
@@ -230,9 +273,16 @@ def _registered_endpoint(request: NotificationRequested, *, owner_id: int | None
 
 def _payment_client_id(payment_id: str) -> int | None:
     """The API client that requested the payment (None when it came through Kafka or is unknown)."""
+    return _payment_client_ids([payment_id]).get(payment_id)
+
+
+def _payment_client_ids(payment_ids: Iterable[str]) -> dict[str, int | None]:
+    """`_payment_client_id` of many payments, in one read."""
     from payments.models import Payment  # the payments domain owns who requested a payment
 
-    return Payment.objects.filter(payment_id=payment_id).values_list("client_id", flat=True).first()
+    return dict(
+        Payment.objects.filter(payment_id__in=set(payment_ids)).values_list("payment_id", "client_id")
+    )
 
 
 def _request_owner(request: NotificationRequested) -> tuple[int | None, str]:
@@ -282,18 +332,22 @@ class _Destination:
 
 
 def _customer_destinations(
-    *, customer: Mapping[str, Any] | None, owner_id: int | None, template_key: str
+    *,
+    customer: Mapping[str, Any] | None,
+    owner_id: int | None,
+    template_key: str,
+    registered: Iterable[WebhookEndpoint] | None = None,
 ) -> list[_Destination]:
     """The one mapping of a customer to channels, for every occasion (captures, failures, refunds,
     reversals): each address the customer gave (email, phone, push token, webhookUrl), and the
-    registered webhook endpoints of the payment's client that want `template_key`."""
+    registered webhook endpoints of the payment's client that want `template_key` (`registered`:
+    that client's active ones, when the caller has read them already)."""
     destinations = [
         _Destination(key=channel, channel=channel, recipient=recipient)
         for channel, recipient in customer_recipients(customer)
     ]
-    registered = WebhookEndpoint.objects.filter(
-        kind=EndpointKind.REGISTERED, is_active=True, owner_id=owner_id
-    )
+    if registered is None:
+        registered = _registered_endpoints([owner_id]).get(owner_id, [])
     destinations += [
         _Destination(
             key=f"{Channel.WEBHOOK}:{endpoint.id}",
@@ -307,21 +361,31 @@ def _customer_destinations(
     return destinations
 
 
-@transaction.atomic
-def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
-    """Notify a payment's customer (email, phone, push token, webhookUrl) and the registered webhook
-    endpoints that want it, of a captured or failed payment."""
-    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
-        return []
+def _registered_endpoints(owner_ids: Iterable[int | None]) -> dict[int | None, list[WebhookEndpoint]]:
+    """The active registered webhook endpoints of each owner (None: the platform's own)."""
+    wanted = set(owner_ids)
+    query = Q(owner_id__in=[o for o in wanted if o is not None])
+    if None in wanted:
+        query |= Q(owner_id__isnull=True)
+    by_owner: dict[int | None, list[WebhookEndpoint]] = {owner: [] for owner in wanted}
+    for endpoint in WebhookEndpoint.objects.filter(
+        query, kind=EndpointKind.REGISTERED, is_active=True
+    ).order_by("created_at", "id"):
+        by_owner[endpoint.owner_id].append(endpoint)
+    return by_owner
+
+
+def _outcome_specs(
+    event: Envelope, *, owner_id: int | None, registered: list[WebhookEndpoint]
+) -> list[NotificationSpec]:
+    """The notifications of one payment outcome: one per destination of its customer."""
     data = event.data
     captured = event.type == topics.PAYMENT_PROCESSED.name
     template_key = PAYMENT_CAPTURED if captured else PAYMENT_FAILED
     base_id = f"payment:{data['paymentId']}:{'captured' if captured else 'failed'}"
     customer = data.get("customer") or {}
     context = _payment_context(data)
-    # The notifications belong to the payment's client, and only that client's endpoints hear of it.
-    owner_id = _payment_client_id(data["paymentId"])
-    specs = [
+    return [
         NotificationSpec(
             notification_id=f"{base_id}:{destination.key}",
             channel=destination.channel,
@@ -335,9 +399,40 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
             source_event_id=event.id,
         )
         for destination in _customer_destinations(
-            customer=customer, owner_id=owner_id, template_key=template_key
+            customer=customer, owner_id=owner_id, template_key=template_key, registered=registered
         )
     ]
+
+
+def payment_outcomes_notify(*, events: Sequence[Envelope]) -> list[Notification]:
+    """`payment_outcome_notify` for a batch, in the caller's transaction, with set-based reads and
+    writes: the events claimed in one insert, the payments' clients and their endpoints read once,
+    the notifications inserted at once."""
+    claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=events)
+    fresh = []
+    for event in events:
+        if event.id in claimed:
+            claimed.discard(event.id)  # the same event twice in a batch: the second is a redelivery
+            fresh.append(event)
+    owners = _payment_client_ids([event.data["paymentId"] for event in fresh])
+    endpoints = _registered_endpoints(owners.values())
+    specs = []
+    for event in fresh:
+        owner_id = owners.get(event.data["paymentId"])
+        specs += _outcome_specs(event, owner_id=owner_id, registered=endpoints.get(owner_id, []))
+    return _queue_many(specs)
+
+
+@transaction.atomic
+def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
+    """Notify a payment's customer (email, phone, push token, webhookUrl) and the registered webhook
+    endpoints that want it, of a captured or failed payment."""
+    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
+        return []
+    # The notifications belong to the payment's client, and only that client's endpoints hear of it.
+    owner_id = _payment_client_id(event.data["paymentId"])
+    registered = _registered_endpoints([owner_id])[owner_id]
+    specs = _outcome_specs(event, owner_id=owner_id, registered=registered)
     return [n for spec in specs if (n := _queue(spec)) is not None]
 
 

@@ -93,6 +93,9 @@ def _enqueue_on_commit(notification: Notification) -> None:
     claim = uuid.uuid4()
     notification.claim = claim
     notification.next_attempt_at = _lease_deadline()
+    if not transaction.get_connection().run_on_commit:
+        # No sender waits for a commit: what is left belongs to a transaction rolled back.
+        _handoffs().clear()
     _handoffs().append((notification, str(claim)))
     # The primary key is read at commit: a new notification is saved after this call. Every
     # handoff registers the sender; the first to run after the commit sends them all, the others

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from core.actors import user_actor
 from core.circuit_breaker import CircuitOpen
 from kafka_platform.celery import enqueue_on_commit
 from payments.events import FailureReason, PaymentRequested
+from payments.fraud import FraudHit, fraud_checks
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
 from payments.models import Payment, PaymentStatus
 from payments.services.transitions import (
@@ -83,8 +84,15 @@ def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
     return _accept(payment, created=created, event=event)
 
 
-def _accept(payment: Payment, *, created: bool, event: Envelope) -> Payment:
-    """`payment_accept` on a payment row locked (or just created) by the caller."""
+def _accept(
+    payment: Payment,
+    *,
+    created: bool,
+    event: Envelope,
+    fraud: Mapping[str, FraudHit | None] | None = None,
+) -> Payment:
+    """`payment_accept` on a payment row locked (or just created) by the caller (`fraud`: the
+    batch's fraud checks, made at once)."""
     if created:
         _transition(payment, PaymentStatus.REQUESTED, actor=WORKER_ACTOR)
     elif payment.status != PaymentStatus.REQUESTED:
@@ -92,7 +100,7 @@ def _accept(payment: Payment, *, created: bool, event: Envelope) -> Payment:
             inbox.claim(consumer=INBOX_CONSUMER, event=event)
         return payment
     try:
-        _check_business_rules(payment)
+        _check_business_rules(payment, fraud)
     except PaymentRefused as refused:
         _fail(payment, reason=refused.reason, message=str(refused), actor=WORKER_ACTOR)
         inbox.claim(consumer=INBOX_CONSUMER, event=event)
@@ -208,6 +216,9 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
                 )
         # A concurrent first delivery of one of them fails this batch; it then runs one by one.
         Payment.objects.bulk_create(new.values())
+        # The fraud rules run once for the payments to accept (one velocity query, not one each).
+        to_accept = [*new.values(), *(p for p in existing.values() if p.status == PaymentStatus.REQUESTED)]
+        fraud = fraud_checks(to_accept)
         accepted: set[str] = set()
         for event in events:
             request = requests.get(event.id)
@@ -216,7 +227,7 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
             created = request.paymentId in new and request.paymentId not in accepted
             accepted.add(request.paymentId)
             payment = new.get(request.paymentId) or existing[request.paymentId]
-            payment = _accept(payment, created=created, event=event)
+            payment = _accept(payment, created=created, event=event, fraud=fraud)
             if payment.status == PaymentStatus.PROCESSING:
                 to_charge.append((payment, event))  # the gateway and _record_charge are idempotent
             elif payment.is_decided:

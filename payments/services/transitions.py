@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from core.money import format_money
 from ledger.events import TransactionRequested
 from notifications import services as notification_services
 from payments.events import FailureReason, payment_failed_event, payment_processed_event
-from payments.fraud import fraud_check
+from payments.fraud import FraudHit, fraud_check
 from payments.gateway import ChargeResult
 from payments.models import TRANSITIONS, Payment, PaymentStatus, PaymentTransition
 
@@ -141,7 +142,9 @@ def _capture(payment: Payment, *, result: ChargeResult, actor: str) -> None:
     metrics.PAYMENTS_PROCESSED.inc()
 
 
-def _check_business_rules(payment: Payment) -> None:
+def _check_business_rules(payment: Payment, fraud: Mapping[str, FraudHit | None] | None = None) -> None:
+    """Refuse a payment that breaks a rule: validation first, then fraud (`fraud`: the batch's
+    fraud checks made already, by paymentId)."""
     if payment.amount <= 0:
         raise PaymentRefused(
             FailureReason.VALIDATION_ERROR, f"amount must be positive, got {payment.amount:f}"
@@ -153,6 +156,6 @@ def _check_business_rules(payment: Payment) -> None:
         raise PaymentRefused(
             FailureReason.VALIDATION_ERROR, f"amount {payment.amount:f} exceeds the maximum of {maximum}"
         )
-    hit = fraud_check(payment)
+    hit = fraud[payment.payment_id] if fraud and payment.payment_id in fraud else fraud_check(payment)
     if hit:
         raise PaymentRefused(FailureReason.FRAUD_SUSPECTED, hit.message)

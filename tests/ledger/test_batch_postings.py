@@ -3,6 +3,7 @@ duplicates as one request at a time, straight through the batch handler (no Kafk
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -40,4 +41,49 @@ def test_a_batch_posts_refuses_and_skips_duplicates_like_single_events() -> None
     again = tasks.post_transactions_requested([topup, transfer, overdraft])
     assert again == ["duplicate", "duplicate", "duplicate"]
     assert (balance(alice), balance(bob)) == (Decimal("70.00"), Decimal("30.00"))
+    assert refused.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_moves_each_balance_in_order_and_its_statements_do_not_grow_with_it() -> None:
+    """Set-based: the batch's balance-updated events carry each step of the running balance and
+    version, and ten times the postings cost the same number of statements."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def batch_of(n: int, account: str) -> tuple[list[str], int]:
+        events = [envelope(topup_request(account, "10.00")) for _ in range(n)]
+        with CaptureQueriesContext(connection) as queries:
+            results = tasks.post_transactions_requested(events)
+        return results, len(queries.captured_queries)
+
+    small, small_queries = batch_of(2, new_id("user:small"))
+    account = new_id("user:large")
+    large, large_queries = batch_of(20, account)
+
+    assert small == ["posted"] * 2 and large == ["posted"] * 20
+    assert large_queries == small_queries
+    updates = [
+        e.value
+        for e in OutboxEvent.objects.filter(topic="ledger.balance-updated", key=account).order_by("id")
+    ]
+    steps = [(json.loads(v)["data"]["balance"], json.loads(v)["data"]["version"]) for v in updates]
+    assert steps == [(f"{10 * k}.00", k) for k in range(1, 21)]
+    assert balance(account) == Decimal("200.00")
+
+
+@pytest.mark.django_db
+def test_a_frozen_account_refuses_only_its_own_postings_in_a_batch() -> None:
+    from ledger.models import Account
+
+    frozen, open_ = new_id("user:frozen"), new_id("user:open")
+    Account.objects.create(id=frozen, kind="liability", frozen=True)
+    events = [envelope(topup_request(open_, "5.00")), envelope(topup_request(frozen, "5.00"))]
+    events.append(envelope(topup_request(open_, "5.00")))
+
+    assert tasks.post_transactions_requested(events) == ["posted", "invalid_account", "posted"]
+    assert balance(open_) == Decimal("10.00") and balance(frozen) == Decimal(0)
+    refused = OutboxEvent.objects.filter(
+        topic="ledger.transaction-failed", key=events[1].data["transactionId"]
+    )
     assert refused.count() == 1

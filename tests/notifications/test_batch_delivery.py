@@ -1,27 +1,40 @@
-"""Batch delivery, in process: the handoffs of one transaction leave in few tasks, a batch's
-messages go one at a time between two transactions, and what a lost or interrupted batch leaves
-behind is resolved message by message (README, "Notifications")."""
+"""Batches, in process: payment outcomes queued as a set, the handoffs of one transaction leave in
+few tasks, a batch's messages go one at a time between two transactions, and what a lost or
+interrupted batch leaves behind is resolved message by message (README, "Notifications")."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bridge import task_names, topics
+from bridge.codec import Envelope
 from bridge.models import OutboxEvent
 from notifications import services
-from notifications.models import AttemptStatus, DeliveryAttempt, Notification, NotificationStatus
+from notifications import tasks as notification_tasks
+from notifications.models import (
+    AttemptStatus,
+    DeliveryAttempt,
+    EndpointKind,
+    Notification,
+    NotificationStatus,
+    WebhookEndpoint,
+)
 from notifications.providers import OutgoingMessage, Receipt
 from notifications.services import delivery, queueing, transitions
+from payments.models import Payment, PaymentStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -210,3 +223,89 @@ def test_a_lost_batch_is_resolved_message_by_message(
     [attempt] = attempts_of(not_reached)
     assert attempt.status == AttemptStatus.FAILED and "not sent" in attempt.error
     assert not tasks.sent  # its retry waits for its time; the dispatcher hands it over then
+
+
+def outcome_event(payment: Payment, customer: dict[str, str]) -> Envelope:
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=topics.PAYMENT_PROCESSED.name,
+        source="/payments",
+        time="2026-11-30T00:00:00Z",
+        data={
+            "paymentId": payment.payment_id,
+            "status": "captured",
+            "amount": "12.50",
+            "currency": "USD",
+            "merchantId": "m1",
+            "customer": customer,
+        },
+    )
+
+
+def paid(run: str, i: int, client: Any) -> Payment:
+    return Payment.objects.create(
+        payment_id=f"pay_{run}_{i}",
+        user_id="u1",
+        merchant_id="m1",
+        amount=Decimal("12.50"),
+        currency="USD",
+        status=PaymentStatus.CAPTURED,
+        request={},
+        client=client,
+        correlation_id=f"c-{run}-{i}",
+    )
+
+
+def test_a_batch_of_payment_outcomes_queues_what_one_at_a_time_would(
+    tasks: Tasks, redis_protection: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    shop, other = (get_user_model().objects.create_user(f"{name}-{run}") for name in ("shop", "other"))
+    own = WebhookEndpoint.objects.create(
+        url=f"https://shop.example.com/{run}", owner=shop, kind=EndpointKind.REGISTERED, event_types=["*"]
+    )
+    WebhookEndpoint.objects.create(  # another client's: never told of the shop's payments
+        url=f"https://other.example.com/{run}", owner=other, kind=EndpointKind.REGISTERED, event_types=["*"]
+    )
+    events = [
+        outcome_event(paid(run, 0, shop), {"email": f"a-{run}@example.com", "phone": "+15550001234"}),
+        outcome_event(paid(run, 1, None), {"email": f"b-{run}@example.com"}),  # came through Kafka
+    ]
+    events.append(events[0])  # delivered twice within the batch
+
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = notification_tasks.notify_payment_outcomes(events)
+
+    first, second = (f"payment:pay_{run}_{i}:captured:" for i in range(2))
+    assert sorted(queued) == sorted(
+        [first + "email", first + "sms", first + f"webhook:{own.id}", second + "email"]
+    )
+    rows = {n.notification_id: n for n in Notification.objects.filter(notification_id__in=queued)}
+    assert {rows[first + k].owner_id for k in ("email", "sms", f"webhook:{own.id}")} == {shop.pk}
+    assert rows[second + "email"].owner_id is None
+    assert {(n.status, n.failure_reason) for n in rows.values()} == {(NotificationStatus.QUEUED, "")}
+    assert rows[first + "email"].body and rows[first + "sms"].body  # rendered from their templates
+    handed = [pk for batch in tasks.batches() for pk, _ in batch] + [
+        args[0] for name, args in tasks.sent if name == task_names.DELIVER_NOTIFICATION
+    ]
+    assert sorted(handed) == sorted(n.pk for n in rows.values())
+    # Delivered again, the batch queues nothing more.
+    assert notification_tasks.notify_payment_outcomes(events[:2]) == []
+
+
+def test_a_batch_of_payment_outcomes_reads_and_writes_as_a_set(
+    tasks: Tasks, redis_protection: redis.Redis
+) -> None:
+    run = uuid.uuid4().hex[:8]
+
+    def statements(n: int, offset: int) -> int:
+        events = [
+            outcome_event(paid(run, offset + i, None), {"email": f"{run}-{offset + i}@example.com"})
+            for i in range(n)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            queued = notification_tasks.notify_payment_outcomes(events)
+        assert len(queued) == n
+        return len(queries.captured_queries)
+
+    assert statements(2, 0) == statements(12, 100)

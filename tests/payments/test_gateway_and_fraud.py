@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from django.test import override_settings
 
 from bridge import topics
+from bridge.codec import Envelope
 from payments.models import Payment, PaymentStatus, SimulatedCharge
+from payments.services.intake import payments_process_batch
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
@@ -111,3 +116,36 @@ def test_velocity_rule_fails_the_payment_over_the_limit(live: Stack, collector: 
     other_user = payment_request()
     send(live, other_user)
     collector.wait_for(PROCESSED, subject_is(other_user["paymentId"]))
+
+
+@pytest.mark.django_db
+@override_settings(PAYMENTS_FRAUD_VELOCITY_MAX=3)
+def test_a_batch_counts_each_users_payments_in_order_with_one_velocity_query() -> None:
+    """Five requests of one user in one batch: the first three pass, the fourth and fifth are over
+    the limit; another user's request in the same batch is not counted with them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = payment_request()["userId"]
+    requests = [payment_request(userId=user) for _ in range(5)]
+    requests.insert(2, payment_request())
+    events = [
+        Envelope(id=str(uuid.uuid4()), type=REQUESTED, source="/t", time="2026-11-30T00:00:00Z", data=data)
+        for data in requests
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = payments_process_batch(events=events)
+
+    status = {p.payment_id: p for p in outcome.decided}
+    assert [status[d["paymentId"]].status for d in requests] == [
+        PaymentStatus.CAPTURED,
+        PaymentStatus.CAPTURED,
+        PaymentStatus.CAPTURED,  # the other user's
+        PaymentStatus.CAPTURED,
+        PaymentStatus.FAILED,
+        PaymentStatus.FAILED,
+    ]
+    assert status[requests[4]["paymentId"]].failure_message.startswith("velocity: user")
+    velocity = [q for q in queries.captured_queries if "COUNT(*)" in q["sql"].upper()]
+    assert len(velocity) == 1

@@ -112,7 +112,7 @@ def test_a_payment_requested_through_the_api_is_one_trace_across_every_domain(
         f"dispatch {topics.PAYMENT_PROCESSED.name}",
         "ledger.post_captured_payment",
         "notifications.notify_payment_outcome",
-        "notifications.deliver_notification",
+        "notifications.deliver_notifications",  # the email, in a batch of one
         f"dispatch {topics.AUDIT_NOTIFICATION_EVENTS.name}",
         "audit.record_event",
     }
