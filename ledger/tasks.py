@@ -90,7 +90,7 @@ def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:
     ]
     # Outbox rows are the last writes of a posting or refusal, so none is collected inside a
     # savepoint that then rolls back (the condition core.bulk sets).
-    with db_transaction.atomic(), bulk.deferred_inserts():
+    with db_transaction.atomic(), bulk.deferred_writes():
         return services.transactions_post_batch(requests)
 
 

@@ -274,7 +274,7 @@ _FINISHED_FIELDS = [
 
 def _finish_attempts(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
     """Step 3 for a batch, in one transaction whose events and audit records are one insert each."""
-    with transaction.atomic(), bulk.deferred_inserts():
+    with transaction.atomic(), bulk.deferred_writes():
         notifications = {
             n.pk: n
             for n in Notification.objects.select_for_update()

@@ -106,7 +106,7 @@ def _accept(
         inbox.claim(consumer=INBOX_CONSUMER, event=event)
         return payment
     _transition(payment, PaymentStatus.PROCESSING, actor=WORKER_ACTOR)
-    payment.save()
+    bulk.update(payment, ["status"])
     return payment
 
 
@@ -195,7 +195,7 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
     """
     outcome = BatchOutcome()
     to_charge: list[tuple[Payment, Envelope]] = []
-    with transaction.atomic(), bulk.deferred_inserts():
+    with transaction.atomic(), bulk.deferred_writes():
         handled = inbox.seen_many(consumer=INBOX_CONSUMER, events=events)
         requests = {
             event.id: PaymentRequested.model_validate(event.data)
@@ -238,10 +238,15 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
             answers.append((payment, event, answer))
         else:
             outcome.unsure.append((event, answer))
-    with transaction.atomic(), bulk.deferred_inserts():
+    with transaction.atomic(), bulk.deferred_writes():
         locked = Payment.objects.select_for_update().in_bulk([payment.pk for payment, _, _ in answers])
+        recorded = []
         for payment, event, result in answers:
-            outcome.decided.append(_record_charge(locked[payment.pk], result, event=event))
+            row = locked[payment.pk]
+            if row.status == PaymentStatus.PROCESSING:
+                recorded.append(event)  # claimed below, all at once, as _record_charge claims one
+            outcome.decided.append(_record_charge(row, result, event=None))
+        inbox.claim_many(consumer=INBOX_CONSUMER, events=recorded)
     return outcome
 
 

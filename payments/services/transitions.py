@@ -118,7 +118,7 @@ def _fail(payment: Payment, *, reason: str, message: str, actor: str) -> None:
     payment.failure_message = message
     payment.processed_at = timezone.now()
     _transition(payment, PaymentStatus.FAILED, actor=actor, reason=reason)
-    payment.save()
+    bulk.update(payment, ["status", "failure_reason", "failure_message", "processed_at"])
     outbox.record_event(
         topic=topics.PAYMENT_FAILED,
         subject=payment.payment_id,
@@ -132,7 +132,7 @@ def _capture(payment: Payment, *, result: ChargeResult, actor: str) -> None:
     payment.gateway_reference = result.reference
     payment.processed_at = timezone.now()
     _transition(payment, PaymentStatus.CAPTURED, actor=actor)
-    payment.save()
+    bulk.update(payment, ["status", "gateway_reference", "processed_at"])
     outbox.record_event(
         topic=topics.PAYMENT_PROCESSED,
         subject=payment.payment_id,

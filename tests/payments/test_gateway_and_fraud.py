@@ -149,3 +149,29 @@ def test_a_batch_counts_each_users_payments_in_order_with_one_velocity_query() -
     assert status[requests[4]["paymentId"]].failure_message.startswith("velocity: user")
     velocity = [q for q in queries.captured_queries if "COUNT(*)" in q["sql"].upper()]
     assert len(velocity) == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_of_payments_costs_the_same_statements_whatever_its_size() -> None:
+    """Accepted, charged and recorded with set-based writes: ten payments cost the statements of two
+    (the simulated gateway's own, on its threads' connections, aside)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(n: int) -> int:
+        events = [
+            Envelope(
+                id=str(uuid.uuid4()), type=REQUESTED, source="/t", time="2026-11-30T00:00:00Z", data=data
+            )
+            for data in (payment_request() for _ in range(n))
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            outcome = payments_process_batch(events=events)
+        assert [p.status for p in outcome.decided] == [PaymentStatus.CAPTURED] * n
+        stored = Payment.objects.filter(payment_id__in=[e.data["paymentId"] for e in events])
+        assert {(p.status, bool(p.gateway_reference), p.processed_at is not None) for p in stored} == {
+            (PaymentStatus.CAPTURED, True, True)
+        }
+        return len(queries.captured_queries)
+
+    assert statements(2) == statements(10)
