@@ -188,7 +188,7 @@ def _begin_attempts(items: list[tuple[int, str]]) -> list[_Started | str]:
         begun.append(result)
     if attempts:
         DeliveryAttempt.objects.bulk_create(attempts)
-        Notification.objects.bulk_update([a.notification for a in attempts], _STARTED_FIELDS)
+        bulk.update_rows([a.notification for a in attempts], _STARTED_FIELDS)
     return begun
 
 
@@ -293,7 +293,7 @@ def _finish_attempts(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
             )
             for o in outcomes
         }
-        DeliveryAttempt.objects.bulk_update(attempts.values(), _FINISHED_FIELDS)
+        bulk.update_rows(list(attempts.values()), _FINISHED_FIELDS)
     return finished
 
 
