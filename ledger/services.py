@@ -316,7 +316,12 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
         wanted.append((i, posting))
 
     balances = _lock_balances(*(posting for _, posting in wanted)) if wanted else {}
-    accounts = _accounts((a for _, posting in wanted for a in posting.account_ids), balances)
+    # Accounts used for the first time are checked as new ones and created only for the postings
+    # accepted: a refused posting leaves no account behind, as it does alone (its savepoint).
+    named = {a for _, posting in wanted for a in posting.account_ids}
+    known = {row.account_id: row.account for row in balances.values()}
+    known.update(Account.objects.in_bulk([a for a in named if a not in known]))
+    accounts = {a: known.get(a) or _new_account(a) for a in named}
     current = {key: row.balance for key, row in balances.items()}
     accepted: list[tuple[int, Posting]] = []
     for i, posting in wanted:
@@ -334,6 +339,8 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
         outcomes[i] = "posted"
 
     if accepted:
+        new = sorted({a for _, posting in accepted for a in posting.account_ids if a not in known})
+        Account.objects.bulk_create([accounts[a] for a in new], ignore_conflicts=True)
         Transaction.objects.bulk_create(
             [
                 _transaction_row(posting, actor=requests[i].actor, correlation_id=requests[i].correlation_id)

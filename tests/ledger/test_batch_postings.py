@@ -87,3 +87,18 @@ def test_a_frozen_account_refuses_only_its_own_postings_in_a_batch() -> None:
         topic="ledger.transaction-failed", key=events[1].data["transactionId"]
     )
     assert refused.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_refused_posting_in_a_batch_leaves_no_new_account_behind() -> None:
+    from ledger.models import Account
+
+    funded, broke, stranger = new_id("user:funded"), new_id("user:broke"), new_id("user:stranger")
+    events = [
+        envelope(topup_request(funded, "5.00")),
+        envelope(transfer_request(broke, stranger, "1.00")),  # broke holds nothing: refused
+    ]
+
+    assert tasks.post_transactions_requested(events) == ["posted", "insufficient_funds"]
+    assert Account.objects.filter(pk=funded).exists()
+    assert not Account.objects.filter(pk__in=[broke, stranger]).exists()
