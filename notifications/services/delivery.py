@@ -297,15 +297,18 @@ def _finish_attempts(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
     return finished
 
 
-def _breaker_record(started: _Started, error: DeliveryError | None) -> None:
+def _breaker_record(started: _Started, error: DeliveryError | None) -> bool:
+    """Count the attempt towards its breaker; True when this failure opened it."""
     try:
         if error is None:
             protection.breaker_record_success(started.breaker_key)
         elif error.provider_fault and protection.breaker_record_failure(started.breaker_key):
             logger.warning("circuit breaker %s opened: %s", started.breaker_key, error)
+            return True
     except redis.RedisError as exc:
         # Bookkeeping only: the delivery's outcome must still be recorded.
         logger.warning("circuit breaker %s not updated: %s", started.breaker_key, exc)
+    return False
 
 
 def _hand_over(started: _Started) -> None:
@@ -315,22 +318,25 @@ def _hand_over(started: _Started) -> None:
         DeliveryAttempt.objects.filter(pk=started.attempt_id).update(handed_over_at=timezone.now())
 
 
+def _not_sent(why: str) -> DeliveryError:
+    return DeliveryError("not_sent", f"not sent: {why}", retryable=True, provider_fault=False)
+
+
 def _send_all(batch: list[_Started]) -> list[_Outcome]:
-    """Step 2: each message to its provider in turn. Interrupted by the task's soft time limit,
-    the message on its way has an unknown outcome and the ones after it were not sent."""
+    """Step 2: each message to its provider in turn. A message whose breaker one of the batch's
+    failures opened is not sent (as if it had been deferred). Interrupted by the task's soft time
+    limit, the message on its way has an unknown outcome and the ones after it are not sent."""
     outcomes: list[_Outcome] = []
     interrupted = False
+    opened: set[str] = set()
     for started in batch:
         receipt: Receipt | None = None
         error: DeliveryError | None = None
         began = time.perf_counter()
         if interrupted:
-            error = DeliveryError(
-                "not_sent",
-                "not sent: the task's soft time limit ended the batch first",
-                retryable=True,
-                provider_fault=False,
-            )
+            error = _not_sent("the task's soft time limit ended the batch first")
+        elif started.breaker_key in opened:
+            error = _not_sent(f"circuit breaker {started.breaker_key} opened during the batch")
         else:
             try:
                 _hand_over(started)
@@ -340,7 +346,8 @@ def _send_all(batch: list[_Started]) -> list[_Outcome]:
             except SoftTimeLimitExceeded:
                 interrupted = True
                 error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
-            _breaker_record(started, error)
+            if _breaker_record(started, error):
+                opened.add(started.breaker_key)
         outcomes.append(_Outcome(started, receipt, error, (time.perf_counter() - began) * 1000))
     return outcomes
 

@@ -32,7 +32,7 @@ from notifications.models import (
     NotificationStatus,
     WebhookEndpoint,
 )
-from notifications.providers import OutgoingMessage, Receipt
+from notifications.providers import DeliveryError, OutgoingMessage, Receipt
 from notifications.services import delivery, queueing, transitions
 from payments.models import Payment, PaymentStatus
 
@@ -113,10 +113,11 @@ class ScriptedProvider:
     """Accepts every message, except that the task's soft time limit strikes during the send
     numbered `interrupt_at`."""
 
-    def __init__(self, *, idempotent: bool, interrupt_at: int | None = None) -> None:
+    def __init__(self, *, idempotent: bool, interrupt_at: int | None = None, down: bool = False) -> None:
         self.name = "scripted"
         self.idempotent = idempotent
         self.interrupt_at = interrupt_at
+        self.down = down  # every send fails as the provider's fault
         self.calls: list[str] = []
         self.key = f"scripted-{uuid.uuid4().hex[:8]}"
 
@@ -127,6 +128,8 @@ class ScriptedProvider:
         self.calls.append(message.notification_id)
         if len(self.calls) - 1 == self.interrupt_at:
             raise SoftTimeLimitExceeded()
+        if self.down:
+            raise DeliveryError.unavailable("503 from the provider", status_code=503)
         return Receipt(provider_message_id=f"p-{message.notification_id}")
 
 
@@ -196,6 +199,23 @@ def test_a_batch_cut_by_the_time_limit_retries_what_it_never_sent(
     [attempt] = attempts_of(never_sent)
     assert attempt.status == AttemptStatus.FAILED and "not sent" in attempt.error
     assert attempt.handed_over_at is None
+
+
+@override_settings(NOTIFICATIONS_BREAKER_FAILURE_THRESHOLD=2)
+def test_a_breaker_opened_by_a_batch_stops_the_rest_of_it(
+    queue: Callable[..., list[Notification]], tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = ScriptedProvider(idempotent=True, down=True)
+    use_provider(monkeypatch, provider)
+    notifications = queue(*emails(4))
+    [batch] = tasks.batches()
+
+    results = services.notifications_deliver([tuple(item) for item in batch])
+
+    assert provider.calls == [n.notification_id for n in notifications[:2]]  # then it opened
+    assert results == [NotificationStatus.QUEUED] * 4  # each waits for its retry
+    held = [attempts_of(n)[0] for n in notifications[2:]]
+    assert all(a.status == AttemptStatus.FAILED and "circuit breaker" in a.error for a in held)
 
 
 def test_a_lost_batch_is_resolved_message_by_message(
