@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
-from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 M = TypeVar("M", bound=Model)
@@ -82,25 +81,7 @@ def deferred_writes() -> Iterator[None]:
     for model, rows in pending.updates.items():
         update_rows(list(rows.values()), sorted(pending.update_fields[model]))
     for model, inserted in pending.inserts.items():
-        copy_rows(model, inserted)
-
-
-def copy_rows(model: type[Model], rows: Sequence[Model]) -> None:
-    """Insert `rows` (which get no pk back) with PostgreSQL's COPY: triggers and constraints apply
-    as to an INSERT, without a statement of a few hundred parameters to build and parse (psycopg
-    parses a long query in Python every time). A model with database defaults goes through
-    `bulk_create`, which leaves those columns out."""
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
-    if not rows or any(f.has_db_default() for f in fields):
-        model._default_manager.bulk_create(list(rows))
-        return
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(  # the psycopg cursor under Django's wrapper
-            f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row([f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields])
+        model._default_manager.bulk_create(inserted)
 
 
 def update_rows(rows: Sequence[Model], fields: Sequence[str]) -> None:
