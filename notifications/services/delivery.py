@@ -11,6 +11,10 @@ README, "Notifications", for the crash window):
 3. In one transaction: each attempt's outcome (status code, latency, provider id or error) and its
    notification's next state: sent, queued for a retry at `next_attempt_at`, or failed, with the
    sent/failed events and audit records in the outbox.
+PostgreSQL unreachable during 2 ends the batch: a message whose `handed_over_at` could not be
+written never left and is retried. The providers' answers so far are kept in memory and step 3 is
+tried again until PostgreSQL is back (at most RECORD_RETRY_FOR_S): an outage must not turn messages
+known to be delivered into unknown ones.
 A worker lost between 1 and 3 leaves attempts `sending`; the dispatcher resolves them once they are
 older than NOTIFICATIONS_SENDING_STUCK_AFTER_S: an attempt that was never handed over is retried; a
 handed-over one becomes `unknown`, and its notification is resent with the same idempotency key if
@@ -29,10 +33,11 @@ from datetime import datetime, timedelta
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import bulk
+from core.logs import safe_error
 from notifications import protection
 from notifications.models import (
     AttemptStatus,
@@ -54,6 +59,15 @@ from notifications.services.transitions import (
 )
 
 logger = logging.getLogger(__name__)
+
+# PostgreSQL gone (refused, dropped, shut down): the errors a batch outlives with what it knows.
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# Step 3 waits for PostgreSQL this long at most (0.5 s doubling to 5 s between tries). The task's
+# soft time limit (240 s) may end it sooner; what is left `sending` then is the dispatcher's, as
+# for a lost worker, and it acts only after NOTIFICATIONS_SENDING_STUCK_AFTER_S (330 s).
+RECORD_RETRY_FOR_S = 180.0
+RECORD_RETRY_FIRST_S = 0.5
+RECORD_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -325,26 +339,33 @@ def _not_sent(why: str) -> DeliveryError:
 def _send_all(batch: list[_Started]) -> list[_Outcome]:
     """Step 2: each message to its provider in turn. A message whose breaker one of the batch's
     failures opened is not sent (as if it had been deferred). Interrupted by the task's soft time
-    limit, the message on its way has an unknown outcome and the ones after it are not sent."""
+    limit, the message on its way has an unknown outcome and the ones after it are not sent. With
+    PostgreSQL gone before a message could be marked handed over, it and the rest are not sent."""
     outcomes: list[_Outcome] = []
-    interrupted = False
+    stopped = ""  # why the rest of the batch is not sent
     opened: set[str] = set()
     for started in batch:
         receipt: Receipt | None = None
         error: DeliveryError | None = None
         began = time.perf_counter()
-        if interrupted:
-            error = _not_sent("the task's soft time limit ended the batch first")
+        if stopped:
+            error = _not_sent(stopped)
         elif started.breaker_key in opened:
             error = _not_sent(f"circuit breaker {started.breaker_key} opened during the batch")
         else:
             try:
                 _hand_over(started)
+            except DATABASE_DOWN as exc:
+                stopped = f"the database was unreachable during the batch ({safe_error(exc)})"
+                error = _not_sent(stopped)
+                outcomes.append(_Outcome(started, None, error, (time.perf_counter() - began) * 1000))
+                continue
+            try:
                 receipt = started.provider.send(started.message)
             except DeliveryError as exc:
                 error = exc
             except SoftTimeLimitExceeded:
-                interrupted = True
+                stopped = "the task's soft time limit ended the batch first"
                 error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
             if _breaker_record(started, error):
                 opened.add(started.breaker_key)
@@ -352,12 +373,34 @@ def _send_all(batch: list[_Started]) -> list[_Outcome]:
     return outcomes
 
 
+def _record_outcomes(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
+    """Step 3, tried again while PostgreSQL is unreachable (see RECORD_RETRY_FOR_S)."""
+    first_failure = time.monotonic()
+    wait = RECORD_RETRY_FIRST_S
+    while True:
+        try:
+            return _finish_attempts(outcomes)
+        except DATABASE_DOWN as exc:
+            if time.monotonic() + wait - first_failure > RECORD_RETRY_FOR_S:
+                raise
+            logger.warning(
+                "notifications: the outcomes of %d deliveries not recorded (%s); trying again in %.1fs",
+                len(outcomes),
+                safe_error(exc),
+                wait,
+            )
+            if not connection.in_atomic_block:
+                connection.close()  # a broken connection is not reopened by Django otherwise
+            time.sleep(wait)
+            wait = min(wait * 2, RECORD_RETRY_MAX_S)
+
+
 def notifications_deliver(items: list[tuple[int, str]]) -> list[str]:
     """One delivery attempt of each queued notification (pk, claim) claimed by the calling task:
     what became of each, in order ("sent", "queued" for a retry, "failed", "deferred", "not_claimed"...)."""
     begun = _begin_attempts(items)
     batch = [b for b in begun if isinstance(b, _Started)]
-    finished = _finish_attempts(_send_all(batch)) if batch else {}
+    finished = _record_outcomes(_send_all(batch)) if batch else {}
     return [finished[b.attempt_id] if isinstance(b, _Started) else b for b in begun]
 
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -243,6 +243,91 @@ def test_a_lost_batch_is_resolved_message_by_message(
     [attempt] = attempts_of(not_reached)
     assert attempt.status == AttemptStatus.FAILED and "not sent" in attempt.error
     assert not tasks.sent  # its retry waits for its time; the dispatcher hands it over then
+
+
+def test_outcomes_the_database_missed_are_recorded_once_it_is_back(
+    queue: Callable[..., list[Notification]], tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL went away while a batch was at the SMTP server (the 10,000-payment soak's 60 s
+    refusal caught nine emails so): what the provider answered is recorded when it is back, not
+    left for the dispatcher to call unknown."""
+    provider = ScriptedProvider(idempotent=False)
+    use_provider(monkeypatch, provider)
+    notifications = queue(*emails(3))
+    [batch] = tasks.batches()
+    record = delivery._finish_attempts
+    tries: list[int] = []
+
+    def record_while_postgres_refuses(outcomes: list[delivery._Outcome]) -> dict[uuid.UUID, str]:
+        tries.append(len(outcomes))
+        if len(tries) <= 2:
+            raise OperationalError("connection refused")
+        return record(outcomes)
+
+    waits: list[float] = []
+    monkeypatch.setattr(delivery, "_finish_attempts", record_while_postgres_refuses)
+    monkeypatch.setattr(delivery.time, "sleep", waits.append)
+
+    results = services.notifications_deliver([tuple(item) for item in batch])
+
+    assert results == [NotificationStatus.SENT] * 3
+    assert tries == [3, 3, 3] and waits == [0.5, 1.0]
+    assert provider.calls == [n.notification_id for n in notifications]  # each sent once
+    for notification in notifications:
+        notification.refresh_from_db()
+        assert notification.status == NotificationStatus.SENT
+        assert [a.status for a in attempts_of(notification)] == [AttemptStatus.SENT]
+
+
+def test_outcomes_wait_for_the_database_only_so_long(
+    queue: Callable[..., list[Notification]], tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past RECORD_RETRY_FOR_S the task gives up; its attempts stay `sending` for the dispatcher."""
+    use_provider(monkeypatch, ScriptedProvider(idempotent=False))
+    [notification] = queue(*emails(1))
+    [batch] = tasks.batches()
+
+    def refused(outcomes: list[delivery._Outcome]) -> dict[uuid.UUID, str]:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(delivery, "_finish_attempts", refused)
+    monkeypatch.setattr(delivery, "RECORD_RETRY_FOR_S", 1.0)  # one wait of 0.5 s, not the next of 1 s
+
+    with pytest.raises(OperationalError):
+        services.notifications_deliver([tuple(item) for item in batch])
+
+    [attempt] = attempts_of(notification)
+    assert attempt.status == AttemptStatus.SENDING and attempt.handed_over_at is not None
+
+
+def test_a_database_lost_before_a_hand_over_stops_the_batch_there(
+    queue: Callable[..., list[Notification]], tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message whose hand-over could not be written is not sent, nor are the ones after it: all
+    are retried, none becomes unknown; the one sent before is recorded sent."""
+    provider = ScriptedProvider(idempotent=False)
+    use_provider(monkeypatch, provider)
+    sent, refused, after = queue(*emails(3))
+    [batch] = tasks.batches()
+    hand_over = delivery._hand_over
+
+    def hand_over_until_postgres_goes(started: delivery._Started) -> None:
+        if started.message.notification_id == refused.notification_id:
+            raise OperationalError("server closed the connection unexpectedly")
+        hand_over(started)
+
+    monkeypatch.setattr(delivery, "_hand_over", hand_over_until_postgres_goes)
+
+    results = services.notifications_deliver([tuple(item) for item in batch])
+
+    assert results == [NotificationStatus.SENT, NotificationStatus.QUEUED, NotificationStatus.QUEUED]
+    assert provider.calls == [sent.notification_id]
+    for n in (refused, after):
+        n.refresh_from_db()
+        assert n.status == NotificationStatus.QUEUED and n.retry_step == 1
+        [attempt] = attempts_of(n)
+        assert attempt.status == AttemptStatus.FAILED and attempt.handed_over_at is None
+        assert "not sent: the database was unreachable" in attempt.error
 
 
 def outcome_event(payment: Payment, customer: dict[str, str]) -> Envelope:
