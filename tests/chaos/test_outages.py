@@ -34,7 +34,8 @@ BROKER_PAUSE_S = 30
 POSTGRES_OUTAGE_S = 60
 REDIS_PAUSE_S = 60
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(chaos_timeout_s(N, outage_s=REDIS_PAUSE_S))]
+# Half as many again arrive during the PostgreSQL and Redis outages.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(chaos_timeout_s(N * 3 // 2, outage_s=REDIS_PAUSE_S))]
 
 
 def under_way(chaos: Chaos, collector: Collector) -> Run:
