@@ -1,12 +1,14 @@
 """The crash window between a provider's acceptance and the commit of the outcome: a worker killed
 while a message is in flight leaves its attempt `sending`; the dispatcher resolves it, resending
-a webhook (receivers deduplicate by webhook-id) and never resending an email."""
+a webhook (receivers deduplicate by webhook-id) and never resending an email. PostgreSQL going
+away mid-batch is not a lost worker: what the provider accepted is recorded once it is back."""
 
 from __future__ import annotations
 
 import os
 import signal
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import transaction
@@ -17,6 +19,7 @@ from notifications.services import queueing
 from tests.conftest import Stack
 from tests.notifications.conftest import PLATFORM_SECRET, restart_worker
 from tests.support.builders import notification_request, structured
+from tests.support.faults import TcpProxy
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.receivers import HttpReceiver, SmtpReceiver, verify_standard_webhook
 from tests.support.waiting import wait_until
@@ -125,3 +128,57 @@ def test_worker_lost_mid_batch_resends_only_the_emails_it_never_handed_over(
         assert second.status == "sent"
     collector.settle(2.0)
     assert [len(smtp.to(r)) for r in recipients] == [1, 1, 1]
+
+
+def test_postgres_lost_mid_batch_records_what_the_smtp_server_accepted(
+    nlive: Stack, smtp: SmtpReceiver, collector: Collector
+) -> None:
+    """Three emails in one task; PostgreSQL drops every connection while the first is at the SMTP
+    server and refuses new ones for 10 s. The first is recorded sent once PostgreSQL is back (not
+    left for the dispatcher to call unknown, never resent); the second's hand-over cannot be
+    written, so it and the third are not sent then, and are sent once each on their retry."""
+    database = urlsplit(nlive.env["DATABASE_URL"])
+    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
+    proxied = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
+    run = uuid.uuid4().hex[:8]
+    ids = [f"db-lost-{run}-{i}" for i in range(3)]
+    recipients = [f"db-lost-{run}-{i}@example.com" for i in range(3)]
+    try:
+        # The default stuck deadline, not these tests' 6 s: the worker's wait for PostgreSQL ends
+        # well before the dispatcher may take the attempts over, as in production.
+        nlive.reconfigure({"DATABASE_URL": proxied, "NOTIFICATIONS_SENDING_STUCK_AFTER_S": "330"})
+        smtp.hang_s = 2.0  # within EMAIL_TIMEOUT: the first send succeeds, after the cut
+        with transaction.atomic():
+            for notification_id, recipient in zip(ids, recipients, strict=True):
+                queueing._queue(
+                    queueing.NotificationSpec(
+                        notification_id=notification_id,
+                        channel="email",
+                        recipient=recipient,
+                        subject="Batch",
+                        body="One of three",
+                    )
+                )
+        wait_until(lambda: smtp.to(recipients[0]), what="the first email at the SMTP server")
+        with proxy.outage(10):
+            smtp.hang_s = 0.0
+
+        [first] = collector.wait_for(topics.NOTIFICATION_SENT.name, subject_is(ids[0]), timeout_s=60)
+        assert first.json()["data"]["attempts"] == 1
+        for notification_id in ids[1:]:
+            [sent] = collector.wait_for(
+                topics.NOTIFICATION_SENT.name, subject_is(notification_id), timeout_s=90
+            )
+            assert sent.json()["data"]["attempts"] == 2
+            not_sent, again = DeliveryAttempt.objects.filter(
+                notification__notification_id=notification_id
+            ).order_by("number")
+            assert not_sent.status == "failed" and not_sent.handed_over_at is None
+            assert "not sent: the database was unreachable" in not_sent.error
+            assert again.status == "sent"
+        collector.settle(2.0)
+        assert [len(smtp.to(r)) for r in recipients] == [1, 1, 1]
+    finally:
+        smtp.hang_s = 0.0
+        nlive.reconfigure({})
+        proxy.stop()
