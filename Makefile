@@ -34,7 +34,7 @@ test-fast: install
 	$(PY) -m pytest -m "not chaos and not slow" --reuse-db -q $(ARGS)
 
 # The soak: every chaos scenario at CHAOS_N payments (the deep backlog at twice that), then the
-# table of what each lost, doubled or drifted (tests/chaos/report.py). Hours on a small machine;
+# table of what each lost, doubled or drifted (tests/chaos/report.py). About 80 minutes on 2 CPUs;
 # `make test` runs the same scenarios at CI size. make chaos CHAOS_N=2000 for a shorter soak.
 CHAOS_N ?= 10000
 CHAOS_RESULTS := .run/chaos-results.jsonl
