@@ -358,30 +358,29 @@ def _send_all(batch: list[_Started]) -> list[_Outcome]:
             except DATABASE_DOWN as exc:
                 stopped = f"the database was unreachable during the batch ({safe_error(exc)})"
                 error = _not_sent(stopped)
-                outcomes.append(_Outcome(started, None, error, (time.perf_counter() - began) * 1000))
-                continue
-            try:
-                receipt = started.provider.send(started.message)
-            except DeliveryError as exc:
-                error = exc
-            except SoftTimeLimitExceeded:
-                stopped = "the task's soft time limit ended the batch first"
-                error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
-            if _breaker_record(started, error):
-                opened.add(started.breaker_key)
+            else:
+                try:
+                    receipt = started.provider.send(started.message)
+                except DeliveryError as exc:
+                    error = exc
+                except SoftTimeLimitExceeded:
+                    stopped = "the task's soft time limit ended the batch first"
+                    error = DeliveryError.unknown("the task's soft time limit interrupted the delivery")
+                if _breaker_record(started, error):
+                    opened.add(started.breaker_key)
         outcomes.append(_Outcome(started, receipt, error, (time.perf_counter() - began) * 1000))
     return outcomes
 
 
 def _record_outcomes(outcomes: list[_Outcome]) -> dict[uuid.UUID, str]:
     """Step 3, tried again while PostgreSQL is unreachable (see RECORD_RETRY_FOR_S)."""
-    first_failure = time.monotonic()
+    since = time.monotonic()
     wait = RECORD_RETRY_FIRST_S
     while True:
         try:
             return _finish_attempts(outcomes)
         except DATABASE_DOWN as exc:
-            if time.monotonic() + wait - first_failure > RECORD_RETRY_FOR_S:
+            if time.monotonic() + wait - since > RECORD_RETRY_FOR_S:
                 raise
             logger.warning(
                 "notifications: the outcomes of %d deliveries not recorded (%s); trying again in %.1fs",

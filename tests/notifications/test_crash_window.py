@@ -90,6 +90,21 @@ def test_worker_lost_mid_email_is_failed_as_unknown_and_not_resent(
     assert len(smtp.to(str(data["recipient"]))) == 1
 
 
+def queue_in_one_transaction(ids: list[str], recipients: list[str]) -> None:
+    """Emails queued together: their delivery is one task (one batch)."""
+    with transaction.atomic():
+        for notification_id, recipient in zip(ids, recipients, strict=True):
+            queueing._queue(
+                queueing.NotificationSpec(
+                    notification_id=notification_id,
+                    channel="email",
+                    recipient=recipient,
+                    subject="Batch",
+                    body="One of three",
+                )
+            )
+
+
 def test_worker_lost_mid_batch_resends_only_the_emails_it_never_handed_over(
     nlive: Stack, smtp: SmtpReceiver, collector: Collector
 ) -> None:
@@ -101,17 +116,7 @@ def test_worker_lost_mid_batch_resends_only_the_emails_it_never_handed_over(
     recipients = [f"lost-batch-{run}-{i}@example.com" for i in range(3)]
     smtp.hang_s = 10.0
     try:
-        with transaction.atomic():
-            for notification_id, recipient in zip(ids, recipients, strict=True):
-                queueing._queue(
-                    queueing.NotificationSpec(
-                        notification_id=notification_id,
-                        channel="email",
-                        recipient=recipient,
-                        subject="Batch",
-                        body="One of three",
-                    )
-                )
+        queue_in_one_transaction(ids, recipients)
         wait_until(lambda: smtp.to(recipients[0]), what="the first email at the SMTP server")
         kill_worker(nlive)
     finally:
@@ -148,17 +153,7 @@ def test_postgres_lost_mid_batch_records_what_the_smtp_server_accepted(
         # well before the dispatcher may take the attempts over, as in production.
         nlive.reconfigure({"DATABASE_URL": proxied, "NOTIFICATIONS_SENDING_STUCK_AFTER_S": "330"})
         smtp.hang_s = 2.0  # within EMAIL_TIMEOUT: the first send succeeds, after the cut
-        with transaction.atomic():
-            for notification_id, recipient in zip(ids, recipients, strict=True):
-                queueing._queue(
-                    queueing.NotificationSpec(
-                        notification_id=notification_id,
-                        channel="email",
-                        recipient=recipient,
-                        subject="Batch",
-                        body="One of three",
-                    )
-                )
+        queue_in_one_transaction(ids, recipients)
         wait_until(lambda: smtp.to(recipients[0]), what="the first email at the SMTP server")
         with proxy.outage(10):
             smtp.hang_s = 0.0
