@@ -327,6 +327,9 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
+# Atomic API rate limits (core/throttles.py): the Redis holding each client's counted writes;
+# empty: the shared cache's Redis above.
+API_RATE_LIMIT_REDIS_URL = env.str("API_RATE_LIMIT_REDIS_URL", default="")
 
 
 REST_FRAMEWORK = {
