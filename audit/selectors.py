@@ -315,7 +315,7 @@ FROM {OutboxEvent._meta.db_table} o
 WHERE o.topic = %(topic)s {{newest}}
   AND NOT EXISTS (
     SELECT 1 FROM {ChainCheckpoint._meta.db_table} c
-    WHERE c.number::text = o.key
+    WHERE c.number = o.key::bigint
       AND c.signature = convert_from(o.value, 'UTF8')::jsonb #>> '{{{{data,signature}}}}'
   )
 ORDER BY o.id
