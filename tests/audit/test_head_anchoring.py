@@ -1,19 +1,22 @@
-"""The chain's head is anchored too: deleting the newest checkpoint together with the records it
-covered is caught, by the database's own outbox copy of it and, when that was deleted as well,
-by the scheduled verification reading audit.checkpoints (as an attacker with the database's keys
-and the triggers disabled would do it)."""
+"""The chain's head is anchored too: a checkpoint every so many records as well as every minute,
+and deleting the newest checkpoint together with the records it covered (as an attacker with the
+database's keys and the triggers disabled would) is caught, by the database's own outbox copy
+of it and, when that was deleted as well, by the scheduled verification reading audit.checkpoints."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.test import override_settings
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
 from kafka.admin import NewTopic
 
 from audit import checkpoint_topic, services, tasks
-from audit.models import AuditEvent, ComplianceAlert, ComplianceRuleName
+from audit.models import AuditEvent, ChainCheckpoint, ComplianceAlert, ComplianceRuleName
 from bridge import topics
 from bridge.clients import new_admin
 from tests.audit.support import token_client
@@ -135,3 +138,36 @@ def test_the_scheduled_verification_compares_the_checkpoints_with_kafka(live: St
     assert f"checkpoint #{second.number} is on {CHECKPOINTS} but not in the database" in bad["message"]
     [alert] = broken_alerts("kafka_mismatch")
     assert alert.severity == "critical" and alert.details["sequence"] == second.sequence
+
+
+@pytest.fixture
+def beat_not_signing(live: Stack) -> Iterator[Stack]:
+    """Beat's minute taken out of the way: any checkpoint then was asked for by an append."""
+    beat_job = PeriodicTask.objects.filter(task=services.CHECKPOINT_TASK)
+    beat_job.update(enabled=False)
+    PeriodicTasks.update_changed()
+    time.sleep(3)  # beat rereads its schedule every second; a job it already sent has run
+    try:
+        yield live
+    finally:
+        beat_job.update(enabled=True)
+        PeriodicTasks.update_changed()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(AUDIT_CHECKPOINT_EVERY_RECORDS=5)
+def test_the_append_that_passes_a_multiple_has_the_real_worker_sign_at_once(
+    beat_not_signing: Stack,
+) -> None:
+    with transaction.atomic():
+        clear_log()
+    record(3)  # #1..#3: no request
+    time.sleep(2)
+    assert not ChainCheckpoint.objects.exists()
+    rows = record(3)  # #4..#6 passes #5: its commit asks the worker for a checkpoint
+    signed = wait_until(
+        lambda: ChainCheckpoint.objects.filter(sequence__gte=rows[-1].sequence).first(),
+        timeout_s=30,
+        what="a checkpoint signed by the worker on request",
+    )
+    assert signed.record_hash == rows[-1].hash
