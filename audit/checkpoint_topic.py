@@ -1,5 +1,5 @@
 """The copy of the chain's checkpoints on audit.checkpoints: read back from Kafka and compared with
-the database's, for `audit_verify --kafka`.
+the database's, for `audit_verify --kafka` and the scheduled verification.
 
 Someone who can write to the database can delete checkpoints and have a new chain of them signed
 over a rewritten log; they cannot take back what was already published. So every checkpoint must
@@ -11,7 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.utils import timezone
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -33,6 +36,14 @@ class TopicComparison:
     published: int = 0
     differences: list[str] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
+    # The record the first differing checkpoint covers (an alert's subject), when known.
+    first_sequence: int | None = None
+    unreadable: str | None = None
+
+    def differ(self, message: str, *, sequence: int | None = None) -> None:
+        if not self.differences and self.first_sequence is None:
+            self.first_sequence = sequence
+        self.differences.append(message)
 
     @property
     def agrees(self) -> bool:
@@ -85,14 +96,21 @@ def _differing_fields(database: CheckpointSigned, published: CheckpointSigned) -
     ]
 
 
-def compare(database: Iterable[ChainCheckpoint], published: Iterable[CheckpointSigned]) -> TopicComparison:
+def compare(
+    database: Iterable[ChainCheckpoint], published: Iterable[CheckpointSigned], *, now: datetime | None = None
+) -> TopicComparison:
     """Each checkpoint number must be on both sides, once, with the same contents.
 
-    A checkpoint not yet on the topic is `pending`, not a difference, while its outbox row is
-    still unsent (the relay publishes it within seconds).
+    Read the topic before the database: a checkpoint reaches the topic only after its transaction
+    committed, so one on the topic that the database lacks was deleted, always. One in the
+    database but not on the topic is `pending`, not a difference, while its outbox row is still
+    unsent (the relay publishes it within seconds) or it was signed less than
+    AUDIT_CHECKPOINT_PUBLISH_GRACE_S ago (published after the topic was read).
     """
     result = TopicComparison()
-    ours = {c.number: checkpoint_signed_event(c) for c in database}
+    grace_start = (now or timezone.now()) - timedelta(seconds=settings.AUDIT_CHECKPOINT_PUBLISH_GRACE_S)
+    rows = {c.number: c for c in database}
+    ours = {number: checkpoint_signed_event(c) for number, c in rows.items()}
     theirs: dict[int, list[CheckpointSigned]] = {}
     for checkpoint in published:
         copies = theirs.setdefault(checkpoint.sequence, [])
@@ -107,36 +125,46 @@ def compare(database: Iterable[ChainCheckpoint], published: Iterable[CheckpointS
     for number in sorted(ours.keys() | theirs.keys()):
         copies = theirs.get(number, [])
         if number not in ours:
-            result.differences.append(
+            result.differ(
                 f"checkpoint #{number} is on {topics.AUDIT_CHECKPOINTS.name} but not in the database "
-                f"(record #{copies[0].recordSequence}, signature {copies[0].signature})"
+                f"(record #{copies[0].recordSequence}, signature {copies[0].signature})",
+                sequence=copies[0].recordSequence,
             )
         elif not copies:
-            if str(number) in unsent:
+            if str(number) in unsent or rows[number].signed_at > grace_start:
                 result.pending.append(number)
             else:
-                result.differences.append(
+                result.differ(
                     f"checkpoint #{number} (record #{ours[number].recordSequence}) is in the database "
-                    f"but not on {topics.AUDIT_CHECKPOINTS.name}"
+                    f"but not on {topics.AUDIT_CHECKPOINTS.name}",
+                    sequence=ours[number].recordSequence,
                 )
         elif len(copies) > 1:
-            result.differences.append(
+            result.differ(
                 f"{topics.AUDIT_CHECKPOINTS.name} holds {len(copies)} different checkpoints #{number}: "
-                "a checkpoint number was signed twice"
+                "a checkpoint number was signed twice",
+                sequence=ours[number].recordSequence,
             )
         elif fields := _differing_fields(ours[number], copies[0]):
-            result.differences.append(
-                f"checkpoint #{number} differs (database != topic): " + "; ".join(fields)
+            result.differ(
+                f"checkpoint #{number} differs (database != topic): " + "; ".join(fields),
+                sequence=ours[number].recordSequence,
             )
     return result
 
 
 def verify_published(*, timeout_s: float = READ_TIMEOUT_S) -> TopicComparison:
-    """Compare the database's checkpoints with audit.checkpoints as it is now."""
+    """Compare the database's checkpoints with audit.checkpoints as it is now.
+
+    A topic that cannot be read is a difference too, and named in `unreadable`: the scheduled
+    check tells an outage of Kafka from tampering by it.
+    """
     try:
         published, malformed = read_published(timeout_s=timeout_s)
     except TopicUnreadable as exc:
-        published, malformed = [], [str(exc)]
+        result = TopicComparison(unreadable=str(exc))
+        result.differ(str(exc))
+        return result
     result = compare(ChainCheckpoint.objects.order_by("number").iterator(), published)
     result.differences[:0] = malformed
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -9,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import archive, chain
 from audit.models import AuditEvent, ChainCheckpoint, CheckpointKind
+from bridge import topics
+from bridge.models import OutboxEvent
 
 VERIFY_CHUNK = 2000
 
@@ -85,6 +89,8 @@ class ChainReport:
     archived_records: int = 0
     broken: ChainBreak | None = None
     notes: list[str] = field(default_factory=list)
+    # What the comparison with audit.checkpoints found, when one was made.
+    published: dict[str, Any] | None = None
 
     @property
     def intact(self) -> bool:
@@ -101,7 +107,7 @@ class ChainReport:
             "checkpoints": self.checkpoints,
             "archivedRecords": self.archived_records,
             "firstBadRecord": self.broken.as_dict() if self.broken else None,
-        }
+        } | ({"kafka": self.published} if self.published is not None else {})
 
 
 def _checkpoint_signature_valid(checkpoint: ChainCheckpoint) -> bool:
@@ -300,6 +306,57 @@ def _unanchored(*, now: datetime) -> ChainBreak | None:
     )
 
 
+# The outbox rows of audit.checkpoints (each checkpoint's copy, written in its own transaction)
+# whose checkpoint the database no longer holds with the same signature; one statement, so the
+# checkpoints and the outbox are read in one snapshot and a checkpoint being signed cannot race it.
+_OUTBOX_ORPHANS_SQL = f"""
+SELECT o.key, o.value
+FROM {OutboxEvent._meta.db_table} o
+WHERE o.topic = %(topic)s {{newest}}
+  AND NOT EXISTS (
+    SELECT 1 FROM {ChainCheckpoint._meta.db_table} c
+    WHERE c.number = o.key::bigint
+      AND c.signature = convert_from(o.value, 'UTF8')::jsonb #>> '{{{{data,signature}}}}'
+  )
+ORDER BY o.id
+LIMIT 1
+"""  # noqa: S608 - the table names are ours
+_NEWEST_ONLY = f"AND o.id = (SELECT max(id) FROM {OutboxEvent._meta.db_table} WHERE topic = %(topic)s)"  # noqa: S608
+
+
+def _outbox_break(*, newest_only: bool) -> ChainBreak | None:
+    """A checkpoint published through the outbox that the database lacks or holds differently.
+
+    Deleting the newest checkpoint together with the records it covered leaves a chain that is
+    consistent in itself; the outbox row written with that checkpoint still names it, unless it
+    was deleted too (then only audit.checkpoints can tell). `newest_only`: the newest row alone,
+    which is what the signer needs before it numbers the next checkpoint.
+    """
+    sql = _OUTBOX_ORPHANS_SQL.format(newest=_NEWEST_ONLY if newest_only else "")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {"topic": topics.AUDIT_CHECKPOINTS.name})
+            orphan = cursor.fetchone()
+    except DatabaseError as exc:
+        return ChainBreak(
+            "checkpoint_deleted",
+            None,
+            f"an outbox row of {topics.AUDIT_CHECKPOINTS.name} is no checkpoint: {exc}",
+        )
+    if orphan is None:
+        return None
+    number, value = orphan
+    data = json.loads(bytes(value))["data"]
+    sequence = data.get("recordSequence")
+    return ChainBreak(
+        "checkpoint_deleted",
+        sequence,
+        f"checkpoint #{number} (at record #{sequence}, signature {data.get('signature')}) was signed "
+        f"and published to {topics.AUDIT_CHECKPOINTS.name}, but the database does not hold it with "
+        "that signature: it was deleted or replaced, with the records it covered",
+    )
+
+
 def verify_chain(*, since_last_checkpoint: bool = False, now: datetime | None = None) -> ChainReport:
     """Check the whole chain in the database, or only what follows the latest checkpoint.
 
@@ -310,8 +367,10 @@ def verify_chain(*, since_last_checkpoint: bool = False, now: datetime | None = 
     beyond the chain's end (a truncated tail), and that no record has waited longer than
     AUDIT_CHECKPOINT_MAX_AGE_S (at `now`) for a checkpoint. Since the last checkpoint, that last
     rule applies only when there is no checkpoint at all: signing one heals a late checkpoint,
-    but must not start a new chain over records whose checkpoints were deleted. Streams records
-    and checkpoints: memory stays flat however long the log.
+    but must not start a new chain over records whose checkpoints were deleted. Last, that every
+    checkpoint the outbox published is still in the database as signed (since the last
+    checkpoint: the newest one published), so a deleted newest checkpoint is not signed over
+    again. Streams records and checkpoints: memory stays flat however long the log.
     """
     report = ChainReport()
     now = now or timezone.now()
@@ -372,6 +431,8 @@ def verify_chain(*, since_last_checkpoint: bool = False, now: datetime | None = 
         )
     if report.broken is None and not since_last_checkpoint:
         report.broken = _unanchored(now=now)
+    if report.broken is None:
+        report.broken = _outbox_break(newest_only=since_last_checkpoint)
     if report.broken is None:
         report.last_sequence = last_sequence if last_sequence > report.anchor_sequence else None
         report.head_hash = last_hash

@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import archive, chain, rules
+from audit import archive, chain, checkpoint_topic, rules
 from audit.events import (
     AuditAction,
     AuditRecord,
@@ -43,7 +44,7 @@ from audit.models import (
     ComplianceRuleName,
     Severity,
 )
-from audit.selectors import ChainReport, verify_chain, verify_segment
+from audit.selectors import ChainBreak, ChainReport, verify_chain, verify_segment
 from bridge import outbox, topics
 from bridge.codec import Envelope
 from core import metrics
@@ -55,6 +56,8 @@ logger = logging.getLogger(__name__)
 CHAIN_LOCK = 7_301_846_113_001
 RETENTION_LOCK = 7_301_846_113_002
 CHECKPOINT_LOCK = 7_301_846_113_003
+
+CHECKPOINT_TASK = "audit.checkpoint_chain"
 
 # Every append waits for the chain lock; the holder must not then wait long for another lock
 # (a migration, a TRUNCATE, a row an alert needs), stalling them all. It gives up instead, below
@@ -153,7 +156,19 @@ def audit_events_record(*, events: Sequence[Envelope]) -> int:
             _apply_rules(row)
         count = len(new)
         transaction.on_commit(lambda: metrics.AUDIT_EVENTS.inc(count))
+        every = settings.AUDIT_CHECKPOINT_EVERY_RECORDS
+        if new and every > 0 and (new[0].sequence - 1) // every != new[-1].sequence // every:
+            transaction.on_commit(_request_checkpoint)
     return count
+
+
+def _request_checkpoint() -> None:
+    """Have a worker sign the head now, not at beat's next minute: a burst of records is anchored
+    every AUDIT_CHECKPOINT_EVERY_RECORDS. Best effort: if the broker refuses, beat's minute comes."""
+    try:
+        current_app.send_task(CHECKPOINT_TASK, retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure: beat signs within the minute anyway
+        logger.warning("could not request an audit checkpoint", exc_info=True)
 
 
 def _apply_rules(row: AuditEvent) -> None:
@@ -366,9 +381,41 @@ def audit_chain_broken_alert(*, report: ChainReport) -> ComplianceAlert | None:
     )
 
 
-def audit_chain_check() -> ChainReport:
-    """Verify the whole chain; a break raises an `audit_chain_broken` alert."""
+def _topic_break(comparison: checkpoint_topic.TopicComparison) -> ChainBreak | None:
+    if comparison.agrees or comparison.unreadable is not None:
+        return None
+    shown = comparison.differences[:5]
+    more = len(comparison.differences) - len(shown)
+    return ChainBreak(
+        "kafka_mismatch",
+        comparison.first_sequence,
+        f"the database's checkpoints differ from {topics.AUDIT_CHECKPOINTS.name}: "
+        + "; ".join(shown)
+        + (f"; and {more} more" if more else ""),
+    )
+
+
+def audit_chain_check(*, compare_topic: bool = True) -> ChainReport:
+    """Verify the whole chain and, when the database's chain holds, compare its checkpoints with
+    those on audit.checkpoints (which a database writer cannot take back); a break or a difference
+    raises an `audit_chain_broken` alert.
+
+    A topic Kafka cannot serve now is logged and reported, not alerted on: an outage of Kafka is
+    not tampering, and the next run compares again.
+    """
     report = verify_chain()
+    if report.intact and compare_topic:
+        comparison = checkpoint_topic.verify_published()
+        report.published = {
+            "agrees": comparison.agrees,
+            "database": comparison.database,
+            "published": comparison.published,
+            "pending": comparison.pending,
+            "unreadable": comparison.unreadable,
+        }
+        if comparison.unreadable is not None:
+            logger.error("audit checkpoints not compared with Kafka: %s", comparison.unreadable)
+        report.broken = _topic_break(comparison)
     if not report.intact:
         logger.error("audit chain broken: %s", report.broken)
         audit_chain_broken_alert(report=report)

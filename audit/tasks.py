@@ -37,7 +37,7 @@ def record_events(events: list[Envelope]) -> int:
     return services.audit_events_record(events=events)
 
 
-@shared_task(name="audit.checkpoint_chain")
+@shared_task(name=services.CHECKPOINT_TASK)
 def checkpoint_chain() -> int | None:
     checkpoint = services.audit_checkpoint_create()
     return checkpoint.sequence if checkpoint else None

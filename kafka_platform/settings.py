@@ -239,6 +239,13 @@ DEV_AUDIT_CHECKPOINT_KEY = "dev-only-audit-checkpoint-key"  # noqa: S105 - devel
 AUDIT_CHECKPOINT_KEY = env.str("AUDIT_CHECKPOINT_KEY", default=DEV_AUDIT_CHECKPOINT_KEY if DEBUG else "")
 # Beat signs a checkpoint every 60 s; records left unsigned for ten times that make audit_verify fail.
 AUDIT_CHECKPOINT_MAX_AGE_S = env.int("AUDIT_CHECKPOINT_MAX_AGE_S", default=600)
+# Anchoring the chain's head: besides beat's minute, a checkpoint is requested as soon as this
+# many records were appended since the last multiple of it, so no more than about this many
+# records (or a minute's) are ever unsigned. The scheduled verification compares the database's
+# checkpoints with audit.checkpoints; one in the database but not on the topic counts only once
+# it was signed this many seconds ago (the relay publishes it within seconds).
+AUDIT_CHECKPOINT_EVERY_RECORDS = env.int("AUDIT_CHECKPOINT_EVERY_RECORDS", default=1000)
+AUDIT_CHECKPOINT_PUBLISH_GRACE_S = env.int("AUDIT_CHECKPOINT_PUBLISH_GRACE_S", default=300)
 # Records whose events occurred longer ago are archived, then purged (2557 days: 7 years).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=2557)
 AUDIT_RETENTION_BATCH_SIZE = env.int("AUDIT_RETENTION_BATCH_SIZE", default=10000)
@@ -327,6 +334,9 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
+# Atomic API rate limits (core/throttles.py): the Redis holding each client's counted writes;
+# empty: the shared cache's Redis above.
+API_RATE_LIMIT_REDIS_URL = env.str("API_RATE_LIMIT_REDIS_URL", default="")
 
 
 REST_FRAMEWORK = {

@@ -36,6 +36,8 @@ def clear_log() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services.CHAIN_LOCK])
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute("DELETE FROM audit_chaincheckpoint")
+        # And the checkpoints' outbox copies, which would otherwise name checkpoints now missing.
+        cursor.execute("DELETE FROM bridge_outboxevent WHERE topic = 'audit.checkpoints'")
         cursor.execute("DELETE FROM audit_auditevent")
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
 
@@ -265,9 +267,13 @@ def test_audit_verify_kafka_compares_the_database_with_the_topic(fresh_checkpoin
     wait_until(published, what="audit_verify --kafka agreeing once both checkpoints are published")
 
     # The rewrite the database alone cannot show: records rewritten and rehashed while still
-    # fresh, the checkpoints deleted, and a new chain of them signed by the platform itself.
+    # fresh, the checkpoints and their outbox copies deleted, and a new chain of checkpoints
+    # signed by the platform itself.
     rewrite_from(rows[1], actor="mallory")
-    as_superuser(("DELETE FROM audit_chaincheckpoint", []))
+    as_superuser(
+        ("DELETE FROM audit_chaincheckpoint", []),
+        ("DELETE FROM bridge_outboxevent WHERE topic = %s", [CHECKPOINTS]),
+    )
     assert services.audit_checkpoint_create() is not None
     assert audit_verify(live.env).returncode == 0
 

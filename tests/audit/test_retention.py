@@ -34,6 +34,8 @@ def empty_log() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services.CHAIN_LOCK])
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute("DELETE FROM audit_chaincheckpoint")
+        # And the checkpoints' outbox copies, which would otherwise name checkpoints now missing.
+        cursor.execute("DELETE FROM bridge_outboxevent WHERE topic = 'audit.checkpoints'")
         cursor.execute("DELETE FROM audit_auditevent")
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
 
