@@ -228,6 +228,7 @@ SEED_MIGRATIONS = (
     "orders.migrations.0002_reservation_expiry_schedule",
     "orders.migrations.0003_seed_templates",
     "payments.migrations.0003_settlement_schedule",
+    "payments.migrations.0006_ledger_reconciliation_schedule",
 )
 
 
