@@ -169,3 +169,24 @@ def test_the_command_exits_1_and_lists_the_difference() -> None:
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"posting_missing payment:{missing.payment_id}" in result.stdout
+
+
+def test_the_admin_start_page_shows_the_newest_runs_differences() -> None:
+    from django.test import Client
+
+    from core.roles import AUDITORS, OPERATORS
+    from tests.support.users import make_api_user
+
+    captured("500.00")
+    run = services.payments_reconcile(now=NOW)
+    for role in (OPERATORS, AUDITORS):
+        user = make_api_user(role, role=role)
+        user.is_staff = True
+        user.save()
+        browser = Client()
+        browser.force_login(user)
+        page = browser.get("/admin/").content.decode()
+        at = page.index("Payments not matching the ledger")
+        row = page[page.rindex("<tr", 0, at) : page.index("</tr>", at)]
+        assert f"<strong>{len(run.differences)}</strong>" in row
+        assert f"/admin/payments/ledgerreconciliation/{run.pk}/change/" in row
