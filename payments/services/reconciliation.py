@@ -18,6 +18,8 @@ from audit.services import compliance_alert_raise
 from core.money import format_money
 from ledger import postings
 from ledger import selectors as ledger_selectors
+from ledger.events import TransactionRequested
+from ledger.kinds import Direction
 from payments.models import LedgerReconciliation, Payment, PaymentStatus, Refund, RefundStatus
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def _capture_legs(payment: Payment) -> Legs:
     return frozenset((leg.account_id, leg.currency, leg.direction, leg.amount) for leg in posting.legs)
 
 
-def _refund_request(refund: Refund) -> Any:
+def _refund_request(refund: Refund) -> TransactionRequested:
     payment = refund.payment
     return postings.refund_posting(
         payment_id=payment.payment_id,
@@ -82,8 +84,15 @@ def _refund_request(refund: Refund) -> Any:
 
 
 def _refund_legs(refund: Refund) -> Legs:
-    posting = postings.from_request(_refund_request(refund))
-    return frozenset((leg.account_id, leg.currency, leg.direction, leg.amount) for leg in posting.legs)
+    """The refund's posting: its request's amount from `fromAccount` to `toAccount` (read off the
+    request rather than checked by `from_request`, which would refuse an odd merchant id)."""
+    request = _refund_request(refund)
+    return frozenset(
+        {
+            (request.fromAccount or "", refund.payment.currency, Direction.DEBIT.value, refund.amount),
+            (request.toAccount or "", refund.payment.currency, Direction.CREDIT.value, refund.amount),
+        }
+    )
 
 
 def _posted_legs(posted: ledger_selectors.PostedTransaction) -> Legs:
