@@ -178,7 +178,7 @@ def test_the_admin_start_page_shows_the_newest_runs_differences() -> None:
     from tests.support.users import make_api_user
 
     captured("500.00")
-    run = services.payments_reconcile(now=NOW)
+    services.payments_reconcile(now=NOW)
     for role in (OPERATORS, AUDITORS):
         user = make_api_user(role, role=role)
         user.is_staff = True
@@ -186,6 +186,8 @@ def test_the_admin_start_page_shows_the_newest_runs_differences() -> None:
         browser = Client()
         browser.force_login(user)
         page = browser.get("/admin/").content.decode()
+        run = services.latest_reconciliation()  # this test's, unless beat has run one since
+        assert run is not None and not run.ok
         at = page.index("Payments not matching the ledger")
         row = page[page.rindex("<tr", 0, at) : page.index("</tr>", at)]
         assert f"<strong>{len(run.differences)}</strong>" in row
