@@ -143,6 +143,7 @@ class ComplianceRuleName(models.TextChoices):
     REPEATED_AUTH_FAILURE = "repeated_auth_failure"
     AUDIT_CHAIN_BROKEN = "audit_chain_broken"
     LEDGER_IMBALANCE = "ledger_imbalance"
+    RECONCILIATION_MISMATCH = "reconciliation_mismatch"
 
 
 class ComplianceAlert(models.Model):

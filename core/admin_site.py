@@ -96,14 +96,23 @@ def _consumer_lag(request: HttpRequest) -> Attention | None:
     )
 
 
-# Each returns None when the user may not see that kind of thing. Apps add theirs here.
-ATTENTION_CHECKS: list[Callable[[HttpRequest], Attention | None]] = [
+AttentionCheck = Callable[[HttpRequest], Attention | None]
+
+# Each returns None when the user may not see that kind of thing. Apps add theirs with
+# `register_attention` from their AppConfig.ready(): core imports no app.
+ATTENTION_CHECKS: list[AttentionCheck] = [
     _dead_letters,
     _open_alerts,
     _outbox_backlog,
     _stuck_partitions,
     _consumer_lag,
 ]
+
+
+def register_attention(check: AttentionCheck) -> None:
+    """Add an app's item to the start page (once, however often its ready() runs)."""
+    if check not in ATTENTION_CHECKS:
+        ATTENTION_CHECKS.append(check)
 
 
 def attention_for(request: HttpRequest) -> list[Attention]:

@@ -210,6 +210,11 @@ PAYMENTS_FRAUD_AMOUNT_THRESHOLD = env.str("PAYMENTS_FRAUD_AMOUNT_THRESHOLD", def
 PAYMENTS_FRAUD_BLOCKED_COUNTRIES = env.list("PAYMENTS_FRAUD_BLOCKED_COUNTRIES", default=[])
 PAYMENTS_FRAUD_BLOCKED_BINS = env.list("PAYMENTS_FRAUD_BLOCKED_BINS", default=[])
 
+# --- Payments against the ledger (reconciliation) ------------------------------------------------
+# A capture or refund younger than this many seconds may still have its posting in flight (outbox,
+# Kafka, ledger worker): the reconciliation does not call its missing posting a difference yet.
+PAYMENTS_RECONCILIATION_GRACE_S = env.int("PAYMENTS_RECONCILIATION_GRACE_S", default=900)
+
 # Currencies the ledger posts in; a posting in another fails with validation_error.
 LEDGER_SUPPORTED_CURRENCIES = env.list("LEDGER_SUPPORTED_CURRENCIES", default=PAYMENTS_SUPPORTED_CURRENCIES)
 

@@ -195,6 +195,7 @@ def from_request(request: TransactionRequested) -> Posting:
 # --- what other domains ask the ledger to post: the ids and postings of payments ------------------
 
 PAYMENT_TRANSACTION_PREFIX = "payment:"
+REFUND_TRANSACTION_PREFIX = "refund:"
 
 
 def payment_transaction_id(payment_id: str) -> str:
@@ -220,17 +221,28 @@ def is_capture(payment: PaymentProcessed) -> bool:
 
 def from_payment(payment: PaymentProcessed) -> Posting:
     """A captured payment: Dr external:psp / Cr merchant:<merchantId> (CONTRACT §4)."""
+    return capture_posting(
+        payment_id=payment.paymentId,
+        merchant_id=payment.merchantId,
+        amount=payment.amount,
+        currency=payment.currency,
+        user_id=payment.userId,
+    )
+
+
+def capture_posting(
+    *, payment_id: str, merchant_id: str, amount: Decimal, currency: str, user_id: str
+) -> Posting:
+    """The posting of a capture, as the ledger makes it (payments compares its captures with it)."""
     return Posting(
-        transaction_id=payment_transaction_id(payment.paymentId),
+        transaction_id=payment_transaction_id(payment_id),
         kind=TransactionKind.PAYMENT,
         legs=(
-            Leg(PSP_ACCOUNT, payment.currency, Direction.DEBIT.value, payment.amount),
-            Leg(
-                merchant_account(payment.merchantId), payment.currency, Direction.CREDIT.value, payment.amount
-            ),
+            Leg(PSP_ACCOUNT, currency, Direction.DEBIT.value, amount),
+            Leg(merchant_account(merchant_id), currency, Direction.CREDIT.value, amount),
         ),
-        description=f"Payment {payment.paymentId}",
-        metadata={"paymentId": payment.paymentId, "userId": payment.userId},
+        description=f"Payment {payment_id}",
+        metadata={"paymentId": payment_id, "userId": user_id},
     )
 
 
@@ -240,7 +252,7 @@ def refund_posting(
     """A payment's refund, to request on ledger.transaction-requested: the merchant gives the
     amount back to the PSP (Dr merchant:<merchantId> / Cr external:psp)."""
     return TransactionRequested(
-        transactionId=f"refund:{refund_id}",
+        transactionId=f"{REFUND_TRANSACTION_PREFIX}{refund_id}",
         kind=TransactionKind.REFUND,
         amount=amount,
         currency=currency,

@@ -1,7 +1,10 @@
-"""Ledger reads: balances, an account's statement, transactions with their entries."""
+"""Ledger reads: balances, an account's statement, transactions with their entries, and what other
+domains may ask of the ledger (whether a transaction is posted, the postings under an id prefix)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -91,3 +94,61 @@ def transaction_list(
     if until:
         transactions = transactions.filter(posted_at__lt=until)
     return transactions.order_by("-posted_at", "transaction_id")
+
+
+# --- for other domains: the ledger's public answers (never read its models from outside) ---------
+
+
+def transaction_posted(transaction_id: str) -> bool:
+    """Has the ledger posted a transaction under this id (whatever came of it since)?"""
+    return Transaction.objects.filter(pk=transaction_id).exists()
+
+
+@dataclass(frozen=True)
+class PostedLeg:
+    account_id: str
+    currency: str
+    direction: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class PostedTransaction:
+    """A posted transaction as another domain may compare it: its legs, and whether it was reversed."""
+
+    transaction_id: str
+    posted_at: datetime
+    legs: tuple[PostedLeg, ...]
+    reversed: bool
+
+
+def transactions_posted_under(prefix: str) -> Iterator[PostedTransaction]:
+    """Every posted transaction whose id starts with `prefix` (e.g. `payment:`), in id order.
+
+    Streams with two server-side cursors (entries, reversals) read in the caller's transaction:
+    a caller comparing the ledger with its own tables reads both in one snapshot.
+    """
+    reversed_ids = set(
+        Transaction.objects.filter(reverses__pk__startswith=prefix)
+        .values_list("reverses_id", flat=True)
+        .iterator()
+    )
+    entries = (
+        Entry.objects.filter(transaction__pk__startswith=prefix)
+        .order_by("transaction_id", "id")
+        .values_list(
+            "transaction_id", "transaction__posted_at", "account_id", "currency", "direction", "amount"
+        )
+        .iterator(chunk_size=2000)
+    )
+    current: str | None = None
+    posted_at: datetime | None = None
+    legs: list[PostedLeg] = []
+    for transaction_id, at, account_id, currency, direction, amount in entries:
+        if transaction_id != current:
+            if current is not None and posted_at is not None:
+                yield PostedTransaction(current, posted_at, tuple(legs), current in reversed_ids)
+            current, posted_at, legs = transaction_id, at, []
+        legs.append(PostedLeg(account_id, currency, direction, amount))
+    if current is not None and posted_at is not None:
+        yield PostedTransaction(current, posted_at, tuple(legs), current in reversed_ids)

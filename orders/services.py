@@ -25,11 +25,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.events import audit_record
+from audit.models import ComplianceRuleName, Severity
+from audit.services import compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from core import bulk, metrics
 from core.actors import user_actor, username_actor
-from core.money import MoneyError, check_precision, format_money, parse_currency
+from core.money import MoneyError, check_precision, format_money, parse_amount, parse_currency
 from notifications.recipients import customer_recipients
 from orders.events import (
     OrderRequested,
@@ -438,25 +440,104 @@ def _book_shipment(order: Order) -> None:
 
 
 def _order_of_payment(data: dict[str, Any]) -> Order | None:
-    """The order (locked) that a payment event is about; None for payments that are not an order's."""
+    """The order (locked) whose reserved paymentId this payment event carries; None otherwise.
+
+    A payment naming an order in its metadata under any other id is an ordinary payment: it
+    moves nothing (the order asked for one payment, by an id only the platform derives).
+    """
     payment_id = str(data.get("paymentId", ""))
     order_id = (data.get("metadata") or {}).get("orderId")
-    if not payment_id.startswith(ORDER_PAYMENT_PREFIX) or not isinstance(order_id, str):
+    if not isinstance(order_id, str):
+        return None
+    if not payment_id.startswith(ORDER_PAYMENT_PREFIX):
+        if Order.objects.filter(order_id=order_id).exists():
+            logger.info("payment %s names order %s but is not its payment: ignored", payment_id, order_id)
         return None
     order = Order.objects.select_for_update().filter(order_id=order_id).first()
-    # Only the order's own payment moves it; another payment naming the order does not.
-    return order if order is not None and order.payment_id == payment_id else None
+    if order is not None and order.payment_id != payment_id:
+        logger.warning(
+            "payment %s names order %s, whose payment is %s: ignored", payment_id, order_id, order.payment_id
+        )
+        return None
+    return order
+
+
+def _payment_differences(order: Order, data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """What the payment says that the order did not ask for: {field: {expected, received}}.
+
+    The order asked for its total in its currency, for its user and merchant; a payment under the
+    order's id that says anything else is not the payment the order requested. (The event was
+    validated by its schema on the way in; what cannot be read here counts as different.)
+    """
+    currency = str(data.get("currency", ""))
+    try:
+        amount: Decimal | None = parse_amount(data.get("amount"))
+    except MoneyError:
+        amount = None
+    asked: dict[str, tuple[object, str]] = {
+        "amount": (order.total, format_money(order.total, order.currency)),
+        "currency": (order.currency, order.currency),
+        "userId": (order.user_id, order.user_id),
+        "merchantId": (order.merchant_id, order.merchant_id),
+    }
+    received: dict[str, tuple[object, str]] = {
+        "amount": (amount, str(data.get("amount"))),
+        "currency": (currency, currency),
+        "userId": (data.get("userId"), str(data.get("userId"))),
+        "merchantId": (data.get("merchantId"), str(data.get("merchantId"))),
+    }
+    return {
+        name: {"expected": asked[name][1], "received": received[name][1]}
+        for name in asked
+        if asked[name][0] != received[name][0]
+    }
+
+
+def _refuse_foreign_payment(order: Order, *, event: Envelope, differences: dict[str, dict[str, str]]) -> None:
+    """A payment under the order's own id whose facts differ: the order does not move, and
+    auditors get a `reconciliation_mismatch` alert (once per event) to find out how it came."""
+    logger.warning(
+        "payment %s of order %s differs from what the order asked for %s: the order stays %s",
+        order.payment_id,
+        order.order_id,
+        differences,
+        order.status,
+    )
+    compliance_alert_raise(
+        rule=ComplianceRuleName.RECONCILIATION_MISMATCH.value,
+        severity=Severity.HIGH.value,
+        subject=f"order:{order.order_id}",
+        details={
+            "check": "order_payment",
+            "orderId": order.order_id,
+            "paymentId": order.payment_id,
+            "eventType": event.type,
+            "orderStatus": order.status,
+            "differences": differences,
+        },
+        dedupe_key=f"{ComplianceRuleName.RECONCILIATION_MISMATCH.value}:order-payment:{event.id}",
+        source_event_id=event.id,
+        correlation_id=event.correlation_id or "",
+    )
 
 
 @transaction.atomic
 def order_payment_settle(*, event: Envelope) -> Order | None:
     """payments.payment-processed or -failed for an order: confirm it, or release and cancel it.
 
-    A capture that finds the order already cancelled (timed out, or cancelled by its customer
-    while the payment was under way) is refunded.
+    Only the payment the order requested moves it: its reserved paymentId, the order's total and
+    currency, its user and merchant. A capture that finds the order already cancelled (timed out,
+    or cancelled by its customer while the payment was under way) is refunded.
     """
     order = _order_of_payment(event.data)
-    if order is None or not inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event):
+    if order is None:
+        return None
+    differences = _payment_differences(order, event.data)
+    if differences:
+        _refuse_foreign_payment(order, event=event, differences=differences)
+        inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event)
+        return None
+    if not inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event):
         return order
     captured = event.type == topics.PAYMENT_PROCESSED.name
     if captured and order.status == OrderStatus.RESERVED:

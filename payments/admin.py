@@ -8,9 +8,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.actors import user_actor
-from core.admin_base import ActionsOnlyAdmin, ReadOnlyInline, money
+from core.admin_base import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline, money
 from payments import services
-from payments.models import Payment, PaymentTransition, Refund, SagaStep, Settlement
+from payments.models import LedgerReconciliation, Payment, PaymentTransition, Refund, SagaStep, Settlement
 
 
 class PaymentTransitionInline(ReadOnlyInline):
@@ -98,3 +98,26 @@ class SettlementAdmin(ActionsOnlyAdmin):
     list_filter = ("currency", "merchant_id")
     exclude = ("gross_amount", "refunded_amount", "net_amount")
     shown_fields = ("gross", "refunded", "net")
+
+
+@admin.register(LedgerReconciliation)
+class LedgerReconciliationAdmin(ReadOnlyAdmin):
+    """Each comparison of payments and refunds with the ledger; the differences it found."""
+
+    list_display = (
+        "started_at",
+        "ok",
+        "differences_found",
+        "new_differences",
+        "payments_checked",
+        "alert_id",
+    )
+    readonly_fields = [f.name for f in LedgerReconciliation._meta.fields]
+
+    @admin.display(boolean=True)
+    def ok(self, run: LedgerReconciliation) -> bool:
+        return run.ok
+
+    @admin.display(description="differences")
+    def differences_found(self, run: LedgerReconciliation) -> int:
+        return len(run.differences)

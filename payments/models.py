@@ -219,3 +219,34 @@ class SimulatedRefund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.idempotency_key} {self.amount}"
+
+
+class LedgerReconciliation(models.Model):
+    """One run comparing payments and refunds with the ledger's postings of them."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField()
+    payments_checked = models.PositiveIntegerField()
+    refunds_checked = models.PositiveIntegerField()
+    postings_checked = models.PositiveIntegerField()
+    differences = models.JSONField(
+        default=list,
+        encoder=EventJSONEncoder,
+        decoder=EventJSONDecoder,
+        help_text="Every difference found: what payments expected the ledger to hold, and what it holds.",
+    )
+    new_differences = models.PositiveIntegerField(
+        default=0, help_text="Differences the previous run did not find (the alert lists them)."
+    )
+    alert_id = models.CharField(max_length=64, blank=True, help_text="The compliance alert raised, if any.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        state = "ok" if self.ok else f"{len(self.differences)} differences"
+        return f"payments against the ledger {self.started_at:%Y-%m-%d %H:%M:%S} {state}"
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences

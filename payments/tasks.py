@@ -142,6 +142,12 @@ def run_settlement() -> list[str]:
     return [s.settlement_id for s in services.settlement_run()]
 
 
+@shared_task(name="payments.reconcile_ledger")
+def reconcile_ledger() -> bool:
+    """Beat's run of the comparison of payments and refunds with the ledger's postings."""
+    return services.payments_reconcile().ok
+
+
 @shared_task(name=task_names.COMPENSATE_REFUSED_POSTING, bind=True, base=EventTask, max_retries=None)
 def compensate_refused_posting(self: Task, payload: dict[str, Any]) -> str:
     """The saga's trigger: ledger.transaction-failed for a captured payment's posting."""

@@ -176,6 +176,10 @@ def stack(
             "PAYMENTS_FRAUD_BLOCKED_BINS": "666666",
             "PAYMENTS_FRAUD_AMOUNT_THRESHOLD": "50000",
             "PAYMENTS_GATEWAY_BREAKER_THRESHOLD": "1000",
+            # Beat's scheduled reconciliation of payments against the ledger would judge what other
+            # tests leave on purpose (postings forged without a payment); its own tests run it
+            # with an injected clock (tests/payments/test_ledger_reconciliation.py).
+            "PAYMENTS_RECONCILIATION_GRACE_S": "86400",
         }
     )
     with django_db_blocker.unblock():
@@ -228,6 +232,7 @@ SEED_MIGRATIONS = (
     "orders.migrations.0002_reservation_expiry_schedule",
     "orders.migrations.0003_seed_templates",
     "payments.migrations.0003_settlement_schedule",
+    "payments.migrations.0006_ledger_reconciliation_schedule",
 )
 
 

@@ -7,12 +7,12 @@ the same transaction as the change. Ledger postings and customer notifications t
 a payment are events too (`ledger.transaction-requested`, `notifications.notification-requested`),
 so every domain stays the owner of its own tables.
 
-One module per use case: `intake` (intake and charge), `refunds`, `settlement` and `saga` (the
-compensating saga); `transitions` holds the building blocks they share (guarded, recorded
-transitions, the audit record, the outcome events, the ledger and notification requests) and
-imports none of them. Callers import from `payments.services`, which exports the public API. A test
-that replaces a name patches it where it is looked up: `payments.services.intake.get_gateway`, not
-`payments.services.get_gateway`.
+One module per use case: `intake` (intake and charge), `refunds`, `settlement`, `saga` (the
+compensating saga) and `reconciliation` (payments against the ledger); `transitions` holds the
+building blocks they share (guarded, recorded transitions, the audit record, the outcome events,
+the ledger and notification requests) and imports none of them. Callers import from
+`payments.services`, which exports the public API. A test that replaces a name patches it where
+it is looked up: `payments.services.intake.get_gateway`, not `payments.services.get_gateway`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from payments.services.intake import (
     payment_retry,
     payments_process_batch,
 )
+from payments.services.reconciliation import latest_reconciliation, payments_reconcile
 from payments.services.refunds import (
     RefundInvalid,
     RefundRefused,
@@ -55,6 +56,7 @@ __all__ = [
     "RefundRefused",
     "WORKER_ACTOR",
     "already_handled",
+    "latest_reconciliation",
     "payment_abandon",
     "payment_accept",
     "payment_charge",
@@ -63,6 +65,7 @@ __all__ = [
     "payment_request_create",
     "payment_retry",
     "payments_process_batch",
+    "payments_reconcile",
     "refund_fail",
     "refund_process",
     "refund_request",

@@ -68,15 +68,26 @@ def test_settlement_groups_per_merchant_and_currency_captured_minus_refunded(
 
 
 def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collector) -> None:
-    data = capture(live, collector, customer={"email": "eve@example.com", "phone": "+15550100"})
-    refusal = {
-        "transactionId": f"payment:{data['paymentId']}",
-        "reason": "invalid_account",
-        "message": "account merchant:platform is frozen",
-    }
-    event = structured(topics.LEDGER_TRANSACTION_FAILED.name, refusal)
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
+    """The ledger refuses the capture (a frozen merchant); its refusal, delivered twice, reverses
+    the payment once and tells the customer on each channel once."""
+    from ledger import services as ledger_services
+
+    merchant = f"frozen_{uuid.uuid4().hex[:6]}"
+    ledger_services.account_freeze(account_id=f"merchant:{merchant}", actor="test", reason="review")
+    data = capture(
+        live, collector, merchantId=merchant, customer={"email": "eve@example.com", "phone": "+15550100"}
+    )
+    [refused] = collector.wait_for(
+        topics.LEDGER_TRANSACTION_FAILED.name, subject_is(f"payment:{data['paymentId']}")
+    )
+    # The ledger's own record once more, as Kafka redelivers it.
+    produce(
+        live.bootstrap,
+        topics.LEDGER_TRANSACTION_FAILED.name,
+        refused.value or b"",
+        key=refused.key,
+        headers=list(refused.headers.items()),
+    )
 
     wait_until(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
     payment = Payment.objects.get(payment_id=data["paymentId"])
@@ -106,6 +117,41 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         )
         == 2
     )
+
+
+def test_a_refusal_naming_a_posted_capture_reverses_nothing(live: Stack, collector: Collector) -> None:
+    """A ledger.transaction-failed for `payment:<id>` reaches the saga after the ledger posted that
+    capture (a refusal of some other request under the id): the merchant holds the money, so the
+    payment is not refunded or reversed, and auditors get an alert."""
+    from audit.models import ComplianceAlert
+    from bridge import task_names
+    from bridge.codec import Envelope, now_rfc3339
+    from ledger import selectors as ledger_selectors
+
+    data = capture(live, collector)
+    transaction_id = f"payment:{data['paymentId']}"
+    wait_until(lambda: ledger_selectors.transaction_posted(transaction_id), what="the capture posted")
+    refusal = Envelope(
+        id=str(uuid.uuid4()),
+        type=topics.LEDGER_TRANSACTION_FAILED.name,
+        source="/kafka-platform/ledger",
+        time=now_rfc3339(),
+        subject=transaction_id,
+        data={"transactionId": transaction_id, "reason": "insufficient_funds", "message": "a transfer"},
+        signed=True,
+    )
+    # Straight to the real worker, as the bridge hands it a refusal the ledger published.
+    sent = celery_app.send_task(
+        task_names.COMPENSATE_REFUSED_POSTING, args=(refusal.to_task_payload(),), queue="payments"
+    )
+    live.worker.wait_for_log(f"[{sent.id}] succeeded")
+
+    payment = Payment.objects.get(payment_id=data["paymentId"])
+    assert payment.status == PaymentStatus.CAPTURED and payment.refunded_amount == 0
+    assert not payment.saga_steps.exists()
+    assert SimulatedCharge.objects.get(idempotency_key=data["paymentId"]).refunded_amount == 0
+    [alert] = ComplianceAlert.objects.filter(rule="reconciliation_mismatch", subject=transaction_id)
+    assert alert.details["check"] == "refusal_of_posted_capture"
 
 
 def test_frozen_merchant_saga_end_to_end(live: Stack, collector: Collector) -> None:
