@@ -113,4 +113,6 @@ def test_an_auditor_posting_cancel_orders_leaves_the_order_confirmed(live: Stack
     run_action(admin_browser(operator), Order, "cancel_orders", order.pk)
     order.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED
-    assert order.transitions.filter(to_status=OrderStatus.CANCELLED).get().actor == f"user:{operator.username}"
+    assert (
+        order.transitions.filter(to_status=OrderStatus.CANCELLED).get().actor == f"user:{operator.username}"
+    )

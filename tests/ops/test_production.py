@@ -75,6 +75,19 @@ def test_debug_is_on_only_when_asked_for() -> None:
         ),
         ({"NOTIFICATIONS_SMS_PROVIDER": None}, "NOTIFICATIONS_SMS_PROVIDER"),
         ({"NOTIFICATIONS_PUSH_PROVIDER": None}, "NOTIFICATIONS_PUSH_PROVIDER"),
+        (
+            {"AUDIT_CHECKPOINT_KEY": "dev-only-audit-checkpoint-key"},
+            "AUDIT_CHECKPOINT_KEY is the development key",
+        ),
+        ({"METRICS_TOKEN": None}, "METRICS_TOKEN is unset"),
+        ({"METRICS_TOKEN": ""}, "METRICS_TOKEN is unset"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "hooks.internal,169.254.169.254"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "10.0.0.0/8,169.254.0.0/16"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "0.0.0.0/0"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "fd00:ec2::254"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "::/0"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "64:ff9b::a9fe:a9fe"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "Metadata.Google.Internal."}, "WEBHOOK_ALLOWED_HOSTS"),
     ],
     ids=[
         "dev-secret-key",
@@ -89,6 +102,16 @@ def test_debug_is_on_only_when_asked_for() -> None:
         "console-sms",
         "console-sms-by-default",
         "console-push-by-default",
+        "dev-checkpoint-key",
+        "no-metrics-token",
+        "empty-metrics-token",
+        "metadata-address-allowed",
+        "link-local-cidr-allowed",
+        "everything-allowed",
+        "aws-ipv6-metadata-allowed",
+        "every-ipv6-allowed",
+        "nat64-metadata-allowed",
+        "gcp-metadata-host-allowed",
     ],
 )
 def test_production_refuses_to_start_with_a_development_value(
@@ -98,6 +121,11 @@ def test_production_refuses_to_start_with_a_development_value(
     assert result.returncode != 0, result.stdout
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr
+
+
+def test_webhook_hosts_that_are_private_but_not_metadata_are_accepted() -> None:
+    result = run(SETUP_DJANGO, without_debug(WEBHOOK_ALLOWED_HOSTS="10.0.0.0/8,hooks.internal,fd12::/16"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_refusal_is_reported_in_one_message() -> None:
