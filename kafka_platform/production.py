@@ -85,6 +85,10 @@ METADATA_HOSTS = frozenset(
 )
 
 
+# docker/compose.yml's development default (Prometheus' metrics-token file holds the same).
+COMPOSE_METRICS_TOKEN = "metrics-dev-only"  # noqa: S105 - refused, never used
+
+
 def metadata_entries(entries: list[str]) -> list[str]:
     """The WEBHOOK_ALLOWED_HOSTS entries that name or contain a cloud metadata address."""
     found = []
@@ -97,7 +101,7 @@ def metadata_entries(entries: list[str]) -> list[str]:
             if entry.lower().rstrip(".") in METADATA_HOSTS:
                 found.append(entry)
             continue
-        if any(network.version == bad.version and network.overlaps(bad) for bad in METADATA_NETWORKS):  # type: ignore[arg-type]
+        if any(network.version == bad.version and network.overlaps(bad) for bad in METADATA_NETWORKS):
             found.append(entry)
     return found
 
@@ -123,6 +127,8 @@ def _operations_refusals(values: Mapping[str, Any]) -> list[str]:
             "METRICS_TOKEN is unset: /metrics and the detailed /health would answer anyone; "
             "set the bearer token Prometheus sends."
         )
+    elif values["METRICS_TOKEN"] == COMPOSE_METRICS_TOKEN:
+        refusals.append("METRICS_TOKEN is the compose development default: set a token of your own.")
     return refusals
 
 

@@ -412,7 +412,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # pair's logins are refused for AXES_COOLOFF_HOURS (or until `manage.py axes_reset`). The address
 # is REMOTE_ADDR: a client-supplied X-Forwarded-For would let a guesser pick a fresh address per
 # try. API token authentication never passes through it.
-INSTALLED_APPS.append("axes")
+# Before `core`: core.admin replaces axes' AccessAttempt admin (its cleanup action had no permission).
+INSTALLED_APPS.insert(INSTALLED_APPS.index("core"), "axes")
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")
 AUTHENTICATION_BACKENDS = [
     # First: it refuses a locked-out username and address before any password is checked.
