@@ -13,6 +13,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from core import roles
+from notifications.models import EndpointKind, WebhookEndpoint
 from orders.models import Order, OrderStatus
 from tests.conftest import Stack
 from tests.orders.support import make_product, order_request, wait_status
@@ -116,3 +117,19 @@ def test_an_auditor_posting_cancel_orders_leaves_the_order_confirmed(live: Stack
     assert (
         order.transitions.filter(to_status=OrderStatus.CANCELLED).get().actor == f"user:{operator.username}"
     )
+
+
+@pytest.mark.django_db
+def test_an_auditor_posting_disable_leaves_another_clients_webhook_endpoint_active() -> None:
+    client = User.objects.create_user(username="shop_owner")
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://shop.example.com/hooks", owner=client, kind=EndpointKind.REGISTERED, event_types=["*"]
+    )
+    auditor, operator = staff("ada_auditor", roles.AUDITORS), staff("olga_operator", roles.OPERATORS)
+    run_action(admin_browser(auditor), WebhookEndpoint, "disable", endpoint.pk)
+    endpoint.refresh_from_db()
+    assert endpoint.is_active
+
+    run_action(admin_browser(operator), WebhookEndpoint, "disable", endpoint.pk)
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active
