@@ -36,7 +36,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Replay to the original topic")
+    @admin.action(description="Replay to the original topic", permissions=["change"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         for dead in queryset:
             replay(dead)

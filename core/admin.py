@@ -1,4 +1,5 @@
-"""Periodic tasks in the admin: operators reschedule, only superusers decide what runs.
+"""Periodic tasks in the admin: operators reschedule, only superusers decide what runs (and
+django-axes' login attempts: cleaning them up needs the delete permission, see the end).
 
 django_celery_beat's own admin lets anyone holding its model permissions create a periodic task
 naming any registered Celery task with any arguments, and run it at once: a ledger topup of any
@@ -15,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
@@ -84,3 +87,16 @@ class PlatformPeriodicTaskAdmin(PeriodicTaskAdmin):
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PlatformPeriodicTaskAdmin)
+
+
+class PlatformAccessAttemptAdmin(AccessAttemptAdmin):
+    """django-axes' login attempts, whose cleanup action asked for no permission (every staff user
+    with the admin open was offered it): deleting attempts needs the delete permission."""
+
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        super().cleanup_expired_attempts(request, queryset)
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, PlatformAccessAttemptAdmin)

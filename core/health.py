@@ -17,6 +17,11 @@ is the worst of them. What `/health` reads beyond the dependencies, and the thre
 
 A check that cannot be evaluated (its dependency is down, which says so itself) is `unknown`,
 counted as degraded.
+
+With METRICS_TOKEN set (always in production) `/metrics` answers 401 without `Authorization:
+Bearer <METRICS_TOKEN>`, and `/health` without it answers only its overall status (same status
+code, so an uptime check still works): the checks name hosts, processes and errors. `/ready`
+and `/live` stay open for the orchestrator's probes (`/ready`'s details, too, need the token).
 """
 
 from __future__ import annotations
@@ -29,13 +34,13 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Min
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from kafka import KafkaAdminClient
 
 from bridge.clients import client_config
 from bridge.models import OutboxEvent, StuckPartition
-from core.probes import DEGRADED, DOWN, OK, read_heartbeats
+from core.probes import DEGRADED, DOWN, OK, bearer_authorized, read_heartbeats
 
 UNKNOWN = "unknown"
 SEVERITY = {OK: 0, DEGRADED: 1, UNKNOWN: 1, DOWN: 2}
@@ -197,14 +202,38 @@ def _answer(status: str, results: dict[str, Result]) -> JsonResponse:
     return JsonResponse({"status": status, "checks": results}, status=503 if status == DOWN else 200)
 
 
+def _holds_metrics_token(request: HttpRequest) -> bool:
+    return bearer_authorized(request.headers.get("Authorization"), settings.METRICS_TOKEN)
+
+
 def health(request: HttpRequest) -> JsonResponse:
-    return _answer(*_run(platform=True))
+    status, results = _run(platform=True)
+    if not _holds_metrics_token(request):
+        return JsonResponse({"status": status}, status=503 if status == DOWN else 200)
+    return _answer(status, results)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape (django_prometheus' view), for the holder of the metrics token."""
+    from django_prometheus.exports import ExportToDjangoView
+
+    if not _holds_metrics_token(request):
+        response = JsonResponse(
+            {"detail": "metrics require Authorization: Bearer <METRICS_TOKEN>"}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return ExportToDjangoView(request)
 
 
 def ready(request: HttpRequest) -> JsonResponse:
     """Can this web process serve? Its own dependencies only: a dead bridge or a stuck partition
-    must not take the API (which only records requests) out of the load balancer."""
-    return _answer(*_run(platform=False))
+    must not take the API (which only records requests) out of the load balancer. Open to the
+    probes, its details (addresses in error messages) to the metrics token's holder."""
+    status, results = _run(platform=False)
+    if not _holds_metrics_token(request):
+        return JsonResponse({"status": status}, status=503 if status == DOWN else 200)
+    return _answer(status, results)
 
 
 def live(request: HttpRequest) -> JsonResponse:

@@ -9,10 +9,16 @@ The web process cannot see those loops, so each bridge and worker also publishes
 Redis (`HeartbeatPublisher`: a key per process, `kafka-platform:heartbeat:<kind>:<name>`, holding
 the loop's last beat and what else the process reports, expiring after `ttl_s`); the web `/health`
 reads them (`read_heartbeats`).
+
+With a metrics token (METRICS_TOKEN; production refuses to start without one) `/metrics` answers
+401 unless the request carries `Authorization: Bearer <token>`, and `/healthz` keeps answering
+everyone (it is the orchestrator's liveness probe) but says only its overall status; the checks'
+details are for the token's holder.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -77,6 +83,23 @@ def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, Any]]:
     return healthy, {"status": overall, "checks": results}
 
 
+def bearer_authorized(header: str | None, token: str) -> bool:
+    """Whether an `Authorization` header value carries `token` as a Bearer token (compared in
+    constant time). No token configured (development) means no token asked for."""
+    if not token:
+        return True
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def _configured_token() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "METRICS_TOKEN", "") or "")
+
+
 class _QuietHandler(WSGIRequestHandler):
     """No access log line per scrape."""
 
@@ -85,7 +108,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ProbeServer:
-    """`/metrics` from `registry` and `/healthz` from `checks`, on a daemon thread."""
+    """`/metrics` from `registry` and `/healthz` from `checks`, on a daemon thread. `token` is the
+    bearer token `/metrics` and `/healthz`'s details require; None: the METRICS_TOKEN setting."""
 
     def __init__(
         self,
@@ -94,8 +118,10 @@ class ProbeServer:
         checks: Mapping[str, Check],
         registry: CollectorRegistry = REGISTRY,
         addr: str = "0.0.0.0",  # noqa: S104 - scraped from other hosts/containers
+        token: str | None = None,
     ) -> None:
         self.checks = checks
+        self.token = _configured_token() if token is None else token
         self._metrics_app = make_wsgi_app(registry)
         self._server = make_server(addr, port, self._app, ThreadingWSGIServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="probe-http", daemon=True)
@@ -118,13 +144,20 @@ class ProbeServer:
         self._server.socket.close()
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        authorized = bearer_authorized(environ.get("HTTP_AUTHORIZATION"), self.token)
         if environ.get("PATH_INFO") == HEALTH_PATH:
             healthy, body = run_checks(self.checks)
             start_response(
                 "200 OK" if healthy else "503 Service Unavailable",
                 [("Content-Type", "application/json")],
             )
-            return [json.dumps(body).encode()]
+            return [json.dumps(body if authorized else {"status": body["status"]}).encode()]
+        if not authorized:
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "application/json"), ("WWW-Authenticate", 'Bearer realm="metrics"')],
+            )
+            return [b'{"detail": "metrics require Authorization: Bearer <METRICS_TOKEN>"}']
         return self._metrics_app(environ, start_response)
 
 

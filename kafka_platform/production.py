@@ -7,6 +7,7 @@ whole list at once instead of one restart per setting.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ def production_refusals(
     elif checkpoint_key == secret_key:
         # Whoever holds the web process's secret could then re-sign a rewritten audit chain.
         refusals.append("AUDIT_CHECKPOINT_KEY equals DJANGO_SECRET_KEY: give checkpoints a key of their own.")
+    refusals += _operations_refusals(values)
     if not allow_console:
         # Console providers print recipients and texts to the log and report every message as sent.
         consoles = []
@@ -54,6 +56,79 @@ def production_refusals(
                 f"{', '.join(consoles)} print messages to the console instead of sending them: "
                 f"configure real providers, or set {ALLOW_CONSOLE_PROVIDERS}=1 to accept that."
             )
+    return refusals
+
+
+# --- Operations: the development checkpoint key, metadata webhook targets, the metrics token ------
+# Cloud metadata services answer on these: an allowlisted webhook target among them would hand
+# the instance's credentials to whoever registers the endpoint. Each network is one the webhook
+# check would reach 169.254.169.254 (or another provider's metadata address) through: link-local,
+# AWS's IPv6 metadata address, Alibaba's, and IPv6 forms embedding IPv4 link-local (IPv4-mapped,
+# IPv4-compatible, NAT64, 6to4; Teredo and local-use NAT64 as a whole, as they hide the address).
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "169.254.0.0/16",
+        "100.100.100.200/32",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "::ffff:169.254.0.0/112",
+        "::169.254.0.0/112",
+        "64:ff9b::169.254.0.0/112",
+        "64:ff9b:1::/48",
+        "2002:a9fe::/32",
+        "2001::/32",
+    )
+)
+METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
+)
+
+
+# docker/compose.yml's development default (Prometheus' metrics-token file holds the same).
+COMPOSE_METRICS_TOKEN = "metrics-dev-only"  # noqa: S105 - refused, never used
+
+
+def metadata_entries(entries: list[str]) -> list[str]:
+    """The WEBHOOK_ALLOWED_HOSTS entries that name or contain a cloud metadata address."""
+    found = []
+    for entry in (str(e).strip() for e in entries):
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if entry.lower().rstrip(".") in METADATA_HOSTS:
+                found.append(entry)
+            continue
+        if any(network.version == bad.version and network.overlaps(bad) for bad in METADATA_NETWORKS):
+            found.append(entry)
+    return found
+
+
+def _operations_refusals(values: Mapping[str, Any]) -> list[str]:
+    refusals = []
+    if (
+        values["AUDIT_CHECKPOINT_KEY"]
+        and values["AUDIT_CHECKPOINT_KEY"] == values["DEV_AUDIT_CHECKPOINT_KEY"]
+    ):
+        # It is in the repository: anyone could re-sign a rewritten audit chain.
+        refusals.append(
+            "AUDIT_CHECKPOINT_KEY is the development key from the repository: set a key of your own."
+        )
+    metadata = metadata_entries(list(values["WEBHOOK_ALLOWED_HOSTS"]))
+    if metadata:
+        refusals.append(
+            f"WEBHOOK_ALLOWED_HOSTS lets webhooks reach a cloud metadata address ({', '.join(metadata)}): "
+            "remove link-local (169.254.0.0/16, fe80::/10) and metadata entries."
+        )
+    if not values.get("METRICS_TOKEN"):
+        refusals.append(
+            "METRICS_TOKEN is unset: /metrics and the detailed /health would answer anyone; "
+            "set the bearer token Prometheus sends."
+        )
+    elif values["METRICS_TOKEN"] == COMPOSE_METRICS_TOKEN:
+        refusals.append("METRICS_TOKEN is the compose development default: set a token of your own.")
     return refusals
 
 

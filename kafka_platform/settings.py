@@ -419,6 +419,28 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# --- Operations access: the metrics token, the admin login lockout ------------------------------
+# Bearer token that /metrics (web, bridge, workers) and the web's detailed /health require while
+# DEBUG is off (production refuses to start without it); /ready, /live and /healthz stay open.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# django-axes: after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair's logins are refused for AXES_COOLOFF_HOURS (or until `manage.py axes_reset`). The address
+# is REMOTE_ADDR: a client-supplied X-Forwarded-For would let a guesser pick a fresh address per
+# try. API token authentication never passes through it.
+# Before `core`: core.admin replaces axes' AccessAttempt admin (its cleanup action had no permission).
+INSTALLED_APPS.insert(INSTALLED_APPS.index("core"), "axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    # First: it refuses a locked-out username and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+
 # --- Refusals of a production start (last: they read every final value) ------------------------
 # Console email, SMS and push providers are accepted outside DEBUG only when asked for (a staging
 # deployment without real providers, say).

@@ -23,5 +23,6 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path("live", health.live, name="live"),
-    path("", include("django_prometheus.urls")),
+    # django_prometheus' view behind the metrics token (core.health.metrics).
+    path("metrics", health.metrics, name="prometheus-django-metrics"),
 ]

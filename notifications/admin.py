@@ -70,7 +70,7 @@ class NotificationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Resend the selected notifications")
+    @admin.action(description="Resend the selected notifications", permissions=["change"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         resent = 0
         for notification_id in queryset.values_list("notification_id", flat=True):
@@ -211,12 +211,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         # Shown this once, as the API does on creation.
         self.message_user(request, f"The endpoint's signing secret (shown once): {created.secret}")
 
-    @admin.action(description="Enable the selected endpoints")
+    @admin.action(description="Enable the selected endpoints", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint_id in queryset.values_list("id", flat=True):
             services.webhook_endpoint_update(endpoint_id=endpoint_id, actor=_actor(request), is_active=True)
 
-    @admin.action(description="Disable the selected endpoints")
+    @admin.action(description="Disable the selected endpoints", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint_id in queryset.values_list("id", flat=True):
             services.webhook_endpoint_update(endpoint_id=endpoint_id, actor=_actor(request), is_active=False)

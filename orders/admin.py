@@ -63,15 +63,17 @@ class OrderAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{order.order_id} {done}.", messages.SUCCESS)
 
-    @admin.action(description="Cancel the selected orders (refund and restock what was paid)")
+    @admin.action(
+        description="Cancel the selected orders (refund and restock what was paid)", permissions=["change"]
+    )
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, services.order_cancel, "cancelled")
 
-    @admin.action(description="Mark the selected orders shipped")
+    @admin.action(description="Mark the selected orders shipped", permissions=["change"])
     def mark_shipped(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, services.order_mark_shipped, "shipped")
 
-    @admin.action(description="Mark the selected orders delivered")
+    @admin.action(description="Mark the selected orders delivered", permissions=["change"])
     def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, services.order_mark_delivered, "delivered")
 

@@ -19,6 +19,8 @@ from tests.support.private_redis import PrivateRedis
 from tests.support.processes import VENV_BIN, Proc
 
 PRODUCTION_SECRET = secrets.token_urlsafe(50)
+# What Prometheus sends as `Authorization: Bearer ...` to /metrics and the detailed /health.
+METRICS_TOKEN = secrets.token_urlsafe(32)
 # Everything production refuses to start without (kafka_platform/production.py).
 PRODUCTION_SETTINGS = {
     "DJANGO_DEBUG": "0",
@@ -29,6 +31,7 @@ PRODUCTION_SETTINGS = {
     "EMAIL_HOST": "smtp.example.invalid",
     "NOTIFICATIONS_SMS_PROVIDER": "notifications.providers.twilio.TwilioSmsProvider",
     "NOTIFICATIONS_PUSH_PROVIDER": "notifications.providers.expo.ExpoPushProvider",
+    "METRICS_TOKEN": METRICS_TOKEN,
 }
 
 

@@ -17,7 +17,7 @@ from bridge.consumer import Bridge, BridgeOptions, _CommitOnRevoke
 from bridge.models import OutboxEvent
 from core import metrics
 from tests.conftest import Stack
-from tests.ops.conftest import WebProcess
+from tests.ops.conftest import METRICS_TOKEN, WebProcess
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 
@@ -57,7 +57,9 @@ def test_web_bridge_and_worker_each_expose_every_contract_metric(
     live: Stack, production_web: WebProcess
 ) -> None:
     for url in (production_web.url + "/metrics", live.probe_url("bridge"), live.probe_url("worker")):
-        missing = set(CONTRACT_METRICS) - declared_names(requests.get(url, timeout=5).text)
+        # The production web process asks for the metrics token; the stack's (development) do not.
+        scrape = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5)
+        missing = set(CONTRACT_METRICS) - declared_names(scrape.text)
         assert not missing, f"{url} lacks {sorted(missing)}"
 
 

@@ -12,7 +12,14 @@ import requests
 
 from bridge.embedded import free_port
 from tests.conftest import Stack
-from tests.ops.conftest import PRODUCTION_SECRET, WebProcess, json_lines, production_env, wait_for_http
+from tests.ops.conftest import (
+    METRICS_TOKEN,
+    PRODUCTION_SECRET,
+    WebProcess,
+    json_lines,
+    production_env,
+    wait_for_http,
+)
 from tests.support.processes import ROOT, VENV_BIN, Proc, celery, child_env, manage
 
 
@@ -75,6 +82,20 @@ def test_debug_is_on_only_when_asked_for() -> None:
         ),
         ({"NOTIFICATIONS_SMS_PROVIDER": None}, "NOTIFICATIONS_SMS_PROVIDER"),
         ({"NOTIFICATIONS_PUSH_PROVIDER": None}, "NOTIFICATIONS_PUSH_PROVIDER"),
+        (
+            {"AUDIT_CHECKPOINT_KEY": "dev-only-audit-checkpoint-key"},
+            "AUDIT_CHECKPOINT_KEY is the development key",
+        ),
+        ({"METRICS_TOKEN": None}, "METRICS_TOKEN is unset"),
+        ({"METRICS_TOKEN": ""}, "METRICS_TOKEN is unset"),
+        ({"METRICS_TOKEN": "metrics-dev-only"}, "METRICS_TOKEN is the compose development default"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "hooks.internal,169.254.169.254"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "10.0.0.0/8,169.254.0.0/16"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "0.0.0.0/0"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "fd00:ec2::254"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "::/0"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "64:ff9b::a9fe:a9fe"}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"WEBHOOK_ALLOWED_HOSTS": "Metadata.Google.Internal."}, "WEBHOOK_ALLOWED_HOSTS"),
     ],
     ids=[
         "dev-secret-key",
@@ -89,6 +110,17 @@ def test_debug_is_on_only_when_asked_for() -> None:
         "console-sms",
         "console-sms-by-default",
         "console-push-by-default",
+        "dev-checkpoint-key",
+        "no-metrics-token",
+        "empty-metrics-token",
+        "compose-metrics-token",
+        "metadata-address-allowed",
+        "link-local-cidr-allowed",
+        "everything-allowed",
+        "aws-ipv6-metadata-allowed",
+        "every-ipv6-allowed",
+        "nat64-metadata-allowed",
+        "gcp-metadata-host-allowed",
     ],
 )
 def test_production_refuses_to_start_with_a_development_value(
@@ -98,6 +130,11 @@ def test_production_refuses_to_start_with_a_development_value(
     assert result.returncode != 0, result.stdout
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr
+
+
+def test_webhook_hosts_that_are_private_but_not_metadata_are_accepted() -> None:
+    result = run(SETUP_DJANGO, without_debug(WEBHOOK_ALLOWED_HOSTS="10.0.0.0/8,hooks.internal,fd12::/16"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_refusal_is_reported_in_one_message() -> None:
@@ -162,10 +199,11 @@ def test_production_refuses_to_start_with_the_development_secret_key() -> None:
 def test_production_web_serves_metrics_and_health_over_plain_http_and_redirects_the_rest(
     production_web: WebProcess,
 ) -> None:
+    bearer = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     for path in ("/metrics", "/health", "/ready", "/live"):
-        response = requests.get(production_web.url + path, timeout=10, allow_redirects=False)
+        response = requests.get(production_web.url + path, headers=bearer, timeout=10, allow_redirects=False)
         assert response.status_code in (200, 503), f"{path}: {response.status_code} {response.headers}"
-    assert "outbox_pending" in requests.get(production_web.url + "/metrics", timeout=10).text
+    assert "outbox_pending" in requests.get(production_web.url + "/metrics", headers=bearer, timeout=10).text
 
     admin = requests.get(production_web.url + "/admin/", timeout=10, allow_redirects=False)
     assert admin.status_code == 301 and admin.headers["Location"].startswith("https://")
@@ -178,6 +216,30 @@ def test_production_web_serves_metrics_and_health_over_plain_http_and_redirects_
         line for line in json_lines(production_web.proc.log_path) if line["logger"] == "gunicorn.access"
     ]
     assert any("/metrics" in line["event"] for line in access), "gunicorn's access log is JSON lines"
+
+
+def test_production_web_serves_metrics_and_health_details_only_to_the_metrics_token(
+    production_web: WebProcess,
+) -> None:
+    def get(path: str, **headers: str) -> requests.Response:
+        return requests.get(production_web.url + path, headers=headers, timeout=10, allow_redirects=False)
+
+    for refused in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Token {METRICS_TOKEN}"}):
+        answer = get("/metrics", **refused)
+        assert answer.status_code == 401 and "outbox_pending" not in answer.text, refused
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "outbox_pending" in get("/metrics", Authorization=f"Bearer {METRICS_TOKEN}").text
+
+    # /health answers everyone its overall status (an uptime check), the details only with the token.
+    bare = get("/health")
+    assert bare.status_code in (200, 503) and set(bare.json()) == {"status"}
+    assert set(get("/health", Authorization="Bearer wrong-token").json()) == {"status"}
+    detailed = get("/health", Authorization=f"Bearer {METRICS_TOKEN}")
+    assert {"database", "redis", "kafka", "outbox"} <= set(detailed.json()["checks"])
+    # The orchestrator's probes stay open.
+    assert get("/live").status_code == 200
+    assert get("/ready").status_code in (200, 503) and set(get("/ready").json()) == {"status"}
+    assert "database" in get("/ready", Authorization=f"Bearer {METRICS_TOKEN}").json()["checks"]
 
 
 def test_flower_requires_basic_auth_in_production(stack: Stack, tmp_path: Path) -> None:
@@ -198,9 +260,25 @@ def test_flower_requires_basic_auth_in_production(stack: Stack, tmp_path: Path) 
         assert ok.status_code == 200
         # What the compose healthcheck probes stays open.
         assert requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10).status_code == 200
+        # Flower watches only: its API runs no task (a topup of any amount, say), even for its users.
+        for path in ("task/async-apply", "task/send-task", "task/apply"):
+            ran = requests.post(
+                f"http://127.0.0.1:{port}/api/{path}/ledger.post_transaction_requested",
+                json={"kwargs": {"payload": {"data": {"kind": "topup", "amount": "5000"}}}},
+                auth=("ops", "s3cret-flower"),
+                timeout=10,
+            )
+            assert ran.status_code == 403 and "Read only mode is enabled" in ran.text, (path, ran.text[:300])
     finally:
         flower.stop()
     assert any(line.get("logger") for line in json_lines(flower.log_path)), "Flower logs JSON lines"
+
+
+def test_flower_refuses_the_compose_default_credentials_in_production(stack: Stack) -> None:
+    argv = celery("flower", f"--port={free_port()}")
+    result = run(argv, production_env(stack.env, FLOWER_BASIC_AUTH="ops:s3cret,flower:flower-dev-only"))
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH is compose's development default" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("pair", ["ops", ":nopassword", "ops:"])
