@@ -143,6 +143,8 @@ class ComplianceRuleName(models.TextChoices):
     REPEATED_AUTH_FAILURE = "repeated_auth_failure"
     AUDIT_CHAIN_BROKEN = "audit_chain_broken"
     LEDGER_IMBALANCE = "ledger_imbalance"
+    # An id the platform saw before arriving again with other content (core.ids.ConflictingDuplicate).
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
 
 class ComplianceAlert(models.Model):

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
+from core.ids import ObjectId
 from core.money import Amount, Currency, check_precision, format_money
 from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
@@ -38,12 +39,12 @@ class OrderRequested(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    orderId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    orderId: ObjectId = Field(min_length=1, max_length=64)  # noqa: N815
     userId: str = Field(min_length=1, max_length=128)  # noqa: N815
     items: list[OrderItem]
     currency: Currency
     paymentMethod: str | PaymentMethod  # noqa: N815
-    merchantId: str = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
+    merchantId: ObjectId = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
     customer: Customer | None = None
     shippingAddress: dict[str, Any] | None = None  # noqa: N815
     totals: Totals | None = None
