@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from bridge import topics
+from bridge import outbox, topics
 from kafka_platform.celery import app as celery_app
 from payments import services
 from payments.models import Payment, PaymentStatus, Settlement, SimulatedCharge
@@ -74,9 +74,19 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         "reason": "invalid_account",
         "message": "account merchant:platform is frozen",
     }
-    event = structured(topics.LEDGER_TRANSACTION_FAILED.name, refusal)
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
+    # The ledger's refusal as the ledger publishes it (its outbox): a `payment:` refusal from
+    # outside the platform is dead-lettered. Then the very same record delivered a second time.
+    outbox.record_event(
+        topic=topics.LEDGER_TRANSACTION_FAILED, subject=refusal["transactionId"], data=refusal
+    )
+    [event] = collector.wait_for(topics.LEDGER_TRANSACTION_FAILED.name, subject_is(refusal["transactionId"]))
+    produce(
+        live.bootstrap,
+        topics.LEDGER_TRANSACTION_FAILED.name,
+        event.value or b"",
+        key=event.key,
+        headers=list(event.headers.items()),
+    )
 
     wait_until(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
     payment = Payment.objects.get(payment_id=data["paymentId"])
