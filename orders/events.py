@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
-from core.ids import ObjectId
+from core.ids import ORDER_NOTIFICATION_PREFIX, USER_NOTIFICATION_PREFIX, ObjectId
 from core.money import Amount, Currency, check_precision, format_money
 from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
@@ -215,7 +215,7 @@ def order_notification_request(
     """Ask notifications to tell the order's customer about `occasion` on `channel`."""
     customer = order.request.get("customer") or {}
     return notification_requested_event(
-        notification_id=f"order:{order.order_id}:{occasion}:{channel}",
+        notification_id=f"{ORDER_NOTIFICATION_PREFIX}{order.order_id}:{occasion}:{channel}",
         channel=channel,
         recipient=recipient,
         template_key=template,
@@ -235,7 +235,7 @@ def welcome_notification_request(
 ) -> NotificationRequested:
     """Ask notifications for a new user's welcome on `channel`."""
     return notification_requested_event(
-        notification_id=f"user:{registered.userId}:welcome:{channel}",
+        notification_id=f"{USER_NOTIFICATION_PREFIX}{registered.userId}:welcome:{channel}",
         channel=channel,
         recipient=recipient,
         template_key=WELCOME_TEMPLATE,
