@@ -106,7 +106,8 @@ class UserRegistered(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    userId: str = Field(min_length=1, max_length=128)  # noqa: N815
+    # Names the user's welcome notice (`user:<userId>:welcome:<channel>`): an id's characters only.
+    userId: ObjectId = Field(min_length=1, max_length=128)  # noqa: N815
     email: str = Field(min_length=3, max_length=254)
     registrationMethod: str | None = Field(default=None, max_length=64)  # noqa: N815
     isEmailVerified: bool | None = None  # noqa: N815

@@ -212,3 +212,60 @@ def test_another_clients_payment_id_is_refused_without_saying_it_exists() -> Non
     assert not ComplianceAlert.objects.filter(
         rule=CONFLICT_RULE, subject=f"payment:{body['paymentId']}"
     ).exists()
+
+
+def test_orders_another_clients_id_is_409_and_the_own_id_with_other_lines_is_422() -> None:
+    product = make_product(available=5)
+    owner = token_client(make_api_user("ids-shop"))
+    body = order_request(product)
+    assert _post(owner, "/api/v1/orders/", body).status_code == 202
+    assert _post(owner, "/api/v1/orders/", body).status_code == 202  # the same order again
+    assert _events(topics.ORDER_REQUESTED, body["orderId"]) == 1
+
+    changed = _post(
+        owner, "/api/v1/orders/", order_request(product, 3, orderId=body["orderId"], userId=body["userId"])
+    )
+    _refused(changed, 422, "orderId")
+    assert ComplianceAlert.objects.filter(rule=CONFLICT_RULE, subject=f"order:{body['orderId']}").exists()
+
+    prober = token_client(make_api_user("ids-shop-prober"))
+    taken = _refused(_post(prober, "/api/v1/orders/", body), 409, "orderId")
+    assert body["orderId"] not in json.dumps(taken) and taken["type"].endswith("id_unavailable")
+
+
+def test_notifications_another_clients_id_is_409_and_the_own_id_elsewhere_is_422() -> None:
+    from bridge.codec import Envelope
+    from core.actors import user_actor
+    from notifications.events import NotificationRequested
+    from notifications.services import notification_request
+
+    def client() -> tuple[Any, APIClient]:
+        user = make_api_user("ids-notifier")
+        user.user_permissions.add(Permission.objects.get(codename="add_notification"))
+        return user, token_client(user)
+
+    owner, api = client()
+    body = {
+        "notificationId": f"n-{uuid.uuid4().hex[:8]}",
+        "channel": "email",
+        "recipient": "a@example.com",
+        "body": "x",
+    }
+    assert api.post("/api/v1/notifications/", body, format="json").status_code == 202
+    # The consumer queues it as the owner's (what the published request becomes).
+    data = {**body, "requestedBy": user_actor(owner)}
+    event = Envelope(
+        id=str(uuid.uuid4()), type="notifications.notification-requested", source="/t", time="t", data=data
+    )
+    notification_request(event=event, request=NotificationRequested.model_validate(data))
+
+    assert api.post("/api/v1/notifications/", body, format="json").status_code == 202
+    moved = api.post("/api/v1/notifications/", {**body, "recipient": "b@example.com"}, format="json")
+    _refused(moved, 422, "notificationId")
+    assert ComplianceAlert.objects.filter(
+        rule=CONFLICT_RULE, subject=f"notification:{body['notificationId']}"
+    ).exists()
+
+    _, prober = client()
+    taken = _refused(prober.post("/api/v1/notifications/", body, format="json"), 409, "notificationId")
+    assert body["notificationId"] not in json.dumps(taken)

@@ -80,6 +80,7 @@ def test_a_refund_posting_behind_a_squatted_id_is_dead_lettered_and_alerted_not_
         lambda: ComplianceAlert.objects.filter(rule=RULE, subject=f"transaction:{transaction_id}").first(),
         what="the conflicting duplicate's alert",
     )
+    assert alert is not None
     assert "entries" in alert.details["differences"] and "kind" in alert.details["differences"]
     collector.settle(2)
     assert not collector.matching(topics.LEDGER_TRANSACTION_FAILED.name, subject_is(transaction_id))
