@@ -144,6 +144,8 @@ class ComplianceRuleName(models.TextChoices):
     AUDIT_CHAIN_BROKEN = "audit_chain_broken"
     LEDGER_IMBALANCE = "ledger_imbalance"
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
+    # An id the platform saw before arriving again with other content (core.ids.ConflictingDuplicate).
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
 
 class ComplianceAlert(models.Model):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from audit.events import AuditRecord
 from bridge import task_names, topics
 from bridge.codec import Envelope, PoisonMessage
+from core import ids
 from ledger.events import TransactionRequested
 from notifications.events import NotificationRequested
 from orders.events import OrderRequested, UserLogin, UserRegistered
@@ -77,4 +78,25 @@ def validate(envelope: Envelope) -> tuple[Envelope, Route]:
     except ValidationError as exc:
         raise PoisonMessage("schema_violation", f"{envelope.type}: {exc}") from None
     normalised = model.model_dump(exclude_unset=False, exclude_none=True)
+    _refuse_reserved_id(envelope, normalised)
     return replace(envelope, data=normalised), route
+
+
+RESERVED_ID = "reserved_id"
+
+
+def _refuse_reserved_id(envelope: Envelope, data: dict) -> None:
+    """A record from outside the platform may not name its object with one of the platform's
+    own ids (core.ids): checked here, once for every domain, where the record's origin is known.
+    The field is the topic's key field (the id of what the event creates or concerns)."""
+    if envelope.signed:
+        return
+    topic = topics.lookup(envelope.type)
+    field = topic.key_field if topic else None
+    if field not in ids.OBJECT_ID_FIELDS:
+        return
+    value = data.get(field)
+    if isinstance(value, str) and ids.is_reserved(value):
+        raise PoisonMessage(
+            RESERVED_ID, f"{envelope.type}: {field} {value!r} is the platform's own id (unsigned record)"
+        )

@@ -154,6 +154,12 @@ class EventTask(DjangoTask):
         if not isinstance(payload, dict):
             return
         event = Envelope.from_task_payload(payload)
+        if getattr(exc, "dlq_reason", None):
+            # Refused as a whole (say, an id seen before with other content): not a failure of
+            # the work it asks for, so no *-failed event (a ledger.transaction-failed for
+            # `payment:<id>` would start the payment's compensation).
+            self._dead_letter(event, exc)
+            return
         try:
             self.on_event_failed(event, exc)
         finally:
@@ -182,7 +188,8 @@ class EventTask(DjangoTask):
             value=value,
             headers=headers,
         )
-        dead_letter(message, reason="task_failed", error=f"{self.name}: {safe_error(exc)}")
+        reason = getattr(exc, "dlq_reason", None) or "task_failed"
+        dead_letter(message, reason=reason, error=f"{self.name}: {safe_error(exc)}")
 
 
 BatchHandler = Callable[[list[Envelope]], object]

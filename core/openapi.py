@@ -55,9 +55,9 @@ _WHY = {
     401: "No or invalid credentials.",
     403: "The user may not do this.",
     404: "No such object, or one the user may not see.",
-    409: "A conflict: the same Idempotency-Key is still in flight, or the id exists.",
+    409: "A conflict: the same Idempotency-Key is still in flight, or the id is not available.",
     413: "The body is larger than the platform accepts.",
-    422: "Understood but refused (e.g. an Idempotency-Key reused with another body).",
+    422: "Understood but refused (an Idempotency-Key reused with another body, an id with other content).",
     429: "Too many writes by this client; see Retry-After.",
 }
 _WHY.setdefault(405, "The method is not allowed here.")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
+from core.ids import AccountId, ObjectId
 from core.money import Amount, Currency, check_precision, format_amount, minor_units
 from ledger.kinds import (
     ACCOUNT_ID_MAX_LENGTH,
@@ -32,7 +33,7 @@ class JournalLeg(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    account: str = Field(min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)
+    account: AccountId = Field(min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)
     direction: Direction
     amount: Amount
     currency: Currency | None = None
@@ -49,12 +50,12 @@ class TransactionRequested(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    transactionId: str = Field(min_length=1, max_length=TRANSACTION_ID_MAX_LENGTH)  # noqa: N815
+    transactionId: ObjectId = Field(min_length=1, max_length=TRANSACTION_ID_MAX_LENGTH)  # noqa: N815
     kind: TransactionKind
     amount: Amount | None = None
     currency: Currency | None = None
-    fromAccount: str | None = Field(default=None, min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)  # noqa: N815
-    toAccount: str | None = Field(default=None, min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)  # noqa: N815
+    fromAccount: AccountId | None = Field(default=None, min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)  # noqa: N815
+    toAccount: AccountId | None = Field(default=None, min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH)  # noqa: N815
     entries: list[JournalLeg] | None = Field(default=None, min_length=1, max_length=100)
     description: str = Field(default="", max_length=1000)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -4,7 +4,6 @@ and the rules a posting must satisfy before it reaches the database (which check
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
+from core import ids
+from core.ids import ConflictingDuplicate
 from ledger.events import FailureReason, TransactionRequested
 from ledger.kinds import TRANSACTION_ID_MAX_LENGTH, AccountKind, Direction, TransactionKind
 from payments.events import PaymentProcessed
@@ -24,7 +25,6 @@ ACCOUNT_KINDS: dict[str, AccountKind] = {
     "merchant": AccountKind.LIABILITY,
     "external": AccountKind.ASSET,
 }
-ACCOUNT_ID_RE = re.compile(r"^(?P<prefix>[a-z]+):\S+$")
 BANK_ACCOUNT = "external:bank"
 PSP_ACCOUNT = "external:psp"
 FX_ACCOUNT = "external:fx"
@@ -55,8 +55,8 @@ class InsufficientFunds(LedgerRefused):
 
 
 def account_kind(account_id: str) -> AccountKind:
-    match = ACCOUNT_ID_RE.match(account_id)
-    kind = ACCOUNT_KINDS.get(match["prefix"]) if match else None
+    prefix = ids.account_prefix(account_id)
+    kind = ACCOUNT_KINDS.get(prefix) if prefix else None
     if kind is None:
         raise InvalidAccount(
             f"account {account_id!r} does not start with one of "
@@ -102,6 +102,31 @@ class Posting:
     @property
     def currencies(self) -> list[str]:
         return sorted({leg.currency for leg in self.legs})
+
+
+def _leg_key(leg: Leg) -> tuple[str, str, str, Decimal]:
+    return (leg.account_id, leg.currency, leg.direction, leg.amount)
+
+
+def conflict_with(posting: Posting, *, kind: str, legs: Iterable[Leg]) -> ConflictingDuplicate | None:
+    """The conflict between `posting` and the transaction stored under its id (`kind`, `legs`),
+    None when they move the same money the same way (a true duplicate: posted once)."""
+    differences: dict[str, object] = {}
+    if posting.kind != kind:
+        differences["kind"] = f"{kind} -> {posting.kind}"
+    stored = sorted(_leg_key(leg) for leg in legs)
+    new = sorted(_leg_key(leg) for leg in posting.legs)
+    if stored != new:
+        differences["entries"] = f"{_legs_text(stored)} -> {_legs_text(new)}"
+    if not differences:
+        return None
+    return ConflictingDuplicate(kind="transaction", object_id=posting.transaction_id, differences=differences)
+
+
+def _legs_text(legs: list[tuple[str, str, str, Decimal]]) -> str:
+    return "; ".join(
+        f"{direction} {account} {amount:f} {currency}" for account, currency, direction, amount in legs
+    )
 
 
 def checked(posting: Posting) -> Posting:
@@ -194,8 +219,8 @@ def from_request(request: TransactionRequested) -> Posting:
 
 # --- what other domains ask the ledger to post: the ids and postings of payments ------------------
 
-PAYMENT_TRANSACTION_PREFIX = "payment:"
-REFUND_TRANSACTION_PREFIX = "refund:"
+PAYMENT_TRANSACTION_PREFIX = ids.PAYMENT_TRANSACTION_PREFIX
+REFUND_TRANSACTION_PREFIX = ids.REFUND_TRANSACTION_PREFIX
 
 
 def payment_transaction_id(payment_id: str) -> str:
@@ -252,7 +277,7 @@ def refund_posting(
     """A payment's refund, to request on ledger.transaction-requested: the merchant gives the
     amount back to the PSP (Dr merchant:<merchantId> / Cr external:psp)."""
     return TransactionRequested(
-        transactionId=f"{REFUND_TRANSACTION_PREFIX}{refund_id}",
+        transactionId=f"{ids.REFUND_TRANSACTION_PREFIX}{refund_id}",
         kind=TransactionKind.REFUND,
         amount=amount,
         currency=currency,
@@ -269,7 +294,7 @@ def settlement_posting(
     """A merchant's settlement, to request on ledger.transaction-requested: the net amount leaves
     for the merchant's bank (Dr merchant:<merchantId> / Cr external:bank)."""
     return TransactionRequested(
-        transactionId=f"settlement:{settlement_id}",
+        transactionId=f"{ids.SETTLEMENT_TRANSACTION_PREFIX}{settlement_id}",
         kind=TransactionKind.WITHDRAWAL,
         amount=amount,
         currency=currency,
@@ -283,7 +308,7 @@ def settlement_posting(
 def reversal_of(*, transaction_id: str, legs: Iterable[Leg], reason: str = "") -> Posting:
     """The transaction that undoes `transaction_id`: every leg flipped; its id is deterministic."""
     return Posting(
-        transaction_id=f"reversal:{transaction_id}",
+        transaction_id=f"{ids.REVERSAL_TRANSACTION_PREFIX}{transaction_id}",
         kind=TransactionKind.REVERSAL,
         legs=tuple(leg.reversed() for leg in legs),
         description=f"Reversal of {transaction_id}" + (f": {reason}" if reason else ""),

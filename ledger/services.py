@@ -30,6 +30,7 @@ from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from core import metrics
 from core.actors import user_actor
+from core.ids import ConflictingDuplicate
 from core.logs import safe_error
 from ledger import postings
 from ledger.events import (
@@ -220,12 +221,40 @@ def _announce_posted(
     )
 
 
+def _stored_legs(transaction_ids: Iterable[str]) -> dict[str, list[Leg]]:
+    legs: dict[str, list[Leg]] = {}
+    for entry in Entry.objects.filter(transaction_id__in=list(transaction_ids)):
+        legs.setdefault(entry.transaction_id, []).append(
+            Leg(entry.account_id, entry.currency, entry.direction, entry.amount)
+        )
+    return legs
+
+
+def _refuse_conflict(existing: Transaction, posting: Posting, legs: list[Leg] | None = None) -> None:
+    """ConflictingDuplicate when `posting` is not what `existing` posted: an id seen before with
+    other money in it is never taken for the first (the platform's `refund:<id>` behind a
+    client's 0.01 transfer of that name), and never posted a second time either."""
+    if legs is None:
+        legs = _stored_legs([existing.pk]).get(existing.pk, [])
+    conflict = postings.conflict_with(posting, kind=existing.kind, legs=legs)
+    if conflict is not None:
+        raise conflict
+
+
+def transaction_check_duplicate(*, posting: Posting) -> None:
+    """ConflictingDuplicate when a transaction is stored under `posting`'s id with other content."""
+    existing = Transaction.objects.filter(pk=posting.transaction_id).first()
+    if existing is not None:
+        _refuse_conflict(existing, posting)
+
+
 def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: Envelope | None) -> PostResult:
     with db_transaction.atomic():
         if event is not None and not inbox.claim(consumer=INBOX_CONSUMER, event=event):
             return PostResult(None, created=False)
         existing = Transaction.objects.filter(pk=posting.transaction_id).first()
         if existing is not None:
+            _refuse_conflict(existing, posting)
             return PostResult(existing, created=False)
         posting = postings.checked(posting)
         balances = _lock_balances(posting)
@@ -293,9 +322,12 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
     database refusal the checks did not foresee fails the whole batch; its events then run alone.
     """
     claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=[r.event for r in requests])
-    taken = set(
-        Transaction.objects.filter(pk__in=[r.transaction_id for r in requests]).values_list("pk", flat=True)
-    )
+    stored = Transaction.objects.in_bulk([r.transaction_id for r in requests])
+    stored_legs = _stored_legs(stored)
+    taken = set(stored)
+    # The postings of this batch by id: a second request of the batch for the same id is compared
+    # with the first one, as it would be with the stored transaction when run alone.
+    batch_postings: dict[str, Posting] = {}
     outcomes: dict[int, str] = {}
     refused: list[tuple[int, LedgerRefused]] = []
     wanted: list[tuple[int, Posting]] = []
@@ -305,14 +337,30 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
         try:
             posting = postings.checked(request.build())
         except LedgerRefused as exc:
-            if first_delivery and request.transaction_id not in taken:
+            if first_delivery and request.transaction_id in taken:
+                raise ConflictingDuplicate(
+                    kind="transaction",
+                    object_id=request.transaction_id,
+                    differences={"refused": f"{exc.reason}: {exc}"},
+                ) from exc
+            if first_delivery:
                 refused.append((i, exc))
             outcomes[i] = exc.reason
             continue
+        if first_delivery and posting.transaction_id in stored:
+            _refuse_conflict(
+                stored[posting.transaction_id], posting, stored_legs.get(posting.transaction_id, [])
+            )
+        elif first_delivery and posting.transaction_id in batch_postings:
+            earlier = batch_postings[posting.transaction_id]
+            conflict = postings.conflict_with(posting, kind=earlier.kind, legs=earlier.legs)
+            if conflict is not None:
+                raise conflict
         if not first_delivery or posting.transaction_id in taken:
             outcomes[i] = "duplicate"
             continue
         taken.add(posting.transaction_id)
+        batch_postings[posting.transaction_id] = posting
         wanted.append((i, posting))
 
     balances = _lock_balances(*(posting for _, posting in wanted)) if wanted else {}
@@ -377,13 +425,18 @@ def transaction_refuse(
 ) -> bool:
     """Announce a refused posting (ledger.transaction-failed + audit) once; False if it was not.
 
-    Not announced: a redelivered event, or a transactionId that is already posted (the request
-    is then a duplicate of the posted one, whatever it says).
+    Not announced: a redelivered event. A transactionId that is already posted raises
+    ConflictingDuplicate: the posted request was valid, so this one asks for something else.
     """
     if event is not None and not inbox.claim(consumer=INBOX_CONSUMER, event=event):
         return False
     if Transaction.objects.filter(pk=transaction_id).exists():
-        return False
+        # The posted one was valid and this one is refused: the same id with other content.
+        raise ConflictingDuplicate(
+            kind="transaction",
+            object_id=transaction_id,
+            differences={"refused": f"{refused.reason}: {refused}"},
+        )
     outbox.record_event(
         topic=topics.LEDGER_TRANSACTION_FAILED,
         subject=transaction_id,

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import transaction as db_transaction
 
+from audit.conflicts import alerting_conflicts
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
@@ -69,7 +70,8 @@ def _post_one(payload: dict[str, Any], posting_of: PostingOf) -> str:
     if wanted is None:
         return "ignored"
     transaction_id, build = wanted
-    return _post_or_refuse(event=event, transaction_id=transaction_id, build=build)
+    with alerting_conflicts(event):
+        return _post_or_refuse(event=event, transaction_id=transaction_id, build=build)
 
 
 def _post_batch(events: list[Envelope], posting_of: PostingOf) -> list[str]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
+from core.ids import ObjectId
 
 if TYPE_CHECKING:  # the models import nothing from here, but keep the schemas importable alone
     from notifications.models import Notification
@@ -19,7 +20,7 @@ class NotificationRequested(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    notificationId: str = Field(min_length=1, max_length=255)  # noqa: N815 - the wire name
+    notificationId: ObjectId = Field(min_length=1, max_length=255)  # noqa: N815 - the wire name
     channel: ChannelName
     recipient: str = Field(min_length=1, max_length=2000)
     template: str | None = Field(default=None, min_length=1, max_length=100)

@@ -14,11 +14,6 @@ from bridge.codec import EventJSONDecoder, EventJSONEncoder
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
-# Notification ids the platform derives itself (`payment:<id>:captured:email`, ...). Nobody may
-# claim one through the API: a client taking `payment:<id>:captured:email` before the payment is
-# captured would stop the customer's real email (the id is delivered once).
-SYSTEM_ID_PREFIXES = ("payment:", "refund:", "order:", "user:")
-
 
 def generate_webhook_secret() -> str:
     """A new endpoint secret in the Standard Webhooks form: `whsec_` + base64 of 32 random bytes."""

@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 from django.db import transaction
 
+from audit.conflicts import alerting_conflicts
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler, in_one_transaction
@@ -17,9 +18,10 @@ from notifications.events import NotificationRequested
 @shared_task(name=task_names.REQUEST_NOTIFICATION, base=EventTask)
 def request_notification(payload: dict[str, Any]) -> str | None:
     event = Envelope.from_task_payload(payload)
-    notification = services.notification_request(
-        event=event, request=NotificationRequested.model_validate(event.data)
-    )
+    with alerting_conflicts(event):
+        notification = services.notification_request(
+            event=event, request=NotificationRequested.model_validate(event.data)
+        )
     return notification.status if notification else None
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
+from core.ids import ORDER_NOTIFICATION_PREFIX, USER_NOTIFICATION_PREFIX, ObjectId
 from core.money import Amount, Currency, check_precision, format_money
 from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
@@ -38,12 +39,12 @@ class OrderRequested(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    orderId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    orderId: ObjectId = Field(min_length=1, max_length=64)  # noqa: N815
     userId: str = Field(min_length=1, max_length=128)  # noqa: N815
     items: list[OrderItem]
     currency: Currency
     paymentMethod: str | PaymentMethod  # noqa: N815
-    merchantId: str = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
+    merchantId: ObjectId = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
     customer: Customer | None = None
     shippingAddress: dict[str, Any] | None = None  # noqa: N815
     totals: Totals | None = None
@@ -105,7 +106,8 @@ class UserRegistered(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    userId: str = Field(min_length=1, max_length=128)  # noqa: N815
+    # Names the user's welcome notice (`user:<userId>:welcome:<channel>`): an id's characters only.
+    userId: ObjectId = Field(min_length=1, max_length=128)  # noqa: N815
     email: str = Field(min_length=3, max_length=254)
     registrationMethod: str | None = Field(default=None, max_length=64)  # noqa: N815
     isEmailVerified: bool | None = None  # noqa: N815
@@ -214,7 +216,7 @@ def order_notification_request(
     """Ask notifications to tell the order's customer about `occasion` on `channel`."""
     customer = order.request.get("customer") or {}
     return notification_requested_event(
-        notification_id=f"order:{order.order_id}:{occasion}:{channel}",
+        notification_id=f"{ORDER_NOTIFICATION_PREFIX}{order.order_id}:{occasion}:{channel}",
         channel=channel,
         recipient=recipient,
         template_key=template,
@@ -234,7 +236,7 @@ def welcome_notification_request(
 ) -> NotificationRequested:
     """Ask notifications for a new user's welcome on `channel`."""
     return notification_requested_event(
-        notification_id=f"user:{registered.userId}:welcome:{channel}",
+        notification_id=f"{USER_NOTIFICATION_PREFIX}{registered.userId}:welcome:{channel}",
         channel=channel,
         recipient=recipient,
         template_key=WELCOME_TEMPLATE,

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from core import ids
 from core.models import StatusTransition
 
 
@@ -87,7 +88,7 @@ class CancelReason:
 # The paymentIds of orders live in their own namespace: the same order always pays with the same
 # id, so a redelivered order (or a resumed saga) can never request a second payment.
 _PAYMENT_NAMESPACE = uuid.UUID("6f1c4f5e-7f43-4c33-9a59-0f8f6a1d0b17")
-ORDER_PAYMENT_PREFIX = "ordpay_"
+ORDER_PAYMENT_PREFIX = ids.ORDER_PAYMENT_PREFIX
 
 
 def order_payment_id(order_id: str) -> str:

@@ -31,6 +31,7 @@ from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from core import bulk, metrics
 from core.actors import user_actor, username_actor
+from core.ids import ConflictingDuplicate
 from core.money import MoneyError, check_precision, format_money, parse_amount, parse_currency
 from notifications.recipients import customer_recipients
 from orders.events import (
@@ -328,6 +329,27 @@ def _request_payment(order: Order) -> None:
         )
 
 
+def request_conflict(order: Order, request: OrderRequested) -> ConflictingDuplicate | None:
+    """What makes `request` another order than the one stored under its orderId (who, from whom,
+    in what currency, which lines), or None when it asks for the same."""
+    lines = sorted((line.product_id, line.quantity, line.unit_price) for line in order.lines.all())
+    items = sorted((item.productId, item.quantity, item.price) for item in request.items)
+    fields: dict[str, tuple[object, object]] = {
+        "userId": (order.user_id, request.userId),
+        "merchantId": (order.merchant_id, request.merchantId),
+        "currency": (order.currency, request.currency),
+        "items": (lines, items),
+    }
+    differences: dict[str, object] = {
+        name: "differs" if name == "items" else f"{stored} -> {new}"
+        for name, (stored, new) in fields.items()
+        if stored != new
+    }
+    if not differences:
+        return None
+    return ConflictingDuplicate(kind="order", object_id=order.order_id, differences=differences)
+
+
 @transaction.atomic
 def order_place(*, event: Envelope, request: OrderRequested) -> Order | None:
     """Take an order once per orderId: check it, reserve its stock, ask for its payment.
@@ -350,6 +372,8 @@ def order_place(*, event: Envelope, request: OrderRequested) -> Order | None:
         except IntegrityError:
             # Another delivery of this orderId (another event id) created it meanwhile: one order.
             order = Order.objects.select_for_update().get(order_id=request.orderId)
+    elif (conflict := request_conflict(order, request)) is not None:
+        raise conflict  # the same orderId asking for another order: dead-lettered, not dropped
     if order.status != OrderStatus.PENDING:
         return order
     try:

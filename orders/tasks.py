@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
+from audit.conflicts import alerting_conflicts
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask
@@ -16,7 +17,8 @@ from orders.events import OrderRequested, UserRegistered
 @shared_task(name=task_names.PLACE_ORDER, base=EventTask)
 def place_order(payload: dict[str, Any]) -> str:
     event = Envelope.from_task_payload(payload)
-    order = services.order_place(event=event, request=OrderRequested.model_validate(event.data))
+    with alerting_conflicts(event):
+        order = services.order_place(event=event, request=OrderRequested.model_validate(event.data))
     return order.status if order else "duplicate"
 
 

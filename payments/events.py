@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.ids import ObjectId
 from core.money import Amount, Currency, check_precision
 
 if TYPE_CHECKING:
@@ -46,12 +47,13 @@ class PaymentRequested(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    paymentId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    paymentId: ObjectId = Field(min_length=1, max_length=64)  # noqa: N815
     userId: str = Field(min_length=1, max_length=128)  # noqa: N815
     amount: Amount
     currency: Currency
     paymentMethod: str | PaymentMethod  # noqa: N815
-    merchantId: str = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
+    # Names the merchant's ledger account (`merchant:<merchantId>`): an id's characters only.
+    merchantId: ObjectId = Field(default=DEFAULT_MERCHANT, min_length=1, max_length=128)  # noqa: N815
     customer: Customer | None = None
     timestamp: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

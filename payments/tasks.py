@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 from celery import Task, shared_task
 from django.conf import settings
 
+from audit.conflicts import alerting_conflicts
 from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
@@ -72,7 +73,8 @@ def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
     event = Envelope.from_task_payload(payload)
     if services.already_handled(event):
         return "duplicate"
-    payment = services.payment_accept(event=event, request=PaymentRequested.model_validate(event.data))
+    with alerting_conflicts(event):
+        payment = services.payment_accept(event=event, request=PaymentRequested.model_validate(event.data))
     if payment.is_decided:
         return payment.status
     payment_id = payment.payment_id

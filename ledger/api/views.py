@@ -13,8 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.conflicts import conflicting_duplicate_alert
+from core import api_fields
 from core.actors import user_actor
 from core.idempotency import idempotent
+from core.ids import ConflictingDuplicate
 from core.openapi import IDEMPOTENCY_KEY, READ_PROBLEMS, WRITE_PROBLEMS, problems
 from core.problems import Problem
 from ledger import postings, selectors, services
@@ -98,7 +101,14 @@ class TransactionListView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         """Ask for a posting: published as ledger.transaction-requested; the outcome is an event."""
-        return idempotent(request, scope=IDEMPOTENCY_SCOPE, handler=lambda: self._request_posting(request))
+        try:
+            return idempotent(
+                request, scope=IDEMPOTENCY_SCOPE, handler=lambda: self._request_posting(request)
+            )
+        except ConflictingDuplicate as conflict:
+            # Raised here, after the request's transaction rolled back, so the alert stays.
+            conflicting_duplicate_alert(conflict=conflict, source=f"api:{user_actor(request.user)}")
+            raise api_fields.conflicting_duplicate(conflict, field="transactionId") from None
 
     def _request_posting(self, request: Request) -> Response:
         body = request.data  # numbers parsed as Decimals (core.parsers)
@@ -107,11 +117,16 @@ class TransactionListView(generics.ListAPIView):
         body = {"transactionId": f"txn_{uuid.uuid4().hex}", **body}
         # A pydantic ValidationError is answered 400 with its `errors` by the API's one error edge.
         transaction_request = TransactionRequested.model_validate(body)
+        api_fields.client_chosen_id(transaction_request.transactionId, field="transactionId")
         _check_may_post(request.user, transaction_request)
         try:
-            postings.checked(postings.from_request(transaction_request))
+            posting = postings.checked(postings.from_request(transaction_request))
         except LedgerRefused as refused:
             raise Problem(400, str(refused), code=refused.reason, reason=refused.reason) from None
+        # An id already posted: the same posting again is accepted (posted once); another one is
+        # a conflicting duplicate, answered now rather than dead-lettered later. Whose the posted
+        # one is stays unsaid: the answer is the same for any other content.
+        services.transaction_check_duplicate(posting=posting)
         services.transaction_request(request=transaction_request, actor=user_actor(request.user))
         transaction_id = transaction_request.transactionId
         return Response(

@@ -6,7 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from notifications.models import SYSTEM_ID_PREFIXES, Channel, DeliveryAttempt, Notification, WebhookEndpoint
+from core import ids
+from notifications.models import Channel, DeliveryAttempt, Notification, WebhookEndpoint
 
 
 class NotificationRequestSerializer(serializers.Serializer):
@@ -26,11 +27,10 @@ class NotificationRequestSerializer(serializers.Serializer):
     locale = serializers.CharField(max_length=35, required=False)
 
     def validate_notificationId(self, value: str) -> str:  # noqa: N802 - DRF's hook for the wire name
-        if value.startswith(SYSTEM_ID_PREFIXES):
-            raise serializers.ValidationError(
-                f"ids under {', '.join(SYSTEM_ID_PREFIXES)} are the platform's own; choose another id"
-            )
-        return value
+        try:
+            return ids.check_client_id(value)
+        except ids.InvalidId as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs: dict) -> dict:
         if not attrs.get("template") and not attrs.get("body"):

@@ -20,7 +20,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from audit.conflicts import conflicting_duplicate_alert
+from core import api_fields
 from core.actors import user_actor
+from core.ids import ConflictingDuplicate
 from core.problems import Problem
 from notifications import selectors, services
 from notifications.api.serializers import (
@@ -115,6 +118,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             )
         except services.ReservedNotificationId as exc:
             raise ValidationError({"notificationId": [str(exc)]}) from exc
+        except services.NotificationIdTaken:
+            raise api_fields.id_unavailable(field="notificationId") from None
+        except ConflictingDuplicate as conflict:
+            conflicting_duplicate_alert(conflict=conflict, source=f"api:{user_actor(request.user)}")
+            raise api_fields.conflicting_duplicate(conflict, field="notificationId") from None
         location = request.build_absolute_uri(f"{notification_request.notificationId}/")
         return Response(
             {

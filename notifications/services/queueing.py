@@ -21,6 +21,7 @@ from django.utils import timezone
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope, dumps
 from core.actors import USER_PREFIX, user_actor
+from core.ids import RESERVED_PREFIXES, ConflictingDuplicate, is_reserved
 from notifications import rendering, webhooks
 from notifications.events import (
     ENDPOINT_ID_FIELD,
@@ -28,7 +29,6 @@ from notifications.events import (
     notification_requested_event,
 )
 from notifications.models import (
-    SYSTEM_ID_PREFIXES,
     Channel,
     EndpointKind,
     FailureReason,
@@ -50,6 +50,10 @@ PAYMENT_FAILED = "payment_failed"
 
 class ReservedNotificationId(Exception):
     """A notification id under one of the platform's own prefixes, asked for from outside."""
+
+
+class NotificationIdTaken(Exception):
+    """The notificationId is another client's (the API does not say so)."""
 
 
 class _Refused(Exception):
@@ -231,12 +235,41 @@ def _queue_many(specs: list[NotificationSpec]) -> list[Notification]:
     return queued
 
 
+def request_conflict(
+    existing: Notification, request: NotificationRequested, *, owner_id: int | None
+) -> ConflictingDuplicate | None:
+    """What makes `request` another notification than the one stored under its id (whose it is,
+    where and how it goes, what it says), or None when it asks for the same."""
+    fields = {
+        "owner": (existing.owner_id, owner_id),
+        "channel": (existing.channel, request.channel),
+        "recipient": (existing.recipient, request.recipient),
+        "template": (existing.template_key, request.template or ""),
+    }
+    differences: dict[str, object] = {
+        name: "differs" if name in ("owner", "recipient") else f"{stored} -> {new}"
+        for name, (stored, new) in fields.items()
+        if stored != new
+    }
+    if not differences:
+        return None
+    return ConflictingDuplicate(
+        kind="notification", object_id=existing.notification_id, differences=differences
+    )
+
+
 @transaction.atomic
 def notification_request(*, event: Envelope, request: NotificationRequested) -> Notification | None:
     """Queue a requested notification once per notificationId (and once per event)."""
     if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
         return None
     owner_id, requested_by = _request_owner(request)
+    existing = Notification.objects.filter(notification_id=request.notificationId).first()
+    if existing is not None:
+        conflict = request_conflict(existing, request, owner_id=owner_id)
+        if conflict is not None:
+            raise conflict
+        return None  # the same request again: queued once
     return _queue(
         NotificationSpec(
             notification_id=request.notificationId,
@@ -482,11 +515,23 @@ def notification_submit(
     *, request: NotificationRequested, user: Any, correlation_id: str | None = None
 ) -> NotificationRequested:
     """Publish a notification request for `user` (the API's POST): the consumer queues it like any
-    other, as `user`'s notification."""
-    if request.notificationId.startswith(SYSTEM_ID_PREFIXES):
+    other, as `user`'s notification.
+
+    An id already queued: `user`'s own with the same request is that notification (nothing is
+    published again); with another request ConflictingDuplicate; anyone else's NotificationIdTaken.
+    """
+    if is_reserved(request.notificationId):
         raise ReservedNotificationId(
-            f"notification ids under {', '.join(SYSTEM_ID_PREFIXES)} are the platform's own"
+            f"notification ids under {', '.join(RESERVED_PREFIXES)} are the platform's own"
         )
+    existing = Notification.objects.filter(notification_id=request.notificationId).first()
+    if existing is not None:
+        if existing.owner_id is None or existing.owner_id != user.pk:
+            raise NotificationIdTaken(request.notificationId)
+        conflict = request_conflict(existing, request, owner_id=user.pk)
+        if conflict is not None:
+            raise conflict
+        return request
     actor = user_actor(user)
     request = request.model_copy(update={"requestedBy": actor})
     outbox.record_event(

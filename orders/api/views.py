@@ -17,8 +17,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.conflicts import conflicting_duplicate_alert
+from core import api_fields
 from core.actors import user_actor
 from core.idempotency import idempotent
+from core.ids import ConflictingDuplicate
 from core.problems import Problem
 from orders import selectors, services
 from orders.api.serializers import (
@@ -74,7 +77,12 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(request=OrderRequested, responses={202: OrderSerializer})
     def create(self, request: Request) -> Response:
-        return idempotent(request, scope="orders.create", handler=lambda: self._create(request))
+        try:
+            return idempotent(request, scope="orders.create", handler=lambda: self._create(request))
+        except ConflictingDuplicate as conflict:
+            # Raised here, after the request's transaction rolled back, so the alert stays.
+            conflicting_duplicate_alert(conflict=conflict, source=f"api:{user_actor(request.user)}")
+            raise api_fields.conflicting_duplicate(conflict, field="orderId") from None
 
     def _create(self, request: Request) -> Response:
         body = _json_body(request)
@@ -82,6 +90,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body.setdefault("userId", request.user.get_username())
         # A pydantic ValidationError is answered 400 with its `errors` by the API's one error edge.
         order_request = OrderRequested.model_validate(body)
+        api_fields.client_chosen_id(order_request.orderId, field="orderId")
         try:
             order = services.order_request_create(
                 client=request.user,
@@ -89,7 +98,15 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 correlation_id=request.headers.get("X-Correlation-Id") or str(uuid.uuid4()),
             )
         except IntegrityError:
-            raise Problem(409, f"Order {order_request.orderId} already exists.", code="conflict") from None
+            existing = Order.objects.filter(order_id=order_request.orderId).first()
+            if existing is None or existing.client_id is None or existing.client_id != request.user.pk:
+                # Another client's id (or one taken from Kafka): one answer that says not whose.
+                raise api_fields.id_unavailable(field="orderId") from None
+            order = existing
+            conflict = services.request_conflict(order, order_request)
+            if conflict is not None:
+                raise conflict from None
+            # The client's own order asked for again: that order, nothing published again.
         location = reverse("order-detail", kwargs={"order_id": order.order_id})
         return Response(
             OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}

@@ -16,8 +16,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.conflicts import conflicting_duplicate_alert
+from core import api_fields
 from core.actors import user_actor
 from core.idempotency import HEADER, idempotent
+from core.ids import ConflictingDuplicate
 from core.money import MoneyError, parse_amount
 from core.openapi import IDEMPOTENCY_KEY, OPTIONAL_IDEMPOTENCY_KEY, WRITE_PROBLEMS, problems
 from core.problems import Problem
@@ -103,23 +106,29 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return payments
 
     def create(self, request: Request) -> Response:
-        return idempotent(request, scope="payments.create", handler=lambda: self._create(request))
+        try:
+            return idempotent(request, scope="payments.create", handler=lambda: self._create(request))
+        except ConflictingDuplicate as conflict:
+            # Raised here, after the request's transaction rolled back, so the alert stays.
+            conflicting_duplicate_alert(conflict=conflict, source=f"api:{user_actor(request.user)}")
+            raise api_fields.conflicting_duplicate(conflict, field="paymentId") from None
 
     def _create(self, request: Request) -> Response:
         body = _json_body(request)
         body.setdefault("paymentId", f"pay_{uuid.uuid4().hex[:24]}")
         # A pydantic ValidationError is answered 400 with its `errors` by the API's one error edge.
         payment_request = PaymentRequested.model_validate(body)
+        api_fields.client_chosen_id(payment_request.paymentId, field="paymentId")
         try:
-            payment = services.payment_request_create(
+            payment, _ = services.payment_request_create(
                 client=request.user,
                 request=payment_request,
                 correlation_id=request.headers.get("X-Correlation-Id") or str(uuid.uuid4()),
             )
-        except IntegrityError:
-            raise Problem(
-                409, f"Payment {payment_request.paymentId} already exists.", code="conflict"
-            ) from None
+        except (services.PaymentIdTaken, IntegrityError):
+            # Another client's id, or a concurrent first request for it: one answer that does
+            # not tell which, nor whose.
+            raise api_fields.id_unavailable(field="paymentId") from None
         location = reverse("payment-detail", kwargs={"payment_id": payment.payment_id})
         return Response(
             PaymentSerializer(payment).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}

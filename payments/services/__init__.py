@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from payments.services.intake import (
     BatchOutcome,
+    PaymentIdTaken,
     already_handled,
     payment_abandon,
     payment_accept,
@@ -50,6 +51,7 @@ __all__ = [
     "BatchOutcome",
     "INBOX_CONSUMER",
     "IllegalTransition",
+    "PaymentIdTaken",
     "PaymentRefused",
     "REFUNDABLE",
     "RefundInvalid",

@@ -16,6 +16,7 @@ from bridge.codec import Envelope
 from core import bulk
 from core.actors import user_actor
 from core.circuit_breaker import CircuitOpen
+from core.ids import ConflictingDuplicate
 from kafka_platform.celery import enqueue_on_commit
 from payments.events import FailureReason, PaymentRequested
 from payments.fraud import FraudHit, fraud_checks
@@ -33,9 +34,53 @@ from payments.services.transitions import (
 )
 
 
+class PaymentIdTaken(Exception):
+    """The paymentId belongs to another client's payment (the API does not say so)."""
+
+
+def request_conflict(payment: Payment, request: PaymentRequested) -> ConflictingDuplicate | None:
+    """What makes `request` another payment than the one stored under its paymentId, or None
+    when it asks for the same (then it is a duplicate, accepted once)."""
+    fields = {
+        "userId": (payment.user_id, request.userId),
+        "merchantId": (payment.merchant_id, request.merchantId),
+        "amount": (payment.amount, request.amount),
+        "currency": (payment.currency, request.currency),
+    }
+    differences: dict[str, object] = {
+        name: f"{stored} -> {new}" for name, (stored, new) in fields.items() if stored != new
+    }
+    if not differences:
+        return None
+    return ConflictingDuplicate(kind="payment", object_id=payment.payment_id, differences=differences)
+
+
+def _refuse_conflict(payment: Payment, request: PaymentRequested) -> None:
+    conflict = request_conflict(payment, request)
+    if conflict is not None:
+        raise conflict
+
+
+def payment_request_create(
+    *, client: Any, request: PaymentRequested, correlation_id: str
+) -> tuple[Payment, bool]:
+    """An API client's request: the payment exists (requested) and its event is on its way.
+
+    Returns (payment, created). The client's own paymentId again with the same content is that
+    payment (created False, nothing published again); with other content ConflictingDuplicate;
+    another client's paymentId PaymentIdTaken.
+    """
+    existing = Payment.objects.filter(payment_id=request.paymentId).first()
+    if existing is not None:
+        if existing.client_id is None or existing.client_id != client.pk:
+            raise PaymentIdTaken(request.paymentId)
+        _refuse_conflict(existing, request)
+        return existing, False
+    return _payment_request_create(client=client, request=request, correlation_id=correlation_id), True
+
+
 @transaction.atomic
-def payment_request_create(*, client: Any, request: PaymentRequested, correlation_id: str) -> Payment:
-    """An API client's request: the payment exists (requested) and its event is on its way."""
+def _payment_request_create(*, client: Any, request: PaymentRequested, correlation_id: str) -> Payment:
     data = request.model_dump(exclude_none=True)
     payment = Payment.objects.create(
         payment_id=request.paymentId,
@@ -81,6 +126,8 @@ def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
     payment, created = Payment.objects.select_for_update().get_or_create(
         payment_id=request.paymentId, defaults=_payment_fields(event, request)
     )
+    if not created:
+        _refuse_conflict(payment, request)
     return _accept(payment, created=created, event=event)
 
 
@@ -227,6 +274,8 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
             created = request.paymentId in new and request.paymentId not in accepted
             accepted.add(request.paymentId)
             payment = new.get(request.paymentId) or existing[request.paymentId]
+            if not created:
+                _refuse_conflict(payment, request)  # fails the batch; alone, it is dead-lettered
             payment = _accept(payment, created=created, event=event, fraud=fraud)
             if payment.status == PaymentStatus.PROCESSING:
                 to_charge.append((payment, event))  # the gateway and _record_charge are idempotent

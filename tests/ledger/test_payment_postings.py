@@ -7,9 +7,10 @@ from decimal import Decimal
 
 from bridge import topics
 from ledger import services
+from ledger.events import TransactionRequested
 from ledger.models import Transaction
 from tests.conftest import Stack
-from tests.ledger.support import balance, failure, request_posting, transaction_request, updates
+from tests.ledger.support import balance, failure, transaction_request, updates
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 
@@ -37,7 +38,8 @@ def test_captured_payment_posts_psp_to_merchant_and_a_refund_takes_it_back(
         (f"merchant:{merchant}", "credit"),
     }
 
-    # Refunds arrive from payments as kind refund, merchant -> external:psp.
+    # Refunds arrive from payments as kind refund, merchant -> external:psp, through the
+    # platform's outbox (a `refund:` id from outside the platform is dead-lettered).
     refund = transaction_request(
         "refund",
         transactionId=f"refund:{uuid.uuid4().hex[:8]}",
@@ -47,7 +49,7 @@ def test_captured_payment_posts_psp_to_merchant_and_a_refund_takes_it_back(
         currency="USD",
         metadata={"paymentId": payment_id},
     )
-    request_posting(live, refund)
+    services.transaction_request(request=TransactionRequested.model_validate(refund))
     assert updates(collector, refund["transactionId"], 2)[f"merchant:{merchant}"]["balance"] == "59.99"
     assert balance(f"merchant:{merchant}") == Decimal("59.99")
 
