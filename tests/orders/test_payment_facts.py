@@ -130,6 +130,7 @@ def _payment_event(order: Order, *, captured: bool = True, **changes: Any) -> En
             source="/kafka-platform/payments",
             time=now_rfc3339(),
             data=data,
+            signed=True,  # payments' own event, as the bridge hands it on after verifying it
         )
     )
     return envelope
