@@ -12,6 +12,7 @@ from payments.models import Payment, PaymentStatus, Settlement, SimulatedCharge
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
@@ -75,8 +76,22 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         "message": "account merchant:platform is frozen",
     }
     event = structured(topics.LEDGER_TRANSACTION_FAILED.name, refusal)
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
-    produce(live.bootstrap, topics.LEDGER_TRANSACTION_FAILED.name, event, key=refusal["transactionId"])
+    # As the ledger publishes it (signed), delivered twice.
+    signed = sign(topics.LEDGER_TRANSACTION_FAILED.name, event)
+    produce(
+        live.bootstrap,
+        topics.LEDGER_TRANSACTION_FAILED.name,
+        event,
+        key=refusal["transactionId"],
+        headers=signed,
+    )
+    produce(
+        live.bootstrap,
+        topics.LEDGER_TRANSACTION_FAILED.name,
+        event,
+        key=refusal["transactionId"],
+        headers=signed,
+    )
 
     wait_until(lambda: Payment.objects.get(payment_id=data["paymentId"]).status == PaymentStatus.REVERSED)
     payment = Payment.objects.get(payment_id=data["paymentId"])
