@@ -20,12 +20,14 @@ from bridge.deadletters import REPLAYED, replay
 from bridge.models import DeadLetter
 from bridge.signing import SIGNATURE_HEADER
 from ledger.models import Transaction
+from notifications.models import Notification
 from payments.models import Payment, PaymentTransition
 from tests.conftest import Stack
 from tests.ledger.support import balance, topup_request
 from tests.support.builders import payment_request
 from tests.support.kafka import Collector, Record, produce, subject_is
 from tests.support.signing import sign
+from tests.support.users import make_api_user
 from tests.support.waiting import wait_until
 
 TOPUP = topics.LEDGER_TRANSACTION_REQUESTED.name
@@ -183,12 +185,12 @@ ROTATED_KEY = "a-rotated-platform-event-key"
 @pytest.fixture
 def rotated_and_trusting(live: Stack) -> Iterator[Stack]:
     """The stack with a new PLATFORM_EVENT_KEY (the development key now the previous one) and
-    KAFKA_TRUSTED_INPUTS naming the ledger's input topic."""
+    KAFKA_TRUSTED_INPUTS naming both gated input topics."""
     live.reconfigure(
         {
             "PLATFORM_EVENT_KEY": ROTATED_KEY,
             "PLATFORM_EVENT_KEY_PREVIOUS": settings.PLATFORM_EVENT_KEY,
-            "KAFKA_TRUSTED_INPUTS": TOPUP,
+            "KAFKA_TRUSTED_INPUTS": f"{TOPUP},{topics.NOTIFICATION_REQUESTED.name}",
         }
     )
     try:
@@ -218,7 +220,8 @@ def test_trusted_and_rotated(rotated_and_trusting: Stack, collector: Collector) 
     )
     wait_until(lambda: balance(f"merchant:{merchant}") == Decimal("3.00"), what="the merchant's credit")
 
-    # The other gated topic is still refused unsigned.
+    # A trusted notification request is the integration's own, whoever it names as requester.
+    ops = make_api_user(f"ops_{uuid.uuid4().hex[:8]}")
     notification_id = f"ntf_{uuid.uuid4().hex[:10]}"
     request = {
         "notificationId": notification_id,
@@ -226,7 +229,13 @@ def test_trusted_and_rotated(rotated_and_trusting: Stack, collector: Collector) 
         "recipient": "a@example.com",
         "subject": "hi",
         "body": "there",
+        "requestedBy": f"user:{ops.username}",
     }
     name = topics.NOTIFICATION_REQUESTED.name
-    produce(stack.bootstrap, name, cloud_event(name, request), key=notification_id)
-    dead_lettered(collector, topics.NOTIFICATIONS_DLQ.name, notification_id, "unauthenticated")
+    produce(
+        stack.bootstrap, name, cloud_event(name, request, actor=f"user:{ops.username}"), key=notification_id
+    )
+    queued = wait_until(
+        lambda: Notification.objects.filter(notification_id=notification_id).first(), what="the notification"
+    )
+    assert (queued.requested_by, queued.owner_id) == (f"kafka:{name}", None)
