@@ -206,18 +206,25 @@ def audit_replay(
 ) -> None:
     """The audit record of a replay: the operator who put a dead letter back on its topic."""
     subject = _origin(topic, partition, offset)
-    outbox.record_event(
-        topic=topics.AUDIT_COMPLIANCE_EVENTS,
-        subject=subject,
-        actor=actor,
-        data=audit_record(
-            action=REPLAYED,
-            subject_type="kafka_record",
-            subject_id=subject,
+    with transaction.atomic():  # record_event belongs in a transaction of its caller
+        outbox.record_event(
+            topic=topics.AUDIT_COMPLIANCE_EVENTS,
+            subject=subject,
             actor=actor,
-            details={"topic": topic, "partition": partition, "offset": offset, "reason": reason, "via": via},
-        ),
-    )
+            data=audit_record(
+                action=REPLAYED,
+                subject_type="kafka_record",
+                subject_id=subject,
+                actor=actor,
+                details={
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": reason,
+                    "via": via,
+                },
+            ),
+        )
 
 
 def read_dlq(
