@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 
 from audit.models import AuditEvent
-from bridge import topics
+from bridge import signing, topics
 from bridge.deadletters import REPLAYED, replay
 from bridge.models import DeadLetter
 from bridge.signing import SIGNATURE_HEADER
@@ -128,7 +128,16 @@ def test_an_unsigned_payment_request_acts_as_its_integration_whatever_it_claims(
 ) -> None:
     data = payment_request()
     produce(live.bootstrap, REQUESTED, cloud_event(REQUESTED, data, actor="user:ops"), key=data["paymentId"])
-    collector.wait_for(PROCESSED, subject_is(data["paymentId"]))
+    [processed] = collector.wait_for(PROCESSED, subject_is(data["paymentId"]))
+    # What the platform publishes carries its signature, for this topic and this value.
+    event = processed.json()
+    assert signing.verify(
+        topic=PROCESSED,
+        event_id=event["id"],
+        event_type=event["type"],
+        value=processed.value or b"",
+        header=processed.headers[SIGNATURE_HEADER].decode(),
+    )
     requested = PaymentTransition.objects.get(payment__payment_id=data["paymentId"], to_status="requested")
     assert requested.actor == f"kafka:{REQUESTED}"
 
