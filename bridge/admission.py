@@ -18,7 +18,7 @@ def trusted_inputs() -> frozenset[str]:
     Listing an open input changes nothing and listing a platform output would let anyone who can
     write to it speak as the platform: both are configuration mistakes worth stopping for.
     """
-    listed = frozenset(settings.KAFKA_TRUSTED_INPUTS)
+    listed = frozenset(name.strip() for name in settings.KAFKA_TRUSTED_INPUTS if name.strip())
     wrong = sorted(listed - topics.GATED_INPUTS)
     if wrong:
         raise ImproperlyConfigured(
