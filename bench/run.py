@@ -261,6 +261,9 @@ def run_on(
             "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
             "WEBHOOK_SIGNING_SECRET": f"whsec_bench-{uuid.uuid4().hex}",
             "AUDIT_CHECKPOINT_KEY": f"bench-audit-{uuid.uuid4().hex}",
+            "PLATFORM_EVENT_KEY": f"bench-events-{uuid.uuid4().hex}",
+            # The benchmark's embedded broker speaks PLAINTEXT only.
+            "PLATFORM_ALLOW_INSECURE_KAFKA": "1",
             # Notifications of the benchmark's payments go nowhere; production mode refuses that
             # unless told.
             "PLATFORM_ALLOW_CONSOLE_PROVIDERS": "1",

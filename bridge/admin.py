@@ -39,7 +39,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.action(description="Replay to the original topic", permissions=["change"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         for dead in queryset:
-            replay(dead)
+            replay(dead, actor=user_actor(request.user))
         self.message_user(request, f"Replayed {queryset.count()} dead letters.", messages.SUCCESS)
 
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
 
+from bridge import signing
 from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
 from core import tracing
 
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 SPECVERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 SOURCE_PREFIX = "/kafka-platform/"
+# The actor of a record the platform did not sign: the integration that wrote to the topic.
+INTEGRATION_ACTOR_PREFIX = "kafka:"
 CE_HEADER_PREFIX = "ce_"
 CORRELATION_HEADERS = ("correlation-id", "correlationid", "x-correlation-id")
 
@@ -81,8 +84,9 @@ class Envelope:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
-    # Produced by the platform itself (its signature verified): only then are `actor` and the
-    # platform's reserved ids believed. False for every record from outside the platform.
+    # Produced by the platform itself (its signature verified for this topic, bridge.signing):
+    # only then are `actor` and the platform's reserved ids believed. False for every record from
+    # outside the platform, whose actor is the integration `kafka:<topic>` whatever it claims.
     signed: bool = False
 
     def to_task_payload(self) -> dict[str, Any]:
@@ -242,6 +246,11 @@ def decode(msg: IncomingMessage) -> Envelope:
     return _decode_bare(msg, obj, key)
 
 
+def integration_actor(msg: IncomingMessage) -> str:
+    """Who an unsigned record acts as: the integration that produced it to its topic."""
+    return f"{INTEGRATION_ACTOR_PREFIX}{msg.topic}"
+
+
 def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | None) -> Envelope:
     if obj.get("specversion") != SPECVERSION:
         raise PoisonMessage("invalid_envelope", f"unsupported specversion {obj.get('specversion')!r}")
@@ -251,25 +260,34 @@ def _decode_structured(msg: IncomingMessage, obj: dict[str, Any], key: str | Non
     if not isinstance(data, dict):
         raise PoisonMessage("not_an_object", f"CloudEvent data is a JSON {type(data).__name__}")
     correlation = obj.get("correlationid")
-    actor = obj.get("actor")
     trace = tracing.parse(obj.get("traceparent"), obj.get("tracestate"))
-    source = _required_str(obj, "source", "CloudEvent")
+    event_id = _required_str(obj, "id", "CloudEvent")
+    event_type = _required_str(obj, "type", "CloudEvent")
+    signed = signing.verify(
+        topic=msg.topic,
+        event_id=event_id,
+        event_type=event_type,
+        value=msg.value or b"",
+        header=signing.header_value(msg.headers, signing.SIGNATURE_HEADER),
+    )
+    claimed = obj.get("actor")
     return Envelope(
-        id=_required_str(obj, "id", "CloudEvent"),
-        type=_required_str(obj, "type", "CloudEvent"),
-        source=source,
+        id=event_id,
+        type=event_type,
+        source=_required_str(obj, "source", "CloudEvent"),
         time=sent if isinstance(sent := obj.get("time"), str) else now_rfc3339(),
         subject=obj.get("subject") if isinstance(obj.get("subject"), str) else key,
         correlation_id=correlation if isinstance(correlation, str) else None,
-        actor=actor if isinstance(actor, str) and actor else None,
+        actor=(claimed if isinstance(claimed, str) and claimed else None)
+        if signed
+        else integration_actor(msg),
         traceparent=trace.traceparent if trace else None,
         tracestate=trace.tracestate if trace else None,
         data=data,
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
-        # PROVISIONAL until the platform signature is verified here: believes the source.
-        signed=source.startswith(SOURCE_PREFIX),
+        signed=signed,
     )
 
 
@@ -290,7 +308,8 @@ def _decode_binary(msg: IncomingMessage, key: str | None) -> Envelope:
         time=attrs.get("time") or now_rfc3339(),
         subject=attrs.get("subject") or key,
         correlation_id=attrs.get("correlationid"),
-        actor=attrs.get("actor") or None,
+        # Signed records are structured: a binary-mode record is never the platform's.
+        actor=integration_actor(msg),
         traceparent=trace.traceparent if trace else None,
         tracestate=trace.tracestate if trace else None,
         data=data,
@@ -316,6 +335,7 @@ def _decode_bare(msg: IncomingMessage, data: dict[str, Any], key: str | None) ->
         time=now_rfc3339(),
         subject=key if key is not None else (str(own_id) if own_id is not None else None),
         correlation_id=correlation,
+        actor=integration_actor(msg),
         traceparent=trace.traceparent if trace else None,
         tracestate=trace.tracestate if trace else None,
         data=data,

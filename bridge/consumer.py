@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bridge import codec, routing
+from bridge import admission, codec, routing
 from bridge.clients import new_consumer
 from bridge.codec import Envelope
 from bridge.deadletters import dead_letter
@@ -261,6 +261,7 @@ class Bridge:
         signal.signal(signal.SIGINT, _stop)
 
     def run(self) -> None:
+        admission.trusted_inputs()  # a wrong KAFKA_TRUSTED_INPUTS stops the bridge before it reads
         if self.options.relay:
             self.relay = OutboxRelay(self.stopping, max_silence_s=self.options.max_silence_s)
             self.relay.start()
@@ -607,7 +608,7 @@ class Bridge:
                     headers=list(record.headers or []),
                 )
                 try:
-                    envelope, route = routing.validate(codec.decode(message))
+                    envelope, route = routing.validate(admission.admit(message, codec.decode(message)))
                 except codec.PoisonMessage as poison:
                     to_dlq(tp, message, reason=poison.reason, error=str(poison))
                     continue

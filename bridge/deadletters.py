@@ -14,6 +14,8 @@ from django.utils import timezone
 from kafka import TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 
+from audit.events import audit_record
+from bridge import outbox, signing, topics
 from bridge.clients import new_consumer, new_producer, shared_producer
 from bridge.codec import Headers, IncomingMessage
 from bridge.models import DeadLetter, OversizedRecord
@@ -27,6 +29,7 @@ PUBLISH_TIMEOUT_S = 30.0
 # A reference to a record too large to dead-letter whole carries this much of its value.
 REFERENCE_VALUE_BYTES = 64 * 1024
 ORIGINAL_SIZE_HEADER = "dlq-original-size"
+REPLAYED = "kafka_record.replayed"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,26 @@ def build_record(msg: IncomingMessage, *, reason: str, error: str, failed_at: da
         ("dlq-original-offset", str(msg.offset).encode()),
         ("dlq-failed-at", failed_at.isoformat().replace("+00:00", "Z").encode()),
     ]
-    return DeadLetterRecord(dlq_for(msg.topic).name, msg.key, msg.value, headers)
+    return _signed(DeadLetterRecord(dlq_for(msg.topic).name, msg.key, msg.value, headers), msg, reason)
+
+
+def _signed(record: DeadLetterRecord, msg: IncomingMessage, reason: str) -> DeadLetterRecord:
+    """The dead letter with the platform's `dlq-signature` (of its value as published): `dlq_replay`
+    replays only what the platform dead-lettered, never a record someone wrote to a DLQ topic."""
+    headers = [(k, v) for k, v in record.headers if k != signing.DLQ_SIGNATURE_HEADER]
+    sig = signing.dead_letter_signature(
+        dlq_topic=record.dlq_topic,
+        origin=_origin(msg.topic, msg.partition, msg.offset),
+        reason=reason,
+        value=record.value or b"",
+    )
+    return DeadLetterRecord(
+        record.dlq_topic, record.key, record.value, [*headers, (signing.DLQ_SIGNATURE_HEADER, sig.encode())]
+    )
+
+
+def _origin(topic: str, partition: object, offset: object) -> str:
+    return f"{topic}:{partition}:{offset}"
 
 
 def dead_letter(msg: IncomingMessage, *, reason: str, error: str, as_reference: bool = False) -> None:
@@ -79,11 +101,15 @@ def dead_letter(msg: IncomingMessage, *, reason: str, error: str, as_reference: 
         # Kept before the reference is published: a reference never points at nothing.
         _keep_whole(msg, reason=reason)
         size = len(msg.value or b"")
-        record = DeadLetterRecord(
-            record.dlq_topic,
-            record.key,
-            (msg.value or b"")[:REFERENCE_VALUE_BYTES],
-            [*record.headers, (ORIGINAL_SIZE_HEADER, str(size).encode())],
+        record = _signed(
+            DeadLetterRecord(
+                record.dlq_topic,
+                record.key,
+                (msg.value or b"")[:REFERENCE_VALUE_BYTES],
+                [*record.headers, (ORIGINAL_SIZE_HEADER, str(size).encode())],
+            ),
+            msg,
+            reason,
         )
         _publish(record)
     try:
@@ -148,9 +174,13 @@ def original_headers(dead: DeadLetter) -> Headers:
     return [(k, base64.b64decode(v)) for k, v in dead.headers]
 
 
-def replay(dead: DeadLetter) -> None:
+def replay(dead: DeadLetter, *, actor: str) -> None:
     """Publish the original record back to its original topic and mark it replayed (a reference's
-    whole value, from OversizedRecord)."""
+    whole value, from OversizedRecord).
+
+    The record goes out as it was, headers included, never signed anew: an unsigned record stays
+    unsigned and is judged again as any other. `actor` (the operator) is audited as the replayer.
+    """
     value = whole_value(dead.original_topic, dead.original_partition, dead.original_offset)
     if value is None and dead.value is not None:
         value = bytes(dead.value)
@@ -161,12 +191,47 @@ def replay(dead: DeadLetter) -> None:
         original_headers(dead),
     )
     DeadLetter.objects.filter(pk=dead.pk).update(replayed_at=timezone.now())
+    audit_replay(
+        actor=actor,
+        topic=dead.original_topic,
+        partition=dead.original_partition,
+        offset=dead.original_offset,
+        reason=dead.reason,
+        via="admin",
+    )
+
+
+def audit_replay(
+    *, actor: str, topic: str, partition: int | None, offset: int | None, reason: str, via: str
+) -> None:
+    """The audit record of a replay: the operator who put a dead letter back on its topic."""
+    subject = _origin(topic, partition, offset)
+    with transaction.atomic():  # record_event belongs in a transaction of its caller
+        outbox.record_event(
+            topic=topics.AUDIT_COMPLIANCE_EVENTS,
+            subject=subject,
+            actor=actor,
+            data=audit_record(
+                action=REPLAYED,
+                subject_type="kafka_record",
+                subject_id=subject,
+                actor=actor,
+                details={
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": reason,
+                    "via": via,
+                },
+            ),
+        )
 
 
 def read_dlq(
     topic: str, *, since: datetime | None = None
-) -> Iterator[tuple[str, bytes | None, bytes | None, Headers]]:
-    """Every record on a DLQ topic up to its current end: (original topic, key, value, headers)."""
+) -> Iterator[tuple[str, bytes | None, bytes | None, Headers, dict[str, str]]]:
+    """Every record the platform dead-lettered on a DLQ topic up to its current end: (original
+    topic, key, value, original headers, the dlq-* headers)."""
     consumer = new_consumer(group_id=None, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -182,7 +247,15 @@ def read_dlq(
                     headers = list(rec.headers or [])
                     meta = {k: v.decode() for k, v in headers if k.startswith(DLQ_HEADER_PREFIX)}
                     failed_at = meta.get("dlq-failed-at")
-                    if since is None or (failed_at and datetime.fromisoformat(failed_at) >= since):
+                    if not _dead_lettered_here(rec.topic, rec.value or b"", headers, meta):
+                        logger.warning(
+                            "not replaying %s@%s:%s: no valid %s (not dead-lettered by this platform)",
+                            rec.topic,
+                            rec.partition,
+                            rec.offset,
+                            signing.DLQ_SIGNATURE_HEADER,
+                        )
+                    elif since is None or (failed_at and datetime.fromisoformat(failed_at) >= since):
                         original = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
                         value = rec.value
                         if ORIGINAL_SIZE_HEADER in meta:  # a reference: the whole value is in PostgreSQL
@@ -190,11 +263,26 @@ def read_dlq(
                             if value is None:
                                 logger.warning("dead-letter reference without a stored value: %s", meta)
                                 continue
-                        yield meta.get("dlq-original-topic", ""), rec.key, value, original
+                        yield meta.get("dlq-original-topic", ""), rec.key, value, original, meta
                     if rec.offset + 1 >= end[tp]:
                         remaining.discard(tp)
     finally:
         consumer.close()
+
+
+def _dead_lettered_here(dlq_topic: str, value: bytes, headers: Headers, meta: dict[str, str]) -> bool:
+    origin = _origin(
+        meta.get("dlq-original-topic", ""),
+        meta.get("dlq-original-partition", ""),
+        meta.get("dlq-original-offset", ""),
+    )
+    return signing.dead_letter_verifies(
+        dlq_topic=dlq_topic,
+        origin=origin,
+        reason=meta.get("dlq-reason", ""),
+        value=value,
+        header=signing.header_value(headers, signing.DLQ_SIGNATURE_HEADER),
+    )
 
 
 def _referenced_value(meta: dict[str, str]) -> bytes | None:

@@ -9,6 +9,7 @@ marking publishes those rows again on restart (at-least-once; consumers dedupe b
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import BaseModel
 
-from bridge import codec
+from bridge import codec, signing
 from bridge.clients import shared_producer
 from bridge.models import OutboxEvent
 from bridge.topics import Topic
@@ -90,12 +91,15 @@ def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int
         if not batch:
             return 0
         producer = shared_producer()
+        # Signed here, at publish time, not when recorded: the key is the publishing process's,
+        # so a rotated key signs rows recorded before the rotation, and a database row alone
+        # (written by anyone who can write to the database) carries no signature to copy.
         futures = [
             producer.send(
                 row.topic,
                 key=row.key.encode(),
                 value=bytes(row.value),
-                headers=[(k, v.encode()) for k, v in row.headers],
+                headers=_signed(row),
             )
             for row in batch
         ]
@@ -116,6 +120,20 @@ def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int
             )
     metrics.OUTBOX_PUBLISHED.inc(len(sent_ids))
     return len(sent_ids)
+
+
+def _signed(row: OutboxEvent) -> codec.Headers:
+    """The row's headers with the platform's signature, over the id and type its value carries
+    (what the bridge reads back), not the row's columns."""
+    value = bytes(row.value)
+    event = json.loads(value)
+    return signing.signed_headers(
+        [(k, v.encode()) for k, v in row.headers],
+        topic=row.topic,
+        event_id=event["id"],
+        event_type=event["type"],
+        value=value,
+    )
 
 
 def mark_sent(ids: list[int]) -> None:

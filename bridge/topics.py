@@ -118,6 +118,26 @@ DLQ_BY_DOMAIN: dict[str, Topic] = {
     t.domain: t for t in (PAYMENTS_DLQ, LEDGER_DLQ, NOTIFICATIONS_DLQ, AUDIT_DLQ, ORDERS_DLQ, USERS_DLQ)
 }
 
+# Who may produce what. Open inputs take unsigned records from anyone the broker lets write them,
+# as requests of the integration `kafka:<topic>`. Gated inputs take unsigned records only when the
+# deployment lists them in KAFKA_TRUSTED_INPUTS (its broker ACLs admit only trusted producers).
+# Every other topic, named here or matched later (a new `audit.<x>-events`), is the platform's own
+# output: only records it signed are believed there. The manual-capture request topics join
+# GATED_INPUTS when they join the catalog.
+OPEN_INPUTS: frozenset[str] = frozenset(
+    t.name for t in (PAYMENT_REQUESTED, ORDER_REQUESTED, USER_REGISTERED, USER_LOGIN)
+)
+GATED_INPUTS: frozenset[str] = frozenset(
+    t.name for t in (LEDGER_TRANSACTION_REQUESTED, NOTIFICATION_REQUESTED)
+)
+PLATFORM_OUTPUTS: frozenset[str] = frozenset(t.name for t in CATALOG) - OPEN_INPUTS - GATED_INPUTS
+
+
+def is_platform_output(name: str) -> bool:
+    """Only the platform produces here (anything neither an open nor a gated input)."""
+    return name not in OPEN_INPUTS and name not in GATED_INPUTS
+
+
 # Audit topics are matched by pattern so that a new `audit.<x>-events` topic is consumed without a
 # restart; the audit domain's own outputs (alerts, checkpoints, dead letters) are not audit input.
 AUDIT_PREFIX = "audit."

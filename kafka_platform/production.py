@@ -43,6 +43,7 @@ def production_refusals(
         # Whoever holds the web process's secret could then re-sign a rewritten audit chain.
         refusals.append("AUDIT_CHECKPOINT_KEY equals DJANGO_SECRET_KEY: give checkpoints a key of their own.")
     refusals += _operations_refusals(values)
+    refusals += kafka_refusals(values)
     if not allow_console:
         # Console providers print recipients and texts to the log and report every message as sent.
         consoles = []
@@ -129,6 +130,36 @@ def _operations_refusals(values: Mapping[str, Any]) -> list[str]:
         )
     elif values["METRICS_TOKEN"] == COMPOSE_METRICS_TOKEN:
         refusals.append("METRICS_TOKEN is the compose development default: set a token of your own.")
+    return refusals
+
+
+def kafka_refusals(values: Mapping[str, Any]) -> list[str]:
+    """The Kafka settings production refuses: a platform event key anyone could know, or
+    unauthenticated, unencrypted broker connections nobody accepted."""
+    refusals = []
+    event_key = values["PLATFORM_EVENT_KEY"]
+    # The environment variable each key is set by, and its value.
+    others = {
+        "DJANGO_SECRET_KEY": values["SECRET_KEY"],
+        "AUDIT_CHECKPOINT_KEY": values["AUDIT_CHECKPOINT_KEY"],
+        "WEBHOOK_SIGNING_SECRET": values["WEBHOOK_SIGNING_SECRET"],
+    }
+    same = [name for name, other in others.items() if other and other == event_key]
+    if not event_key:
+        refusals.append("PLATFORM_EVENT_KEY is unset: set the key that signs the platform's Kafka records.")
+    elif event_key == values["DEV_PLATFORM_EVENT_KEY"]:
+        # Anyone who has read this repository could sign records as the platform.
+        refusals.append("PLATFORM_EVENT_KEY is the development key: set a key of your own.")
+    elif same:
+        refusals.append(
+            f"PLATFORM_EVENT_KEY equals {', '.join(same)}: give Kafka signatures a key of their own."
+        )
+    protocol = (values["KAFKA_SECURITY_PROTOCOL"] or "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT" and not values["PLATFORM_ALLOW_INSECURE_KAFKA"]:
+        refusals.append(
+            "KAFKA_SECURITY_PROTOCOL is PLAINTEXT (no authentication, no encryption): use SASL_SSL or SSL, "
+            "or set PLATFORM_ALLOW_INSECURE_KAFKA=1 to accept that (a single-broker staging, say)."
+        )
     return refusals
 
 

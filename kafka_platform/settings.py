@@ -178,6 +178,20 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="kafka-platform-b
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
 
+# --- Who may produce what on Kafka (bridge.signing, bridge.admission) ---------------------------
+# Signs every record the platform publishes; the bridge believes a record's actor, and acts on
+# gated or platform topics, only when this signature verifies. Its own key: whoever holds the web
+# secret, the checkpoint key or the webhook secret must not be able to speak as the platform.
+DEV_PLATFORM_EVENT_KEY = "dev-only-platform-event-key"  # noqa: S105 - development only
+PLATFORM_EVENT_KEY = env.str("PLATFORM_EVENT_KEY", default=DEV_PLATFORM_EVENT_KEY if DEBUG else "")
+# The key before a rotation: records it signed (still on the topics, or dead-lettered) verify.
+PLATFORM_EVENT_KEY_PREVIOUS = env.str("PLATFORM_EVENT_KEY_PREVIOUS", default="")
+# Gated input topics whose unsigned records act as the integration `kafka:<topic>` (only where
+# the broker's ACLs admit trusted producers alone to them). Empty: nothing unsigned is trusted.
+KAFKA_TRUSTED_INPUTS = env.list("KAFKA_TRUSTED_INPUTS", default=[])
+# Production refuses Kafka over PLAINTEXT unless this says the deployment accepts it.
+PLATFORM_ALLOW_INSECURE_KAFKA = env.bool("PLATFORM_ALLOW_INSECURE_KAFKA", default=False)
+
 # --- Domain settings --------------------------------------------------------------------------
 PAYMENTS_SUPPORTED_CURRENCIES = env.list(
     "PAYMENTS_SUPPORTED_CURRENCIES", default=["USD", "EUR", "GBP", "JPY", "CHF", "BHD"]

@@ -751,7 +751,13 @@ def user_event_audit(*, event: Envelope) -> bool:
             subject_type="user",
             subject_id=user.userId,
             actor=username_actor(user.userId),
-            details={**user.model_dump(exclude_none=True, exclude={"userId"}), "sourceEventId": event.id},
+            # The user is the actor of its own registration or login; the integration that
+            # reported it (`kafka:<topic>` unless the platform signed it) is named beside.
+            details={
+                **user.model_dump(exclude_none=True, exclude={"userId"}),
+                "sourceEventId": event.id,
+                **({"reportedBy": event.actor} if event.actor else {}),
+            },
         ),
     )
     return True

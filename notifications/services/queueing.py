@@ -263,6 +263,10 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
     """Queue a requested notification once per notificationId (and once per event)."""
     if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
         return None
+    if not event.signed:
+        # `requestedBy` is believed only from the platform (the API sets it): a trusted
+        # integration's record is its own request, owned by no client, whatever it claims.
+        request = request.model_copy(update={"requestedBy": None})
     owner_id, requested_by = _request_owner(request)
     existing = Notification.objects.filter(notification_id=request.notificationId).first()
     if existing is not None:
@@ -270,6 +274,8 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
         if conflict is not None:
             raise conflict
         return None  # the same request again: queued once
+    if not event.signed and event.actor:
+        requested_by = event.actor
     return _queue(
         NotificationSpec(
             notification_id=request.notificationId,

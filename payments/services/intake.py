@@ -141,7 +141,9 @@ def _accept(
     """`payment_accept` on a payment row locked (or just created) by the caller (`fraud`: the
     batch's fraud checks, made at once)."""
     if created:
-        _transition(payment, PaymentStatus.REQUESTED, actor=WORKER_ACTOR)
+        # Who asked: the platform's signed actor, else the integration that produced the record
+        # (`kafka:<topic>`, set by the bridge whatever the record claims).
+        _transition(payment, PaymentStatus.REQUESTED, actor=event.actor or WORKER_ACTOR)
     elif payment.status != PaymentStatus.REQUESTED:
         if payment.is_decided:
             inbox.claim(consumer=INBOX_CONSUMER, event=event)

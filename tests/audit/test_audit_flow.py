@@ -21,6 +21,7 @@ from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.processes import celery
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,7 +153,8 @@ def test_a_new_audit_topic_is_consumed_without_restarting_the_bridge(live: Stack
     data = {"action": "fx.rate_published", "subjectType": "rate", "subjectId": "EURUSD", "actor": "system:fx"}
     # The bridge joins the topic at its next metadata refresh (BRIDGE_TOPIC_REFRESH_S, 10 s) and
     # reads it from the start.
-    produce(live.bootstrap, name, structured(name, data), key="EURUSD")
+    value = structured(name, data)  # as a domain of the platform publishes it: signed
+    produce(live.bootstrap, name, value, key="EURUSD", headers=sign(name, value))
     stored = wait_until(
         lambda: AuditEvent.objects.filter(topic=name).first(), timeout_s=60, what="the record"
     )

@@ -17,6 +17,7 @@ from bridge import topics
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, Record, produce, subject_is
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,8 +79,12 @@ def audit_payment_requested(live: Stack, user_id: str) -> None:
         "actor": "system:payments-worker",
         "details": {"toStatus": "requested", "amount": "20.00", "currency": "USD", "userId": user_id},
     }
+    value = structured(topics.AUDIT_PAYMENT_EVENTS.name, data)
     produce(
-        live.bootstrap, topics.AUDIT_PAYMENT_EVENTS.name, structured(topics.AUDIT_PAYMENT_EVENTS.name, data)
+        live.bootstrap,
+        topics.AUDIT_PAYMENT_EVENTS.name,
+        value,
+        headers=sign(topics.AUDIT_PAYMENT_EVENTS.name, value),
     )
 
 

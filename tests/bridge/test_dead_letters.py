@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -61,3 +62,31 @@ def test_dlq_replay_republishes_the_original_record(live: Stack, collector: Coll
     [replayed] = collector.wait_for(REQUESTED, subject_is(key), count=2)[1:]
     assert replayed.value == b"[1]"
     assert not any(k.startswith("dlq-") for k in replayed.headers)
+
+
+def test_dlq_replay_skips_records_the_platform_did_not_dead_letter(live: Stack, collector: Collector) -> None:
+    # Someone able to write to a DLQ topic must not get a record onto another topic through a replay.
+    since = datetime.now(UTC)
+    injected = f"injected-{uuid.uuid4().hex[:8]}"
+    produce(
+        live.bootstrap,
+        DLQ,
+        b'{"transactionId": "x"}',
+        key=injected,
+        headers=[
+            ("dlq-reason", b"invalid_json"),
+            ("dlq-original-topic", topics.LEDGER_TRANSACTION_REQUESTED.name.encode()),
+            ("dlq-original-partition", b"0"),
+            ("dlq-original-offset", b"0"),
+            ("dlq-failed-at", since.isoformat().replace("+00:00", "Z").encode()),
+        ],
+    )
+    genuine = f"poison-replay-{uuid.uuid4().hex[:8]}"
+    produce(live.bootstrap, REQUESTED, b"[2]", key=genuine)
+    [dead] = collector.wait_for(DLQ, subject_is(genuine))
+    assert dead.headers["dlq-signature"].startswith(b"v1,")
+
+    call_command("dlq_replay", "--topic", DLQ, "--since", since.isoformat())
+
+    collector.wait_for(REQUESTED, subject_is(genuine), count=2)
+    assert not collector.matching(topics.LEDGER_TRANSACTION_REQUESTED.name, subject_is(injected))

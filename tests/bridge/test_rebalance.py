@@ -27,6 +27,7 @@ from bridge.subscription import PatternSubscription
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
@@ -281,6 +282,7 @@ def bridge_log_since(live: Stack, offset: int) -> str:
 
 
 def fx_record(name: str) -> bytes:
+    """An audit record as a domain of the platform publishes it (produce it with `sign`)."""
     data = {"action": "fx.rate_published", "subjectType": "rate", "subjectId": "EURUSD", "actor": "system:fx"}
     return structured(name, data)
 
@@ -297,7 +299,8 @@ def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, 
         ours = lambda r: r.key is not None and r.key.decode().startswith(f"stream-{run}-")  # noqa: E731
         collector.wait_for(PROCESSED, ours, count=5)
         create_topic(name)
-        produce(live.bootstrap, name, fx_record(name), key="EURUSD")
+        value = fx_record(name)
+        produce(live.bootstrap, name, value, key="EURUSD", headers=sign(name, value))
         # Joining the topic rebalances the group while payments are being dispatched. The topic
         # refresh (10 s) and the rebalance took over 30 s once in a full run on a slow machine.
         wait_until(
@@ -338,7 +341,8 @@ def test_a_deleted_audit_topic_is_left_and_not_created_again(live: Stack, collec
     name = f"audit.gone-{uuid.uuid4().hex[:8]}-events"
     log_start = live.bridge.log_size()
     create_topic(name)
-    produce(live.bootstrap, name, fx_record(name), key="EURUSD")
+    value = fx_record(name)
+    produce(live.bootstrap, name, value, key="EURUSD", headers=sign(name, value))
     live.bridge.wait_for_log(f"dispatched {name}@0:0 to ", timeout_s=30, since=log_start)
     joined = int(ASSIGNED.findall(bridge_log_since(live, log_start))[-1])
 

@@ -16,6 +16,7 @@ from ledger.services import PostResult
 from tests.conftest import Stack
 from tests.support.builders import structured
 from tests.support.kafka import Collector, Record, produce, subject_is
+from tests.support.signing import sign
 
 REQUESTED = topics.LEDGER_TRANSACTION_REQUESTED.name
 UPDATED = topics.LEDGER_BALANCE_UPDATED.name
@@ -59,9 +60,9 @@ def balance(account: str, currency: str = "USD") -> Decimal:
 
 
 def request_posting(stack: Stack, data: dict[str, Any], *, event_id: str | None = None) -> None:
-    produce(
-        stack.bootstrap, REQUESTED, structured(REQUESTED, data, event_id=event_id), key=data["transactionId"]
-    )
+    """As payments or the API ask the ledger: signed by the platform (the topic is gated)."""
+    value = structured(REQUESTED, data, event_id=event_id)
+    produce(stack.bootstrap, REQUESTED, value, key=data["transactionId"], headers=sign(REQUESTED, value))
 
 
 def for_transaction(transaction_id: str) -> Callable[[Record], bool]:

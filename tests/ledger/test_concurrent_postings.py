@@ -25,6 +25,7 @@ from tests.conftest import Stack
 from tests.ledger.support import REQUESTED, post, topup_request, transfer_request
 from tests.support.builders import structured
 from tests.support.processes import Proc, celery
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.chaos
@@ -87,7 +88,10 @@ def test_concurrent_transfers_keep_every_balance_exact_and_versions_gap_free(
 
     producer = KafkaProducer(bootstrap_servers=live.bootstrap, linger_ms=20)
     for data in transfers:
-        producer.send(REQUESTED, key=data["transactionId"].encode(), value=structured(REQUESTED, data))
+        value = structured(REQUESTED, data)
+        producer.send(
+            REQUESTED, key=data["transactionId"].encode(), value=value, headers=sign(REQUESTED, value)
+        )
     producer.flush(timeout=60)
     producer.close()
 

@@ -10,6 +10,7 @@ from tests.conftest import Stack
 from tests.support.builders import notification_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.receivers import SmtpReceiver
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 REQUESTED = topics.NOTIFICATION_REQUESTED.name
@@ -18,11 +19,10 @@ FAILED = topics.NOTIFICATION_FAILED.name
 
 
 def request(stack: Stack, data: dict[str, object], *, event_id: str | None = None) -> None:
+    # As the platform's domains ask notifications: signed (the topic is gated).
+    value = structured(REQUESTED, data, event_id=event_id)
     produce(
-        stack.bootstrap,
-        REQUESTED,
-        structured(REQUESTED, data, event_id=event_id),
-        key=str(data["notificationId"]),
+        stack.bootstrap, REQUESTED, value, key=str(data["notificationId"]), headers=sign(REQUESTED, value)
     )
 
 

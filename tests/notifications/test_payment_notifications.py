@@ -108,7 +108,13 @@ def test_captured_payment_notifies_every_channel_of_its_customer(
 
     # The payment-processed event delivered again: nothing is sent twice.
     [processed] = collector.wait_for(PROCESSED, subject_is(payment_id))
-    produce(nlive.bootstrap, PROCESSED, processed.value or b"", key=payment_id)
+    produce(
+        nlive.bootstrap,
+        PROCESSED,
+        processed.value or b"",
+        key=payment_id,
+        headers=list(processed.headers.items()),
+    )
     collector.settle(4.0)
     assert len(smtp.to(f"{run}@example.com")) == 1
     assert len(http_receiver.received(customer_hook)) == 1 and len(http_receiver.received(merchant_hook)) == 1

@@ -15,6 +15,7 @@ from tests.notifications.conftest import BREAKER_THRESHOLD, RATE_BURST, RATE_PER
 from tests.support.builders import notification_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.receivers import SmtpReceiver
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 REQUESTED = topics.NOTIFICATION_REQUESTED.name
@@ -22,7 +23,11 @@ SENT = topics.NOTIFICATION_SENT.name
 
 
 def request(stack: Stack, data: dict[str, object]) -> None:
-    produce(stack.bootstrap, REQUESTED, structured(REQUESTED, data), key=str(data["notificationId"]))
+    # As the platform's domains ask notifications: signed (the topic is gated).
+    value = structured(REQUESTED, data)
+    produce(
+        stack.bootstrap, REQUESTED, value, key=str(data["notificationId"]), headers=sign(REQUESTED, value)
+    )
 
 
 def breaker_open(name: str) -> bool:

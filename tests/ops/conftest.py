@@ -32,6 +32,9 @@ PRODUCTION_SETTINGS = {
     "NOTIFICATIONS_SMS_PROVIDER": "notifications.providers.twilio.TwilioSmsProvider",
     "NOTIFICATIONS_PUSH_PROVIDER": "notifications.providers.expo.ExpoPushProvider",
     "METRICS_TOKEN": METRICS_TOKEN,
+    "PLATFORM_EVENT_KEY": secrets.token_urlsafe(32),
+    # The tests' broker is the embedded one, over PLAINTEXT.
+    "PLATFORM_ALLOW_INSECURE_KAFKA": "1",
 }
 
 

@@ -96,6 +96,14 @@ def test_debug_is_on_only_when_asked_for() -> None:
         ({"WEBHOOK_ALLOWED_HOSTS": "::/0"}, "WEBHOOK_ALLOWED_HOSTS"),
         ({"WEBHOOK_ALLOWED_HOSTS": "64:ff9b::a9fe:a9fe"}, "WEBHOOK_ALLOWED_HOSTS"),
         ({"WEBHOOK_ALLOWED_HOSTS": "Metadata.Google.Internal."}, "WEBHOOK_ALLOWED_HOSTS"),
+        ({"PLATFORM_EVENT_KEY": None}, "PLATFORM_EVENT_KEY is unset"),
+        ({"PLATFORM_EVENT_KEY": "dev-only-platform-event-key"}, "PLATFORM_EVENT_KEY is the development key"),
+        ({"PLATFORM_EVENT_KEY": PRODUCTION_SECRET}, "PLATFORM_EVENT_KEY equals DJANGO_SECRET_KEY"),
+        ({"PLATFORM_ALLOW_INSECURE_KAFKA": None}, "KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+        (
+            {"PLATFORM_ALLOW_INSECURE_KAFKA": None, "KAFKA_SECURITY_PROTOCOL": "plaintext"},
+            "KAFKA_SECURITY_PROTOCOL is PLAINTEXT",
+        ),
     ],
     ids=[
         "dev-secret-key",
@@ -121,6 +129,11 @@ def test_debug_is_on_only_when_asked_for() -> None:
         "every-ipv6-allowed",
         "nat64-metadata-allowed",
         "gcp-metadata-host-allowed",
+        "no-event-key",
+        "dev-event-key",
+        "event-key-is-secret-key",
+        "plaintext-kafka",
+        "plaintext-kafka-lowercase",
     ],
 )
 def test_production_refuses_to_start_with_a_development_value(
@@ -161,6 +174,20 @@ def test_every_refusal_is_reported_in_one_message() -> None:
         "NOTIFICATIONS_PUSH_PROVIDER",
     ):
         assert name in message, name
+
+
+def test_an_event_key_equal_to_another_key_is_refused_naming_it() -> None:
+    env = without_debug()
+    result = run(SETUP_DJANGO, {**env, "PLATFORM_EVENT_KEY": env["AUDIT_CHECKPOINT_KEY"]})
+    assert result.returncode != 0
+    assert "PLATFORM_EVENT_KEY equals AUDIT_CHECKPOINT_KEY" in result.stderr
+
+
+def test_kafka_over_tls_needs_no_insecure_allowance() -> None:
+    result = run(
+        SETUP_DJANGO, without_debug(PLATFORM_ALLOW_INSECURE_KAFKA=None, KAFKA_SECURITY_PROTOCOL="SASL_SSL")
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_console_providers_are_accepted_in_production_only_when_allowed() -> None:

@@ -64,6 +64,7 @@ def test_a_login_is_in_the_audit_log_with_its_ip_address_and_location(live: Stac
     details = records[0].data["details"]
     assert details["ipAddress"] == "203.0.113.7" and details["location"] == {"country": "FR", "city": "Lyon"}
     assert details["loginMethod"] == "password" and records[0].actor == f"user:{user_id}"
+    assert details["reportedBy"] == f"kafka:{topics.USER_LOGIN.name}"
 
 
 def test_a_malformed_user_event_goes_to_users_dlq(live: Stack, collector: Collector) -> None:

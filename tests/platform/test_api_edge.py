@@ -22,6 +22,7 @@ from payments.models import Payment
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce
+from tests.support.signing import sign
 from tests.support.users import make_api_user, token_client
 
 PROBLEM = "application/problem+json"
@@ -164,7 +165,8 @@ def test_an_event_carrying_a_nul_is_dead_lettered_and_the_partition_moves_on(
     }
     produce(live.bootstrap, requested, structured(requested, poisoned), key=key)
     after = {**poisoned, "transactionId": f"{key}-ok", "description": "fine"}
-    produce(live.bootstrap, requested, structured(requested, after), key=key)
+    value = structured(requested, after)
+    produce(live.bootstrap, requested, value, key=key, headers=sign(requested, value))
 
     [dead] = collector.wait_for(topics.LEDGER_DLQ.name, lambda r: r.key == key.encode())
     assert dead.headers["dlq-reason"] == b"invalid_text"
