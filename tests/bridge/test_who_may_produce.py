@@ -23,7 +23,7 @@ from ledger.models import Transaction
 from notifications.models import Notification
 from payments.models import Payment, PaymentTransition
 from tests.conftest import Stack
-from tests.ledger.support import balance, topup_request
+from tests.ledger.support import balance, topup_request, transfer_request
 from tests.support.builders import payment_request
 from tests.support.kafka import Collector, Record, produce, subject_is
 from tests.support.signing import sign
@@ -219,6 +219,13 @@ def test_trusted_and_rotated(rotated_and_trusting: Stack, collector: Collector) 
     )
     assert posted.actor == f"kafka:{TOPUP}"
     assert balance(client) == Decimal("12.00")
+
+    # Trusted is not the platform: an integration may not claim one of the platform's ids.
+    squat = transfer_request(client, "merchant:m-x", "0.01", transactionId=f"refund:{uuid.uuid4().hex}")
+    produce(stack.bootstrap, TOPUP, cloud_event(TOPUP, squat), key=squat["transactionId"])
+    [dead] = collector.wait_for(topics.LEDGER_DLQ.name, subject_is(squat["transactionId"]))
+    assert dead.headers["dlq-reason"] == b"reserved_id"
+    assert not Transaction.objects.filter(pk=squat["transactionId"]).exists()
 
     # A record signed with the previous key (this test process still holds it) verifies.
     merchant = f"m_{uuid.uuid4().hex[:8]}"

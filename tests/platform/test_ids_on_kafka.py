@@ -18,6 +18,7 @@ from tests.conftest import Stack
 from tests.ledger.support import balance, post, topup_request, transfer_request
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.signing import sign
 from tests.support.waiting import wait_until
 
 LEDGER_REQUESTED = topics.LEDGER_TRANSACTION_REQUESTED.name
@@ -43,8 +44,11 @@ def test_unsigned_records_with_platform_ids_go_to_the_dlq_as_reserved_id(
     good = payment_request()
     produce(live.bootstrap, PAYMENT_REQUESTED, structured(PAYMENT_REQUESTED, good), key=good["paymentId"])
 
+    # An unsigned record on the gated ledger topic is refused before its id is looked at; a
+    # trusted integration claiming a platform id is refused as reserved_id
+    # (tests/bridge/test_who_may_produce.py::test_trusted_and_rotated).
     [ledger_dead] = collector.wait_for(topics.LEDGER_DLQ.name, subject_is(squat["transactionId"]))
-    assert ledger_dead.headers["dlq-reason"] == b"reserved_id"
+    assert ledger_dead.headers["dlq-reason"] == b"unauthenticated"
     [payment_dead] = collector.wait_for(topics.PAYMENTS_DLQ.name, subject_is(order_payment["paymentId"]))
     assert payment_dead.headers["dlq-reason"] == b"reserved_id"
     collector.wait_for(topics.PAYMENT_PROCESSED.name, subject_is(good["paymentId"]))
@@ -92,11 +96,13 @@ def test_the_same_posting_twice_is_one_posting_and_no_alert(live: Stack, collect
     data = topup_request(account, "7.00")
     event_ids = [str(uuid.uuid4()), str(uuid.uuid4())]  # two events asking for the same thing
     for event_id in event_ids:
+        value = structured(LEDGER_REQUESTED, data, event_id=event_id)
         produce(
             live.bootstrap,
             LEDGER_REQUESTED,
-            structured(LEDGER_REQUESTED, data, event_id=event_id),
+            value,
             key=data["transactionId"],
+            headers=sign(LEDGER_REQUESTED, value),  # as the platform (an operator's API request)
         )
     # Both were handled (the ledger's inbox holds each) before "nothing else happened" counts.
     wait_until(
