@@ -193,11 +193,14 @@ def _header(headers: Headers, name: str) -> str | None:
     return None
 
 
+_DEPTH_CAP = f"{json_depth.MAX_JSON_DEPTH} levels deep (counted within the event's data)"
+
+
 def _parse_object(raw: bytes, what: str, *, max_depth: int = json_depth.MAX_JSON_DEPTH) -> dict[str, Any]:
     try:
         obj = loads(raw, max_depth=max_depth)
-    except json_depth.TooDeep as exc:
-        raise PoisonMessage("invalid_json", f"{what} is nested more than {exc.limit} levels deep") from None
+    except json_depth.TooDeep:
+        raise PoisonMessage("invalid_json", f"{what} is nested more than {_DEPTH_CAP}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage("invalid_json", f"{what} is not valid JSON: {exc}") from None
     except RecursionError:  # the depth scan should make this unreachable
@@ -234,14 +237,14 @@ def decode(msg: IncomingMessage) -> Envelope:
     except PoisonMessage:
         raise
     except RecursionError:
-        raise PoisonMessage("invalid_json", "the message is nested too deeply") from None
+        raise PoisonMessage("invalid_json", f"the message is nested more than {_DEPTH_CAP}") from None
     except Exception as exc:  # noqa: BLE001 - whatever one record does, it is that record's dead letter
-        raise PoisonMessage("invalid_json", f"the message cannot be decoded: {type(exc).__name__}: {exc}") from None
+        raise PoisonMessage(
+            "invalid_json", f"the message cannot be decoded: {type(exc).__name__}: {exc}"
+        ) from None
     # Counted within `data` (the envelope around it is not the sender's nesting).
     if json_depth.value_depth(envelope.data) > json_depth.MAX_JSON_DEPTH:
-        raise PoisonMessage(
-            "invalid_json", f"event data is nested more than {json_depth.MAX_JSON_DEPTH} levels deep"
-        )
+        raise PoisonMessage("invalid_json", f"event data is nested more than {_DEPTH_CAP}")
     return envelope
 
 
