@@ -46,6 +46,10 @@ class EventTooLarge(ValueError):
     """Raised on the producing side for an event over MAX_EVENT_BYTES."""
 
 
+class EventTooDeep(ValueError):
+    """Raised on the producing side for an event whose data nests deeper than MAX_JSON_DEPTH."""
+
+
 @dataclass(frozen=True)
 class IncomingMessage:
     topic: str
@@ -396,7 +400,12 @@ def build_event(
 
 
 def encode_event(event: Mapping[str, Any]) -> tuple[bytes, Headers]:
-    """Value bytes and headers of a structured-mode CloudEvent; refuses one over the size limit."""
+    """Value bytes and headers of a structured-mode CloudEvent; refuses one over the size limit or
+    with data nested deeper than the cap every consumer applies (the encoder itself recurses)."""
+    if json_depth.value_depth(event.get("data")) > json_depth.MAX_JSON_DEPTH:
+        raise EventTooDeep(
+            f"event {event.get('type')} {event.get('id')}: data is nested more than {_DEPTH_CAP}"
+        )
     value = dumps(event)
     if len(value) > MAX_EVENT_BYTES:
         raise EventTooLarge(

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from bridge import codec
 from bridge.codec import IncomingMessage, PoisonMessage
@@ -181,3 +182,41 @@ def test_json_numbers_out_of_range_are_refused_before_any_arithmetic(raw: Decima
 )
 def test_ordinary_amounts_still_parse(raw: Any, amount: str) -> None:
     assert parse_amount(raw) == Decimal(amount)
+
+
+# --- values set without the API parser or the codec ------------------------------------------
+
+
+def test_the_producing_side_refuses_event_data_past_the_cap() -> None:
+    deep: dict[str, Any] = {}
+    cursor = deep
+    for _ in range(MAX_JSON_DEPTH):  # data itself is level 1: 33 levels in all
+        cursor["a"] = cursor = {}
+    event = codec.build_event(
+        event_type="payments.payment-requested", domain="payments", subject="s", data=deep
+    )
+    with pytest.raises(codec.EventTooDeep, match="nested more than 32 levels"):
+        codec.encode_event(event)
+    codec.encode_event({**event, "data": deep["a"]})
+
+
+@pytest.mark.django_db
+def test_admin_json_fields_refuse_deep_text_as_a_form_error_not_a_500() -> None:
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+    from django.test import RequestFactory
+
+    from core.admin_base import CappedJSONFormField
+    from notifications.models import Template
+
+    request = RequestFactory().get("/admin/")
+    request.user = get_user_model().objects.create_superuser("json-depth-admin")
+    form_class = admin.site._registry[Template].get_form(request)
+    field = form_class.base_fields["sample_context"]
+    assert isinstance(field, CappedJSONFormField)
+
+    deep = nested(50_000)
+    with pytest.raises(ValidationError, match="nested more than 32 levels"):
+        field.clean(deep)
+    assert field.bound_data(deep, None) == deep  # shown back as typed, never parsed
+    assert field.clean(nested(MAX_JSON_DEPTH)) == json.loads(nested(MAX_JSON_DEPTH))
