@@ -130,7 +130,13 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def loads(raw: bytes | str, *, max_depth: int = json_depth.MAX_JSON_DEPTH) -> Any:
+# What `loads` accepts by default: JSON the platform reads back of its own (an audit archive line
+# wraps capped event data in a record) may nest a few levels more than the cap on incoming data,
+# which `decode` applies exactly. Either way far below where the parser's recursion would fail.
+LOADS_MAX_DEPTH = 2 * json_depth.MAX_JSON_DEPTH
+
+
+def loads(raw: bytes | str, *, max_depth: int = LOADS_MAX_DEPTH) -> Any:
     """JSON with numbers as Decimal; TooDeep (a ValueError) for text nested over `max_depth`,
     checked before parsing because the parser itself recurses once per level."""
     json_depth.check_raw(raw, limit=max_depth)
