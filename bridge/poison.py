@@ -15,7 +15,11 @@ import logging
 from typing import Any
 
 import redis
+from celery.exceptions import InvalidTaskError
+from celery.worker.request import Request
 from django.conf import settings
+
+from core import json_depth
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,9 @@ STARTS_TTL_S = 24 * 3600
 KEY_PREFIX = "kp:task-starts:"
 # The dlq-reason of a task dead-lettered by this rule.
 POISON_REASON = "poison"
+# A task message's own nesting above its event's data (args, payload, a batch's list) is a few
+# levels: twice the data cap leaves room and stays far below the recursion limit.
+TASK_MESSAGE_MAX_DEPTH = 2 * json_depth.MAX_JSON_DEPTH
 
 
 class TaskPoisoned(Exception):
@@ -92,3 +99,26 @@ def kill_switch_pulled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         if isinstance(metadata, dict) and metadata.get("killWorker") == marker:
             return True
     return False
+
+
+class DepthCheckedRequest(Request):
+    """The worker's request for a task message, refusing a message nested too deeply unread.
+
+    The worker's main process decodes each message and pickles its arguments for the pool child;
+    both recurse once per level, so a message nested ~1000 levels deep kills the main process
+    (RecursionError), and the redelivered message kills every restarted worker. Nothing the
+    platform sends nests that deep (its inputs are capped at MAX_JSON_DEPTH), so such a message
+    was written to Redis by something else: the raw body is measured without recursion first,
+    and the message is refused as an invalid task (logged with the head of its body, rejected
+    without requeueing: Celery's own handling of InvalidTaskError), never run or retried.
+    """
+
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        body = message.body
+        if isinstance(body, bytes | str):
+            depth = json_depth.raw_depth(body, limit=TASK_MESSAGE_MAX_DEPTH)
+            if depth > TASK_MESSAGE_MAX_DEPTH:
+                raise InvalidTaskError(
+                    f"task message nested more than {TASK_MESSAGE_MAX_DEPTH} levels deep: refused unread"
+                )
+        super().__init__(message, *args, **kwargs)

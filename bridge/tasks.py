@@ -67,6 +67,9 @@ class EventTask(DjangoTask):
     # False for a task whose run is not about one event or request (the batch task: its events
     # get a span each instead).
     traced = True
+    # A message nested deeper than any the platform sends is refused before the worker's main
+    # process decodes or pickles it (either would kill that process).
+    Request = "bridge.poison:DepthCheckedRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the body, unless it already started MAX_UNFINISHED_STARTS times and never finished

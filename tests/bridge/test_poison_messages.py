@@ -21,6 +21,7 @@ from payments.models import Payment
 from tests.conftest import KILL_WORKER_MARKER, Stack
 from tests.support.builders import payment_request
 from tests.support.kafka import Collector, produce, subject_is
+from tests.support.waiting import wait_until
 
 REQUESTED = topics.PAYMENT_REQUESTED.name
 PROCESSED = topics.PAYMENT_PROCESSED.name
@@ -151,3 +152,45 @@ def test_a_task_whose_worker_dies_under_it_every_time_is_dead_lettered_after_3_s
     produce(live.bootstrap, REQUESTED, json.dumps(good).encode(), key=good["paymentId"])
     collector.wait_for(PROCESSED, subject_is(good["paymentId"]))
     assert live.worker.running and live.worker.process and live.worker.process.pid == worker_pid
+
+
+def test_a_task_message_nested_past_recursion_is_refused_and_the_worker_lives_on(
+    live: Stack, collector: Collector
+) -> None:
+    """Written straight to Redis (nothing in the platform sends one): the worker's main process
+    would die decoding or pickling it, and again on every restart."""
+    import sys
+
+    from kafka_platform.celery import app
+
+    worker_pid = live.worker.process.pid if live.worker.process else None
+    data = payment_request()
+    deep: dict[str, Any] = {}
+    cursor = deep
+    for _ in range(900):
+        cursor["a"] = cursor = {}
+    data["metadata"] = deep
+    payload = {
+        "id": f"deep-{data['paymentId']}",
+        "type": REQUESTED,
+        "source": "/tests/redis",
+        "time": "2026-12-04T00:00:00Z",
+        "data": data,
+        "origin": [None, None, None],
+    }
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(5000)  # this test's own encoding of the message recurses too
+    try:
+        app.send_task("payments.process_payment_requested", args=[payload], queue="payments")
+    finally:
+        sys.setrecursionlimit(limit)
+
+    wait_until(
+        lambda: "nested more than 64 levels deep: refused unread" in live.worker.log_tail(200),
+        what="the worker refusing the message",
+    )
+    good = payment_request()
+    produce(live.bootstrap, REQUESTED, json.dumps(good).encode(), key=good["paymentId"])
+    collector.wait_for(PROCESSED, subject_is(good["paymentId"]))
+    assert live.worker.running and live.worker.process and live.worker.process.pid == worker_pid
+    assert not Payment.objects.filter(payment_id=data["paymentId"]).exists()
