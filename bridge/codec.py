@@ -19,7 +19,7 @@ from typing import Any
 
 from bridge import signing
 from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
-from core import tracing
+from core import json_depth, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ class PoisonMessage(Exception):
 
 class EventTooLarge(ValueError):
     """Raised on the producing side for an event over MAX_EVENT_BYTES."""
+
+
+class EventTooDeep(ValueError):
+    """Raised on the producing side for an event whose data nests deeper than MAX_JSON_DEPTH."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,16 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def loads(raw: bytes | str) -> Any:
+# What `loads` accepts by default: JSON the platform reads back of its own (an audit archive line
+# wraps capped event data in a record) may nest a few levels more than the cap on incoming data,
+# which `decode` applies exactly. Either way far below where the parser's recursion would fail.
+LOADS_MAX_DEPTH = 2 * json_depth.MAX_JSON_DEPTH
+
+
+def loads(raw: bytes | str, *, max_depth: int = LOADS_MAX_DEPTH) -> Any:
+    """JSON with numbers as Decimal; TooDeep (a ValueError) for text nested over `max_depth`,
+    checked before parsing because the parser itself recurses once per level."""
+    json_depth.check_raw(raw, limit=max_depth)
     return json.loads(raw, parse_float=Decimal)
 
 
@@ -194,11 +207,18 @@ def _header(headers: Headers, name: str) -> str | None:
     return None
 
 
-def _parse_object(raw: bytes, what: str) -> dict[str, Any]:
+_DEPTH_CAP = f"{json_depth.MAX_JSON_DEPTH} levels deep (counted within the event's data)"
+
+
+def _parse_object(raw: bytes, what: str, *, max_depth: int = json_depth.MAX_JSON_DEPTH) -> dict[str, Any]:
     try:
-        obj = loads(raw)
+        obj = loads(raw, max_depth=max_depth)
+    except json_depth.TooDeep:
+        raise PoisonMessage("invalid_json", f"{what} is nested more than {_DEPTH_CAP}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage("invalid_json", f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # the depth scan should make this unreachable
+        raise PoisonMessage("invalid_json", f"{what} is nested too deeply") from None
     if not isinstance(obj, dict):
         raise PoisonMessage("not_an_object", f"{what} is a JSON {type(obj).__name__}, not an object")
     return obj
@@ -221,7 +241,28 @@ def _required_str(obj: Mapping[str, Any], name: str, where: str) -> str:
 
 
 def decode(msg: IncomingMessage) -> Envelope:
-    """The message as an Envelope, or PoisonMessage saying why it cannot be understood."""
+    """The message as an Envelope, or PoisonMessage saying why it cannot be understood.
+
+    Nothing in a record can make this raise anything else: a failure the checks did not foresee
+    (RecursionError, an arithmetic trap) is a PoisonMessage too, so one record never stops the bridge.
+    """
+    try:
+        envelope = _decode(msg)
+    except PoisonMessage:
+        raise
+    except RecursionError:
+        raise PoisonMessage("invalid_json", f"the message is nested more than {_DEPTH_CAP}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever one record does, it is that record's dead letter
+        raise PoisonMessage(
+            "invalid_json", f"the message cannot be decoded: {type(exc).__name__}: {exc}"
+        ) from None
+    # Counted within `data` (the envelope around it is not the sender's nesting).
+    if json_depth.value_depth(envelope.data) > json_depth.MAX_JSON_DEPTH:
+        raise PoisonMessage("invalid_json", f"event data is nested more than {_DEPTH_CAP}")
+    return envelope
+
+
+def _decode(msg: IncomingMessage) -> Envelope:
     size = len(msg.value or b"")
     if size > MAX_EVENT_BYTES:
         raise PoisonMessage("too_large", f"message of {size} bytes exceeds {MAX_EVENT_BYTES}")
@@ -240,7 +281,9 @@ def decode(msg: IncomingMessage) -> Envelope:
 
     if _header(msg.headers, CE_HEADER_PREFIX + "specversion") is not None:
         return _decode_binary(msg, key)
-    obj = _parse_object(msg.value, "message value")
+    # One level more than data's cap: a structured CloudEvent wraps `data` in its envelope; a bare
+    # value's own depth is checked against the cap once decoded (`decode`).
+    obj = _parse_object(msg.value, "message value", max_depth=json_depth.MAX_JSON_DEPTH + 1)
     if content_type.startswith(STRUCTURED_CONTENT_TYPE) or "specversion" in obj:
         return _decode_structured(msg, obj, key)
     return _decode_bare(msg, obj, key)
@@ -383,7 +426,12 @@ def build_event(
 
 
 def encode_event(event: Mapping[str, Any]) -> tuple[bytes, Headers]:
-    """Value bytes and headers of a structured-mode CloudEvent; refuses one over the size limit."""
+    """Value bytes and headers of a structured-mode CloudEvent; refuses one over the size limit or
+    with data nested deeper than the cap every consumer applies (the encoder itself recurses)."""
+    if json_depth.value_depth(event.get("data")) > json_depth.MAX_JSON_DEPTH:
+        raise EventTooDeep(
+            f"event {event.get('type')} {event.get('id')}: data is nested more than {_DEPTH_CAP}"
+        )
     value = dumps(event)
     if len(value) > MAX_EVENT_BYTES:
         raise EventTooLarge(

@@ -42,6 +42,7 @@ from bridge.models import StuckPartition
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
 from core import correlation, metrics, tracing
+from core.logs import safe_error
 from core.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
@@ -611,6 +612,12 @@ class Bridge:
                     envelope, route = routing.validate(admission.admit(message, codec.decode(message)))
                 except codec.PoisonMessage as poison:
                     to_dlq(tp, message, reason=poison.reason, error=str(poison))
+                    continue
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one record's surprise is its dead letter, never the bridge's exit
+                    logger.exception("unexpected error validating %s", message.fallback_id)
+                    to_dlq(tp, message, reason="schema_violation", error=safe_error(exc))
                     continue
                 size = len(record.value or b"")
                 if size > self.options.max_handoff_bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -14,7 +16,7 @@ from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError, connections, transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bridge import codec, outbox
+from bridge import codec, outbox, poison, signing
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
 from core import correlation, tracing
@@ -65,8 +67,74 @@ class EventTask(DjangoTask):
     # False for a task whose run is not about one event or request (the batch task: its events
     # get a span each instead).
     traced = True
+    # A message nested deeper than any the platform sends is refused before the worker's main
+    # process decodes or pickles it (either would kill that process).
+    Request = "bridge.poison:DepthCheckedRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the body, unless it already started MAX_UNFINISHED_STARTS times and never finished
+        (its worker died under it each time): then it is dead-lettered (`on_poison`) instead."""
+        request = self.request
+        if request.called_directly or request.is_eager or not request.id:
+            return self._traced(*args, **kwargs)
+        task_id = str(request.id)
+        starts = self._count_start(task_id)
+        if starts is not None and poison.is_poison(starts):
+            logger.error(
+                "%s[%s]: started %d times without finishing; dead-lettered, not run again",
+                self.name,
+                task_id,
+                starts - 1,
+            )
+            self.on_poison(starts - 1, args, kwargs)
+            self._count_finish(task_id)
+            return None
+        if poison.kill_switch_pulled(args, kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            return self._traced(*args, **kwargs)
+        finally:
+            # Whatever way the body ended (a Retry too), it ended: only a dead process leaves a count.
+            if starts is not None:
+                self._count_finish(task_id)
+
+    def _count_start(self, task_id: str) -> int | None:
+        try:
+            return poison.counter().start(task_id)
+        except redis.exceptions.RedisError as exc:
+            # The broker's Redis is away: the task runs uncounted rather than not at all.
+            logger.warning("%s[%s]: start not counted: %s", self.name, task_id, safe_error(exc))
+            return None
+
+    def _count_finish(self, task_id: str) -> None:
+        try:
+            poison.counter().finish(task_id)
+        except redis.exceptions.RedisError as exc:  # the count expires (STARTS_TTL_S)
+            logger.warning("%s[%s]: finish not recorded: %s", self.name, task_id, safe_error(exc))
+
+    def on_poison(self, starts: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Dead-letter the task's event (reason `poison`), with its domain's *-failed event where it
+        has one; a task not about an event is dead-lettered as its name and arguments."""
+        exc = poison.TaskPoisoned(f"started {starts} times without finishing (its worker died under it)")
+        payload = args[0] if args else kwargs.get("payload")
+        if isinstance(payload, dict) and "type" in payload:
+            event = Envelope.from_task_payload(payload)
+            try:
+                self.on_event_failed(event, exc)
+            finally:
+                self._dead_letter(event, exc, reason=poison.POISON_REASON)
+            return
+        message = IncomingMessage(
+            topic=self.name,  # its domain's DLQ (dlq_for reads the first segment)
+            partition=-1,
+            offset=-1,
+            key=str(self.request.id).encode(),
+            value=codec.dumps({"task": self.name, "args": list(args), "kwargs": kwargs}),
+            headers=[],
+        )
+        dead_letter(message, reason=poison.POISON_REASON, error=f"{self.name}: {safe_error(exc)}")
+
+    def _traced(self, *args: Any, **kwargs: Any) -> Any:
         if not self.traced:
             return self._run(*args, **kwargs)
         payload = args[0] if args else kwargs.get("payload")
@@ -168,7 +236,7 @@ class EventTask(DjangoTask):
     def on_event_failed(self, event: Envelope, exc: BaseException) -> None:
         """Hook for the domain's *-failed event; the default has none."""
 
-    def _dead_letter(self, event: Envelope, exc: BaseException) -> None:
+    def _dead_letter(self, event: Envelope, exc: BaseException, *, reason: str = "task_failed") -> None:
         structured = codec.build_event(
             event_type=event.type,
             domain=event.type.split(".", 1)[0],
@@ -176,10 +244,18 @@ class EventTask(DjangoTask):
             data=event.data,
             correlation_id=event.correlation_id,
             event_id=event.id,
+            actor=event.actor if event.signed else None,
             traceparent=event.traceparent,
             tracestate=event.tracestate,
         )
         value, headers = codec.encode_event(structured)
+        if event.signed:
+            # The platform's own record, verified when it came in, rebuilt from what was verified:
+            # signed again so that a replay of it is judged as the platform's, as it was. A record
+            # from outside stays unsigned and is judged again on replay.
+            headers = signing.signed_headers(
+                headers, topic=event.topic or event.type, event_id=event.id, event_type=event.type, value=value
+            )
         message = IncomingMessage(
             topic=event.topic or event.type,
             partition=event.partition if event.partition is not None else -1,
@@ -188,7 +264,7 @@ class EventTask(DjangoTask):
             value=value,
             headers=headers,
         )
-        reason = getattr(exc, "dlq_reason", None) or "task_failed"
+        reason = getattr(exc, "dlq_reason", None) or reason
         dead_letter(message, reason=reason, error=f"{self.name}: {safe_error(exc)}")
 
 
@@ -241,6 +317,18 @@ class BatchTask(EventTask):
         for payload in payloads or []:
             if isinstance(payload, dict):
                 owner._dead_letter(Envelope.from_task_payload(payload), exc)
+
+    def on_poison(self, starts: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A batch that keeps killing its worker is split: each event is sent on as its own task,
+        so only the event at fault is dead-lettered (after its own starts), never its batch-mates."""
+        from kafka_platform.celery import queue_for_task
+
+        task_name, payloads = (list(args) + [None, None])[:2]
+        if not isinstance(task_name, str) or task_name not in self.app.tasks:
+            super().on_poison(starts, args, kwargs)
+            return
+        for payload in payloads or []:
+            self.app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
 
 
 @shared_task(name="bridge.process_batch", bind=True, base=BatchTask)

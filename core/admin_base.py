@@ -1,4 +1,5 @@
-"""Admin building blocks every app uses: read-only pages and money shown as the currency has it."""
+"""Admin building blocks every app uses: read-only pages, money shown as the currency has it, and
+JSON fields held to the platform's nesting cap."""
 
 from __future__ import annotations
 
@@ -6,10 +7,42 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin import options as admin_options
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 
+from core import json_depth
 from core.money import format_money
+
+
+class CappedJSONFormField(forms.JSONField):
+    """Django's JSON form field, refusing text nested deeper than MAX_JSON_DEPTH before parsing it:
+    Django's own catches only JSONDecodeError, so a deep value would be a RecursionError (a 500)
+    here, and again wherever the stored value is read."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and not self.disabled and self._too_deep(value):
+            raise ValidationError(
+                f"JSON nested more than {json_depth.MAX_JSON_DEPTH} levels deep is refused.", code="too_deep"
+            )
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if isinstance(data, str) and not self.disabled and self._too_deep(data):
+            return forms.fields.InvalidJSONInput(data)  # shown back as typed, never parsed
+        return super().bound_data(data, initial)
+
+    @staticmethod
+    def _too_deep(text: str) -> bool:
+        return json_depth.raw_depth(text) > json_depth.MAX_JSON_DEPTH
+
+
+def cap_json_in_admin() -> None:
+    """Every ModelAdmin's JSONField gets CappedJSONFormField (before the admins are registered)."""
+    admin_options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": CappedJSONFormField}
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

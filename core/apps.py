@@ -16,3 +16,9 @@ class PlatformAdminConfig(admin_apps.AdminConfig):
 
     default = False  # named in INSTALLED_APPS; CoreConfig stays this module's default
     default_site = "core.admin_site.PlatformAdminSite"
+
+    def ready(self) -> None:
+        from core.admin_base import cap_json_in_admin
+
+        cap_json_in_admin()  # before autodiscover: each ModelAdmin copies the defaults when created
+        super().ready()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -54,40 +54,69 @@ def parse_currency(value: Any) -> str:
     return value
 
 
+# Amounts are stored as NUMERIC(20, 4): anything at or beyond 10^15 is not a real payment.
+MAX_ABS_AMOUNT = Decimal(10) ** 15
+# More decimal places than this is no currency's amount (the most any has is 4): refused before any
+# arithmetic, so that `1e-999999999` never reaches a quantize.
+MAX_DECIMAL_PLACES = 18
+
+# A decimal number in ASCII only: Python's Decimal also reads fullwidth and other Unicode digits
+# ("０.５" is 0.5), which nothing displaying the amount would show as the number it is.
+_AMOUNT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_amount(value: Any) -> Decimal:
     """A JSON number (already a Decimal when parsed with parse_float=Decimal), int or string.
 
     Floats are refused: by the time a float exists its binary rounding has already happened.
+    A string must be an ASCII decimal number; any amount must lie within the range a payment can
+    have (below 10^15, at most MAX_DECIMAL_PLACES places), checked without decimal arithmetic so
+    that an exponent such as `1e999999999` is a MoneyError, never an arithmetic trap.
     """
     if isinstance(value, bool) or isinstance(value, float):
         raise MoneyError(f"amount must be a decimal number or string, got {type(value).__name__}")
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
         amount = value
     elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise MoneyError(f"amount {value!r} is not a decimal number") from None
+        text = value.strip()
+        if not _AMOUNT_RE.fullmatch(text):
+            raise MoneyError(f"amount {_shown(value)} is not a decimal number (ASCII digits only)")
+        amount = Decimal(text)
     else:
         raise MoneyError(f"amount must be a decimal number or string, got {type(value).__name__}")
     if not amount.is_finite():
-        raise MoneyError(f"amount {value!r} is not a finite number")
+        raise MoneyError(f"amount {_shown(value)} is not a finite number")
+    _check_range(amount, value)
     return amount
 
 
-# Amounts are stored as NUMERIC(20, 4): anything at or beyond 10^15 is not a real payment.
-MAX_ABS_AMOUNT = Decimal(10) ** 15
+def _check_range(amount: Decimal, shown: Any) -> None:
+    # `adjusted()` and `as_tuple()` read the number's digits and exponent: no context, no trap.
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if (amount and amount.adjusted() >= MAX_ABS_AMOUNT.adjusted()) or exponent < -MAX_DECIMAL_PLACES:
+        raise MoneyError(f"amount {_shown(shown)} is out of range")
+
+
+def _shown(value: Any) -> str:
+    """The offending input in a message, cut short (it may be megabytes of digits)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_precision(amount: Decimal, currency: str) -> Decimal:
     """The amount quantized to the currency's minor unit; more decimals than it has is an error."""
-    if abs(amount) >= MAX_ABS_AMOUNT:
-        raise MoneyError(f"amount {amount} is out of range")
+    if not amount.is_finite():
+        raise MoneyError(f"amount {_shown(amount)} is not a finite number")
+    _check_range(amount, amount)
     exponent = minor_units(currency)
     quantum = Decimal(1).scaleb(-exponent)
-    quantized = amount.quantize(quantum)
+    try:
+        quantized = amount.quantize(quantum)
+    except ArithmeticError:  # InvalidOperation: more digits than the context holds
+        raise MoneyError(f"amount {_shown(amount)} is out of range") from None
     if quantized != amount:
         raise MoneyError(f"amount {amount} has more decimal places than {currency} allows ({exponent})")
     return quantized

@@ -422,6 +422,12 @@ TRACING_OTLP = not env.bool("OTEL_SDK_DISABLED", default=False) and any(
 # A debugging aid: every process appends its finished spans to this file as JSON lines.
 TRACING_EXPORT_FILE = env.str("TRACING_EXPORT_FILE", default="")
 
+# --- Poison tasks (bridge.poison) --------------------------------------------------------------
+# Tests only, and ignored unless DEBUG: an event whose data.metadata.killWorker equals this makes
+# its task kill its own worker process, to prove a task whose worker dies under it every time is
+# dead-lettered after 3 starts.
+TASK_TEST_KILL_MARKER = env.str("TASK_TEST_KILL_MARKER", default="") if DEBUG else ""
+
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

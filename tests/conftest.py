@@ -28,6 +28,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 WORKER_QUEUES = "payments,ledger,notifications,audit,default"
+# An event whose data.metadata.killWorker is this makes its task kill its own worker process
+# (bridge.poison.kill_switch_pulled): the test of tasks whose worker dies under them.
+KILL_WORKER_MARKER = f"kill-{uuid.uuid4().hex[:8]}"
 BEAT_MAX_INTERVAL_S = os.environ.get("TEST_BEAT_MAX_INTERVAL_S", "1")
 
 
@@ -180,6 +183,7 @@ def stack(
             # tests leave on purpose (postings forged without a payment); its own tests run it
             # with an injected clock (tests/payments/test_ledger_reconciliation.py).
             "PAYMENTS_RECONCILIATION_GRACE_S": "86400",
+            "TASK_TEST_KILL_MARKER": KILL_WORKER_MARKER,
         }
     )
     with django_db_blocker.unblock():
