@@ -254,7 +254,11 @@ class EventTask(DjangoTask):
             # signed again so that a replay of it is judged as the platform's, as it was. A record
             # from outside stays unsigned and is judged again on replay.
             headers = signing.signed_headers(
-                headers, topic=event.topic or event.type, event_id=event.id, event_type=event.type, value=value
+                headers,
+                topic=event.topic or event.type,
+                event_id=event.id,
+                event_type=event.type,
+                value=value,
             )
         message = IncomingMessage(
             topic=event.topic or event.type,
