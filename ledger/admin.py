@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core import ids
 from core.actors import user_actor
 from core.admin_base import ReadOnlyAdmin, ReadOnlyInline, money
 from ledger import services
@@ -127,9 +129,25 @@ class ReconciliationAdmin(ReadOnlyAdmin):
         return run.ok
 
 
+class ClientAccountForm(forms.ModelForm):
+    class Meta:
+        model = ClientAccount
+        fields = ("account_id", "client")
+
+    def clean_account_id(self) -> str:
+        # The same grammar as the API's: an id with a newline, a zero-width space or a look-alike
+        # letter would be an account nobody can name again.
+        try:
+            return ids.check_account_id(self.cleaned_data["account_id"])
+        except ids.InvalidId as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(ClientAccount)
 class ClientAccountAdmin(admin.ModelAdmin):
     """Operators assign ledger accounts to API clients; each change is an audit record."""
+
+    form = ClientAccountForm
 
     list_display = ("account_id", "client", "assigned_by", "assigned_at")
     search_fields = ("account_id", "client__username")

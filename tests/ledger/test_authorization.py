@@ -151,3 +151,21 @@ def test_an_operator_assigns_an_account_and_the_client_transfers_from_it(live: S
         what="the assignment's audit record",
     )
     assert assignment.actor == f"user:{operator.username}"
+
+
+@pytest.mark.django_db
+# (A trailing newline never reaches the check here: the admin form strips surrounding white space.)
+@pytest.mark.parametrize("account_id", ["user:bob\u200b", "user:b\u043eb", "user:bob/x", "bob"])
+def test_the_admin_refuses_to_assign_an_account_id_nobody_could_name_again(account_id: str) -> None:
+    operator = make_api_user(f"op_{uuid.uuid4().hex[:6]}", role=OPERATORS)
+    client_b = make_api_user(f"b_{uuid.uuid4().hex[:6]}")
+    browser = Client()
+    operator.is_staff = True
+    operator.save()
+    browser.force_login(operator)
+    answer = browser.post(
+        "/admin/ledger/clientaccount/add/", {"account_id": account_id, "client": client_b.pk}
+    )
+    assert answer.status_code == 200  # the form again, with its error; nothing assigned
+    assert "an account id is" in answer.content.decode()
+    assert not ClientAccount.objects.filter(client=client_b).exists()
