@@ -262,6 +262,7 @@ def run_on(
             "WEBHOOK_SIGNING_SECRET": f"whsec_bench-{uuid.uuid4().hex}",
             "AUDIT_CHECKPOINT_KEY": f"bench-audit-{uuid.uuid4().hex}",
             "PLATFORM_EVENT_KEY": f"bench-events-{uuid.uuid4().hex}",
+            "METRICS_TOKEN": f"bench-metrics-{uuid.uuid4().hex}",
             # The benchmark's embedded broker speaks PLAINTEXT only.
             "PLATFORM_ALLOW_INSECURE_KAFKA": "1",
             # Notifications of the benchmark's payments go nowhere; production mode refuses that
