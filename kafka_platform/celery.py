@@ -78,6 +78,15 @@ def _trace_worker(**kwargs: Any) -> None:
     tracing.setup("worker")
 
 
+@signals.worker_process_init.connect(weak=False)
+def _own_process_group(**kwargs: Any) -> None:
+    """A pool child leaves the worker's process group, so a signal to the group (Ctrl-C in a
+    terminal, a process manager such as `make run`'s stopping each group) reaches only the main
+    process, which shuts down warm: the task a child is running finishes instead of dying under it
+    and being redelivered. A child still dies with its parent (Celery sets PR_SET_PDEATHSIG)."""
+    os.setpgid(0, 0)
+
+
 @signals.beat_init.connect(weak=False)
 def _trace_beat(**kwargs: Any) -> None:
     tracing.setup("beat")
