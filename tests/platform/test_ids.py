@@ -255,7 +255,12 @@ def test_notifications_another_clients_id_is_409_and_the_own_id_elsewhere_is_422
     # The consumer queues it as the owner's (what the published request becomes).
     data = {**body, "requestedBy": user_actor(owner)}
     event = Envelope(
-        id=str(uuid.uuid4()), type="notifications.notification-requested", source="/t", time="t", data=data
+        id=str(uuid.uuid4()),
+        type="notifications.notification-requested",
+        source="/t",
+        time="t",
+        data=data,
+        signed=True,  # the API's own published request: its requestedBy is believed
     )
     notification_request(event=event, request=NotificationRequested.model_validate(data))
 
