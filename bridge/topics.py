@@ -46,7 +46,7 @@ PAYMENT_REQUESTED = Topic("payments.payment-requested", "paymentId", partitions=
 PAYMENT_PROCESSED = Topic("payments.payment-processed", "paymentId", partitions=12)
 PAYMENT_FAILED = Topic("payments.payment-failed", "paymentId", partitions=12)
 LEDGER_TRANSACTION_REQUESTED = Topic("ledger.transaction-requested", "transactionId", partitions=12)
-# Not compacted: the contract keys it by accountId, and an account has a balance per currency,
+# Not compacted: it is keyed by accountId, and an account has a balance per currency,
 # so compaction would keep only the currency updated last.
 LEDGER_BALANCE_UPDATED = Topic("ledger.balance-updated", "accountId", partitions=12)
 LEDGER_TRANSACTION_FAILED = Topic("ledger.transaction-failed", "transactionId")

@@ -333,7 +333,7 @@ NOTIFICATIONS_DELIVERY_BATCH = env.int("NOTIFICATIONS_DELIVERY_BATCH", default=2
 # A queued delivery handed to Celery is taken back by the beat dispatcher if not started by then.
 NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", default=120.0)
 # An attempt still `sending` this long after it started belongs to a lost worker (more than the
-# task time limit): the dispatcher resolves it (see README, Notifications).
+# task time limit): the dispatcher resolves it (see docs/notifications.md).
 NOTIFICATIONS_SENDING_STUCK_AFTER_S = env.float("NOTIFICATIONS_SENDING_STUCK_AFTER_S", default=330.0)
 
 # --- Orders and inventory --------------------------------------------------------------------

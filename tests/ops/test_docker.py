@@ -89,7 +89,7 @@ def test_compose_runs_every_process_against_apache_kafka_in_kraft_mode() -> None
         assert services[name]["read_only"] is True and "/tmp" in services[name]["tmpfs"], name  # noqa: S108
 
 
-def test_every_platform_setting_in_compose_is_a_contract_or_documented_setting_the_code_reads() -> None:
+def test_every_platform_setting_in_compose_is_a_documented_setting_the_code_reads() -> None:
     documented = DEPLOYMENT_SETTINGS | documented_settings()
     read_by_code = (ROOT / "kafka_platform" / "settings.py").read_text()
     for name in PLATFORM_SERVICES:
