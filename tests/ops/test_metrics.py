@@ -53,7 +53,7 @@ def sample(url: str, name: str, **labels: str) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_web_bridge_and_worker_each_expose_every_contract_metric(
+def test_web_bridge_and_worker_each_expose_every_platform_metric(
     live: Stack, production_web: WebProcess
 ) -> None:
     for url in (production_web.url + "/metrics", live.probe_url("bridge"), live.probe_url("worker")):
