@@ -90,3 +90,13 @@ def test_a_page_without_its_markers_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as raised:
         call_command("events_doc", "--path", str(path))
     assert raised.value.returncode == STALE
+
+
+def test_the_hand_written_producers_table_names_every_catalog_topic_once() -> None:
+    """Producers are not declared in code, so the page lists them by hand: none may be forgotten."""
+    prose = default_path().read_text().split(events_doc.BEGIN, 1)[0]
+    table = prose.split("Who produces each topic", 1)[1].split("\n\n", 2)[1]
+    named = [
+        name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z.-]+)`", row.split("|")[1])
+    ]
+    assert sorted(named) == sorted(t.name for t in topics.CATALOG)
