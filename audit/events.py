@@ -43,7 +43,7 @@ def audit_record(
 
 
 class ComplianceAlertRaised(BaseModel):
-    """The data of an audit.compliance-alerts event (CONTRACT §4)."""
+    """The data of an audit.compliance-alerts event (docs/events.md)."""
 
     alertId: str  # noqa: N815 - the wire name
     rule: str

@@ -136,7 +136,7 @@ class Severity(models.TextChoices):
 
 
 class ComplianceRuleName(models.TextChoices):
-    """The rules of CONTRACT §4; a plug-in rule may use another name."""
+    """The built-in compliance rules (docs/audit.md); a plug-in rule may use another name."""
 
     HIGH_VALUE_TRANSACTION = "high_value_transaction"
     VELOCITY = "velocity"

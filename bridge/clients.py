@@ -96,7 +96,7 @@ def _resumed_partitions_read_again() -> None:
     only when the fetcher's in-line slot is None; but a consumed batch stays in the slot
     (exhausted, falsy, never reset to None), so the parked records never came back, and a
     partition with parked records is never fetched again: after one backpressure pause the
-    bridge stopped reading that partition for good, silently (issue 13, tests/chaos/
+    bridge stopped reading that partition for good, silently (tests/chaos/
     test_backlog.py; tests/bridge/test_paused_partition_resumes.py). An exhausted slot holds
     nothing, so emptying it before each read changes nothing else.
     """

@@ -1,4 +1,4 @@
-"""The CloudEvents codec: the three incoming forms in, structured JSON out (CONTRACT §4).
+"""The CloudEvents codec: the three incoming forms in, structured JSON out (docs/events.md).
 
 JSON numbers are parsed straight to Decimal, never float; Decimals go back out as JSON numbers
 with the same digits, while money fields are strings because the schemas serialize them so.

@@ -41,7 +41,7 @@ class DeadLetterRecord:
 
 
 def build_record(msg: IncomingMessage, *, reason: str, error: str, failed_at: datetime) -> DeadLetterRecord:
-    """The DLQ record: the original key, value and headers plus the dlq-* headers (CONTRACT §5)."""
+    """The DLQ record: the original key, value and headers plus the dlq-* headers (docs/events.md)."""
     headers = [(k, v) for k, v in msg.headers if not k.startswith(DLQ_HEADER_PREFIX)]
     headers += [
         ("dlq-reason", reason.encode()),

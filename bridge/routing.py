@@ -46,7 +46,7 @@ ROUTES: dict[str, Route] = {
     ),
     topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, (task_names.REQUEST_NOTIFICATION,)),
     topics.ORDER_REQUESTED.name: Route(OrderRequested, (task_names.PLACE_ORDER,)),
-    # Seed 004's identity events: a welcome email, and both into the audit log (security log).
+    # The shop's identity events: a welcome email, and both into the audit log (security log).
     topics.USER_REGISTERED.name: Route(
         UserRegistered, (task_names.WELCOME_USER, task_names.AUDIT_USER_EVENT)
     ),

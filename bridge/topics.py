@@ -1,4 +1,4 @@
-"""The topic catalog (CONTRACT §3): every topic's name, key, partitions, retention and compression.
+"""The topic catalog: every topic's name, key, partitions, retention and compression (docs/events.md).
 
 Nothing else in the code base spells a topic name; import the constants from here.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 DAY_MS = 24 * 60 * 60 * 1000
 MIB = 1024 * 1024
-# Messages over WARN_BYTES are logged; over MAX_EVENT_BYTES they are refused (CONTRACT §5).
+# Messages over WARN_BYTES are logged; over MAX_EVENT_BYTES they are refused (dead-lettered).
 WARN_BYTES = 1 * MIB
 MAX_EVENT_BYTES = 10 * MIB
 # Kafka's own limit must leave room for the record overhead and, on a DLQ, the dlq-* headers.
@@ -46,7 +46,7 @@ PAYMENT_REQUESTED = Topic("payments.payment-requested", "paymentId", partitions=
 PAYMENT_PROCESSED = Topic("payments.payment-processed", "paymentId", partitions=12)
 PAYMENT_FAILED = Topic("payments.payment-failed", "paymentId", partitions=12)
 LEDGER_TRANSACTION_REQUESTED = Topic("ledger.transaction-requested", "transactionId", partitions=12)
-# Not compacted: the contract keys it by accountId, and an account has a balance per currency,
+# Not compacted: it is keyed by accountId, and an account has a balance per currency,
 # so compaction would keep only the currency updated last.
 LEDGER_BALANCE_UPDATED = Topic("ledger.balance-updated", "accountId", partitions=12)
 LEDGER_TRANSACTION_FAILED = Topic("ledger.transaction-failed", "transactionId")
@@ -68,13 +68,13 @@ PAYMENTS_DLQ = Topic("payments.dlq", "original key", partitions=3, retention_ms=
 LEDGER_DLQ = Topic("ledger.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 NOTIFICATIONS_DLQ = Topic("notifications.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
 AUDIT_DLQ = Topic("audit.dlq", "original key", partitions=3, retention_ms=30 * DAY_MS)
-# Orders and inventory (issue 17): the shop's order saga, its stock, and the users it serves.
+# Orders and inventory: the shop's order saga, its stock, and the users it serves.
 ORDER_REQUESTED = Topic("orders.order-requested", "orderId")
 ORDER_CREATED = Topic("orders.order-created", "orderId")
 ORDER_STATUS_UPDATED = Topic("orders.order-status-updated", "orderId")
 INVENTORY_STOCK_UPDATED = Topic("inventory.stock-updated", "productId")
 USER_REGISTERED = Topic("users.user-registered", "userId")
-# Bare JSON logins have no id of their own: the key field names none (CONTRACT §4).
+# Bare JSON logins have no id of their own: the key field names none.
 USER_LOGIN = Topic("users.user-login", "-")
 AUDIT_ORDER_EVENTS = Topic("audit.order-events", "subject", retention_ms=30 * DAY_MS)
 AUDIT_USER_EVENTS = Topic("audit.user-events", "subject", retention_ms=30 * DAY_MS)

@@ -3,7 +3,7 @@ django-axes' login attempts: cleaning them up needs the delete permission, see t
 
 django_celery_beat's own admin lets anyone holding its model permissions create a periodic task
 naming any registered Celery task with any arguments, and run it at once: a ledger topup of any
-amount, say. Operators may enable, disable and reschedule the existing tasks (CONTRACT §6);
+amount, say. Operators may enable, disable and reschedule the existing tasks (docs/api.md);
 creating, deleting, running on demand and changing the task, its arguments or its routing are
 for superusers.
 

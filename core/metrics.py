@@ -1,4 +1,4 @@
-"""Every Prometheus metric of CONTRACT §7, defined once and imported by the code that moves it.
+"""Every Prometheus metric of the platform, defined once and imported by the code that moves it.
 
 Web and bridge serve the default registry; a Celery worker serves these from every one of its
 processes at once (prometheus_client multiprocess mode, see `core.worker_probe`).

@@ -80,7 +80,7 @@ def prepare() -> Path:
 
 
 class _EveryDeclaredMetric(Collector):
-    """The sum over the worker's processes, plus HELP/TYPE of every §7 metric not yet sampled.
+    """The sum over the worker's processes, plus HELP/TYPE of every platform metric not yet sampled.
 
     Multiprocess mode only knows metrics a process has written; a labelled counter no task has
     touched yet would be missing from the scrape, so its declaration is served instead.

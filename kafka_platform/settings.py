@@ -1,4 +1,4 @@
-"""Settings for every process, read from the environment (CONTRACT §2) with development defaults."""
+"""Settings for every process, read from the environment (docs/settings.md) with development defaults."""
 
 from __future__ import annotations
 
@@ -271,7 +271,7 @@ AUDIT_RETENTION_BATCH_SIZE = env.int("AUDIT_RETENTION_BATCH_SIZE", default=10000
 # Where archive segments and their manifests are written (a durable volume shared by workers).
 AUDIT_ARCHIVE_DIR = env.path("AUDIT_ARCHIVE_DIR", default=BASE_DIR / "var" / "audit-archive")
 
-# --- Email / webhooks (CONTRACT §2) -----------------------------------------------------------
+# --- Email / webhooks (docs/settings.md) ------------------------------------------------------
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
 # An email service provider is a configuration change: EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend
 # with its ANYMAIL_<ESP>_<SETTING> variables (e.g. ANYMAIL_SENDGRID_API_KEY).
@@ -333,7 +333,7 @@ NOTIFICATIONS_DELIVERY_BATCH = env.int("NOTIFICATIONS_DELIVERY_BATCH", default=2
 # A queued delivery handed to Celery is taken back by the beat dispatcher if not started by then.
 NOTIFICATIONS_DISPATCH_LEASE_S = env.float("NOTIFICATIONS_DISPATCH_LEASE_S", default=120.0)
 # An attempt still `sending` this long after it started belongs to a lost worker (more than the
-# task time limit): the dispatcher resolves it (see README, Notifications).
+# task time limit): the dispatcher resolves it (see docs/notifications.md).
 NOTIFICATIONS_SENDING_STUCK_AFTER_S = env.float("NOTIFICATIONS_SENDING_STUCK_AFTER_S", default=330.0)
 
 # --- Orders and inventory --------------------------------------------------------------------

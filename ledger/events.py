@@ -1,4 +1,4 @@
-"""The ledger domain's event schemas: what it consumes and the data of what it emits (CONTRACT §4)."""
+"""The ledger domain's event schemas: what it consumes and the data of what it emits (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def balance_updated_event(
 
 
 class TransactionFailed(BaseModel):
-    """Data of ledger.transaction-failed (CONTRACT §4); payments reads it as LedgerPostingRefused."""
+    """Data of ledger.transaction-failed; payments reads it as LedgerPostingRefused."""
 
     transactionId: str  # noqa: N815 - the wire name
     reason: str

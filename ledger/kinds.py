@@ -25,7 +25,7 @@ class Direction(models.TextChoices):
 
 
 class TransactionKind(models.TextChoices):
-    # What ledger.transaction-requested may ask for (CONTRACT §4).
+    # What ledger.transaction-requested may ask for (docs/ledger.md, Kinds).
     TOPUP = "topup"
     WITHDRAWAL = "withdrawal"
     TRANSFER = "transfer"

@@ -19,7 +19,7 @@ from ledger.kinds import TRANSACTION_ID_MAX_LENGTH, AccountKind, Direction, Tran
 from payments.events import PaymentProcessed
 from payments.models import PaymentStatus
 
-# CONTRACT §4: the prefix decides the kind.
+# The prefix decides the kind: user: and merchant: are liabilities, external: assets.
 ACCOUNT_KINDS: dict[str, AccountKind] = {
     "user": AccountKind.LIABILITY,
     "merchant": AccountKind.LIABILITY,
@@ -245,7 +245,7 @@ def is_capture(payment: PaymentProcessed) -> bool:
 
 
 def from_payment(payment: PaymentProcessed) -> Posting:
-    """A captured payment: Dr external:psp / Cr merchant:<merchantId> (CONTRACT §4)."""
+    """A captured payment: Dr external:psp / Cr merchant:<merchantId>."""
     return capture_posting(
         payment_id=payment.paymentId,
         merchant_id=payment.merchantId,

@@ -1,4 +1,4 @@
-"""The notifications domain's event schemas: what it consumes and what it emits (CONTRACT §4)."""
+"""The notifications domain's event schemas: what it consumes and what it emits (docs/events.md)."""
 
 from __future__ import annotations
 

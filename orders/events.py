@@ -1,5 +1,5 @@
 """The orders domain's event schemas and builders: what it consumes (orders.order-requested, the
-users.* events, the payment outcomes it waits for) and what it emits (CONTRACT §4)."""
+users.* events, the payment outcomes it waits for) and what it emits (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ class StockReason:
 
 
 class UserRegistered(BaseModel):
-    """users.user-registered (seed 004)."""
+    """users.user-registered: a new user of the shop (welcome email, audit record)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -122,7 +122,7 @@ class LoginLocation(BaseModel):
 
 
 class UserLogin(BaseModel):
-    """users.user-login (seed 004): carries no event id of its own."""
+    """users.user-login: carries no event id of its own."""
 
     model_config = ConfigDict(extra="allow")
 

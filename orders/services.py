@@ -257,7 +257,7 @@ def order_request_create(*, client: Any, request: OrderRequested, correlation_id
 
 
 def _check(order: Order, request: OrderRequested) -> None:
-    """The business rules of an order; raises _Refused with the contract's reason."""
+    """The business rules of an order; raises _Refused with its rejection reason."""
     if not request.items:
         raise _Refused(RejectReason.VALIDATION_ERROR, "an order needs at least one item")
     for item in request.items:
@@ -714,7 +714,7 @@ def product_set(
     return product, created
 
 
-# --- users.* (seed 004) -------------------------------------------------------------------------------
+# --- users.* (identity events) -------------------------------------------------------------------------
 
 
 @transaction.atomic

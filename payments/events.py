@@ -1,4 +1,4 @@
-"""The payments domain's event schemas: what it consumes and what it emits (CONTRACT §4)."""
+"""The payments domain's event schemas: what it consumes and what it emits (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class FailureReason:
     FRAUD_SUSPECTED = "fraud_suspected"
     VALIDATION_ERROR = "validation_error"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
-    # Not in CONTRACT §4's list: a request whose processing failed for good (dead-lettered).
+    # The platform's own reason: a request whose processing failed for good (dead-lettered).
     PROCESSING_ERROR = "processing_error"
 
 
@@ -69,7 +69,7 @@ class PaymentRequested(BaseModel):
 
 
 class LedgerPostingRefused(BaseModel):
-    """ledger.transaction-failed as the payments saga reads it (CONTRACT §4)."""
+    """ledger.transaction-failed as the payments saga reads it."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -55,9 +55,9 @@ class PaymentGateway(Protocol):
 
 
 class SimulatedGateway:
-    """Outcomes by card token (CONTRACT §4), remembered per idempotency key in the database.
+    """Outcomes by card token (docs/payments.md, Gateway), remembered per idempotency key in the database.
 
-    Beyond the contract's tokens, two model the timeouts a real gateway has:
+    Beyond the basic test tokens, two model the timeouts a real gateway has:
     `tok_gatewayTimeoutOnce` times out on the first attempt without charging, then succeeds;
     `tok_timeoutAfterCapture` captures on the first attempt but the answer is lost in a timeout.
     """

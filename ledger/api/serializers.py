@@ -12,7 +12,7 @@ from ledger.models import Entry, Transaction
 
 
 class BalancesSerializer(serializers.Serializer):
-    """`{"accountId": ..., "balances": {"USD": "70.00"}}` (CONTRACT §6)."""
+    """`{"accountId": ..., "balances": {"USD": "70.00"}}`: balances as decimal strings, per currency."""
 
     accountId = serializers.CharField()  # noqa: N815 - the wire name
     balances = serializers.DictField(child=serializers.CharField())

@@ -1,7 +1,7 @@
 """Delivering queued notifications: one attempt each through its channel's provider, the retry schedule.
 
 A task delivers a batch (email, SMS and push; a webhook is a batch of one) in three steps (see
-README, "Notifications", for the crash window):
+docs/notifications.md for the crash window):
 1. In one transaction: the notifications are locked, each checked (still queued, still claimed by
    this task, endpoint active, rate limit, circuit breaker), and a DeliveryAttempt is written as
    `sending` with its notification `sending`; committed before anything leaves the process.

@@ -43,7 +43,7 @@ from notifications.services.transitions import _audit, _enqueue_on_commit, _fail
 INBOX_CONSUMER = "notifications"
 PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
 
-# Template keys of the payment outcomes this domain announces by itself (CONTRACT, issue 5).
+# Template keys of the payment outcomes this domain announces by itself (docs/notifications.md).
 PAYMENT_CAPTURED = "payment_captured"
 PAYMENT_FAILED = "payment_failed"
 

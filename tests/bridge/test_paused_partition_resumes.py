@@ -5,7 +5,7 @@ kafka-python 3.0.12 parks the records it had already fetched for a partition tha
 the last, exhausted, batch of another partition, so the parked records never came back, and the
 fetcher skips a partition with parked records: it was never fetched again. The chaos backlog test
 saw it as one audit partition stopped for good after a pause, 72 audit records never written,
-and `/healthz` saying ok (issue 13). bridge/clients.py repairs the slot.
+and `/healthz` saying ok. bridge/clients.py repairs the slot.
 """
 
 from __future__ import annotations

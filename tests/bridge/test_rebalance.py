@@ -335,7 +335,7 @@ def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, 
 @pytest.mark.skip(
     reason="now and then wedges the shared stack's consumer group on tansu: after the topic's deletion "
     "the group never assigns again, not even to a new bridge, so every later flow test fails "
-    "(seen in a full run). To run it, remove this mark and run this file alone. See issue 6's note."
+    "(seen in a full run). To run it, remove this mark and run this file alone."
 )
 def test_a_deleted_audit_topic_is_left_and_not_created_again(live: Stack, collector: Collector) -> None:
     name = f"audit.gone-{uuid.uuid4().hex[:8]}-events"

@@ -136,7 +136,7 @@ class Effects:
 
     def doubled(self) -> set[str]:
         """Ids with an effect more than once. A second processed event with the same event id is
-        the outbox relay publishing at least once (consumers deduplicate it, CONTRACT §4); a second
+        the outbox relay publishing at least once (consumers deduplicate it by event id); a second
         effect is a second event id, transition or audit record."""
         twice = {i for i, events in self.announced.items() if len(events) > 1}
         twice |= {i for (i, _), n in self.transitions.items() if n > 1}

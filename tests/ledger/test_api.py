@@ -41,7 +41,7 @@ def books() -> None:
     post(topup_request("user:alice", "1500", currency="JPY", transactionId="api-3"))
 
 
-def test_balances_have_the_contract_shape(client: APIClient, books: None) -> None:
+def test_balances_have_the_documented_shape(client: APIClient, books: None) -> None:
     answer = client.get("/api/v1/ledger/balances/user:alice/")
     assert answer.status_code == 200
     assert answer.json() == {"accountId": "user:alice", "balances": {"JPY": "1500", "USD": "70.00"}}

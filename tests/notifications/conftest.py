@@ -22,7 +22,7 @@ TWILIO_TOKEN = "test-auth-token"  # noqa: S105 - the fake Twilio's
 SMS_FROM = "+15550001111"
 DISPATCH_INTERVAL_US = 300_000
 
-# What the worker runs with in these tests (README "Notifications" lists the settings).
+# What the worker runs with in these tests (docs/settings.md, Notifications, lists them).
 RETRY_SCHEDULE = [0.5, 0.5, 0.5]
 DISABLE_AFTER = 2
 BREAKER_THRESHOLD = 3

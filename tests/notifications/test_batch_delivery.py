@@ -1,6 +1,6 @@
 """Batches, in process: payment outcomes queued as a set, the handoffs of one transaction leave in
 few tasks, a batch's messages go one at a time between two transactions, and what a lost or
-interrupted batch leaves behind is resolved message by message (README, "Notifications")."""
+interrupted batch leaves behind is resolved message by message (docs/notifications.md)."""
 
 from __future__ import annotations
 

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.test_metrics import CONTRACT_METRICS
+from tests.ops.test_metrics import PLATFORM_METRICS
 from tests.support.processes import ROOT
 
 DOCKER = ROOT / "docker"
 PLATFORM_SERVICES = ("init", "web", "bridge", "worker", "beat", "flower")
 
-# CONTRACT.md section 2, the settings every deployment may set.
-CONTRACT_SETTINGS = frozenset(
+# The settings every deployment may set (the deployment table of docs/settings.md).
+DEPLOYMENT_SETTINGS = frozenset(
     {
         "DATABASE_URL",
         "CELERY_BROKER_URL",
@@ -56,31 +56,19 @@ CONTRACT_SETTINGS = frozenset(
         "KAFKA_TOPIC_MIN_INSYNC_REPLICAS",
     }
 )
-# Values the section spells in capitals too, not settings.
-CONTRACT_VALUES = frozenset({"PLAINTEXT"})
 
 
 def compose() -> dict[str, Any]:
     return yaml.safe_load((DOCKER / "compose.yml").read_text())
 
 
-def readme_settings() -> set[str]:
-    """Names in the first column of README.md's settings tables (the documented extras)."""
+def documented_settings() -> set[str]:
+    """Names in the first column of docs/settings.md's tables."""
     names: set[str] = set()
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in (ROOT / "docs" / "settings.md").read_text().splitlines():
         if line.startswith("| `"):
             names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
     return names
-
-
-def test_contract_list_matches_the_contract_when_it_is_at_hand() -> None:
-    contract = next(
-        (p / "shared" / "CONTRACT.md" for p in ROOT.parents if (p / "shared" / "CONTRACT.md").exists()), None
-    )
-    if contract is None:
-        pytest.skip("CONTRACT.md is not next to this checkout")
-    section = contract.read_text().split("## 2.")[1].split("## 3.")[0]
-    assert set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section)) - CONTRACT_VALUES == CONTRACT_SETTINGS
 
 
 def test_compose_runs_every_process_against_apache_kafka_in_kraft_mode() -> None:
@@ -101,12 +89,12 @@ def test_compose_runs_every_process_against_apache_kafka_in_kraft_mode() -> None
         assert services[name]["read_only"] is True and "/tmp" in services[name]["tmpfs"], name  # noqa: S108
 
 
-def test_every_platform_setting_in_compose_is_a_contract_or_documented_setting_the_code_reads() -> None:
-    documented = CONTRACT_SETTINGS | readme_settings()
+def test_every_platform_setting_in_compose_is_a_documented_setting_the_code_reads() -> None:
+    documented = DEPLOYMENT_SETTINGS | documented_settings()
     read_by_code = (ROOT / "kafka_platform" / "settings.py").read_text()
     for name in PLATFORM_SERVICES:
         for variable in compose()["services"][name]["environment"]:
-            assert variable in documented, f"{name}: {variable} is neither in CONTRACT §2 nor README.md"
+            assert variable in documented, f"{name}: {variable} is not in docs/settings.md"
             assert f'"{variable}"' in read_by_code, f"{name}: {variable} is not read by settings.py"
 
 
@@ -139,7 +127,7 @@ def test_grafana_dashboard_queries_only_metrics_the_platform_exports() -> None:
 
     exprs = [t["expr"] for p in panels(dashboard["panels"]) for t in p.get("targets", [])]
     assert exprs
-    exported = set(CONTRACT_METRICS) | {f"{m}_bucket" for m in CONTRACT_METRICS}
+    exported = set(PLATFORM_METRICS) | {f"{m}_bucket" for m in PLATFORM_METRICS}
     for expr in exprs:
         # Label values ("ledger_imbalance") are data, not names; ranges may be Grafana variables.
         names = set(re.findall(r"[a-z_][a-z0-9_]*", re.sub(r'"[^"]*"|\[[^\]]*\]|[0-9.]+', "", expr)))

@@ -1,4 +1,4 @@
-"""Every CONTRACT §7 metric is scraped from the web, the bridge and a worker (real processes)."""
+"""Every platform metric is scraped from the web, the bridge and a worker (real processes)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.ops.conftest import METRICS_TOKEN, WebProcess
 from tests.support.builders import payment_request, structured
 from tests.support.kafka import Collector, produce, subject_is
 
-CONTRACT_METRICS = (
+PLATFORM_METRICS = (
     "kafka_messages_total",
     "bridge_consumer_lag",
     "bridge_dispatch_total",
@@ -53,13 +53,13 @@ def sample(url: str, name: str, **labels: str) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_web_bridge_and_worker_each_expose_every_contract_metric(
+def test_web_bridge_and_worker_each_expose_every_platform_metric(
     live: Stack, production_web: WebProcess
 ) -> None:
     for url in (production_web.url + "/metrics", live.probe_url("bridge"), live.probe_url("worker")):
         # The production web process asks for the metrics token; the stack's (development) do not.
         scrape = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5)
-        missing = set(CONTRACT_METRICS) - declared_names(scrape.text)
+        missing = set(PLATFORM_METRICS) - declared_names(scrape.text)
         assert not missing, f"{url} lacks {sorted(missing)}"
 
 

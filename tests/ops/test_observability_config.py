@@ -134,7 +134,7 @@ def test_the_parser_finds_names_and_labels_and_skips_functions_and_values() -> N
     ]
 
 
-def test_registry_walk_sees_the_contract_metrics_as_scraped() -> None:
+def test_registry_walk_sees_the_platform_metrics_as_scraped() -> None:
     known = exported_series()
     assert known["payments_failed_total"] == {"reason"}
     assert known["payment_processing_duration_seconds_bucket"] == {"le"}

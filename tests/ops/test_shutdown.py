@@ -1,8 +1,8 @@
 """Stopping what `make run` and `make bench` started: nothing left running, the broker last.
 
 `make run` (dev_up) on Ctrl-C stops the processes honcho supervises first and the embedded broker
-last, so the bridge and relay never talk to a broker that is gone (the connection-refused noise
-of issue 13); `python -m bench.run` told to stop by SIGTERM or SIGINT mid-run leaves no broker,
+last, so the bridge and relay never talk to a broker that is gone (connection-refused noise in
+their logs); `python -m bench.run` told to stop by SIGTERM or SIGINT mid-run leaves no broker,
 worker or bridge behind.
 """
 

@@ -1,4 +1,4 @@
-"""Seed 004's identity events: a welcome email per registration, and registrations and logins
+"""The shop's identity events: a welcome email per registration, and registrations and logins
 (with their IP address and location) in the audit log."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One payment, one trace: the API request, the bridge's dispatches, the workers' tasks and the
-events between them, across payments, ledger, notifications and audit (issue 16, traces).
+events between them, across payments, ledger, notifications and audit (docs/operations.md, Traces).
 
 Every process of the stack appends its spans to one file (TRACING_EXPORT_FILE); this test process
 serves the API in-process, so it exports as the web service.

@@ -1,6 +1,6 @@
 """`python manage.py audit_verify`: exit 0 when the audit chain is intact, 1 with the first bad
-record when it is not (CONTRACT §1); with `--kafka`, also 1 when the database's checkpoints differ
-from those published on audit.checkpoints."""
+record when it is not (docs/audit.md, Verification); with `--kafka`, also 1 when the
+database's checkpoints differ from those published on audit.checkpoints."""
 
 from __future__ import annotations
 

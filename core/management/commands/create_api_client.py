@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from core.roles import AUDITORS, OPERATORS
 from ledger import services as ledger_services
 
-# Requesting notifications through the API (CONTRACT: operators and service accounts).
+# Requesting notifications through the API is for operators and service accounts (docs/api.md).
 SERVICE_PERMISSIONS = ("notifications.add_notification",)
 
 
