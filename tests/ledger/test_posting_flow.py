@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from audit.models import AuditEvent
 from bridge import topics
+from bridge.models import InboxEvent, OutboxEvent
 from ledger.models import Balance, Entry, Transaction
+from ledger.services import INBOX_CONSUMER as LEDGER_INBOX
 from tests.conftest import Stack
 from tests.ledger.support import (
     FAILED,
@@ -21,6 +23,7 @@ from tests.ledger.support import (
     transfer_request,
     updates,
 )
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, Record, subject_is
 from tests.support.waiting import wait_until
 
@@ -129,19 +132,33 @@ def test_malformed_money_is_dead_lettered_not_refused(live: Stack, collector: Co
 def test_same_transaction_twice_posts_once(live: Stack, collector: Collector) -> None:
     alice = user()
     data = topup_request(alice, "25.00")
-    event_id = new_id("evt")
+    event_id, repeat_id = new_id("evt"), new_id("evt")
+    since = live.worker.log_size()
     request_posting(live, data, event_id=event_id)
     request_posting(live, data, event_id=event_id)  # the same event redelivered
-    request_posting(live, data)  # another event asking for the same transactionId
+    request_posting(live, data, event_id=repeat_id)  # another event asking for the same transactionId
     updates(collector, data["transactionId"], 2)
-    collector.settle(4.0)
+    # Proof that every copy was consumed, before asserting that only one had an effect: the inbox
+    # refused the redelivery (whichever copy came second), and recorded the other event as handled.
+    wait_until(
+        redelivery_refused(live.worker, consumer=LEDGER_INBOX, event_id=event_id, since=since),
+        what=f"the worker refused the redelivered {event_id}",
+    )
+    wait_until(
+        lambda: InboxEvent.objects.filter(consumer=LEDGER_INBOX, event_id=repeat_id).exists(),
+        what=f"the worker handled the repeated request {repeat_id}",
+    )
 
-    assert len(collector.matching(UPDATED, for_transaction(data["transactionId"]))) == 2
-    assert not collector.matching(FAILED, subject_is(data["transactionId"]))
-    assert not collector.matching(topics.LEDGER_DLQ.name, subject_is(data["transactionId"]))
     assert Transaction.objects.filter(pk=data["transactionId"]).count() == 1
     assert Entry.objects.filter(transaction_id=data["transactionId"]).count() == 2
     assert balances(alice) == {"USD": Decimal("25")}
+    # What would be published is written with the effect, in its transaction: one update of alice.
+    assert OutboxEvent.objects.filter(topic=UPDATED, key=alice).count() == 1
+    assert not OutboxEvent.objects.filter(topic=FAILED, key=data["transactionId"]).exists()
+    collector.poll()
+    assert len(collector.matching(UPDATED, for_transaction(data["transactionId"]))) == 2
+    assert not collector.matching(FAILED, subject_is(data["transactionId"]))
+    assert not collector.matching(topics.LEDGER_DLQ.name, subject_is(data["transactionId"]))
 
 
 def test_fx_exchange_is_a_journal_through_the_fx_account_balanced_per_currency(

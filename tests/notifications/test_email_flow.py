@@ -3,11 +3,14 @@ with fallback, HTML with a plain-text alternative, refusals, and one delivery pe
 
 from __future__ import annotations
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, ComplianceAlert
 from bridge import topics
+from bridge.models import OutboxEvent
 from notifications.models import DeliveryAttempt, Notification
+from notifications.services.queueing import INBOX_CONSUMER as NOTIFICATIONS_INBOX
 from tests.conftest import Stack
 from tests.support.builders import notification_request, structured
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.receivers import SmtpReceiver
 from tests.support.signing import sign
@@ -103,13 +106,28 @@ def test_duplicate_notification_is_delivered_once(
 ) -> None:
     data = notification_request()
     event_id = "evt-" + data["notificationId"]
+    conflicting_id = "evt-other-" + data["notificationId"]
+    since = nlive.worker.log_size()
     request(nlive, data, event_id=event_id)
     request(nlive, data, event_id=event_id)  # the same event redelivered
-    request(nlive, {**data, "template": "payment_reversed"})  # another event, same notificationId
+    # Another event for the same notificationId, asking for something else.
+    request(nlive, {**data, "template": "payment_reversed"}, event_id=conflicting_id)
     smtp.wait_for(data["recipient"])
     collector.wait_for(SENT, subject_is(data["notificationId"]))
-    collector.settle(4.0)
-    assert len(smtp.to(data["recipient"])) == 1
-    assert len(collector.matching(SENT, subject_is(data["notificationId"]))) == 1
+    # Proof that every copy was consumed, before asserting that only one had an effect: the inbox
+    # refused the redelivery, and the other request was refused as a conflicting duplicate.
+    wait_until(
+        redelivery_refused(nlive.worker, consumer=NOTIFICATIONS_INBOX, event_id=event_id, since=since),
+        what=f"the worker refused the redelivered {event_id}",
+    )
+    wait_until(
+        lambda: ComplianceAlert.objects.filter(source_event_id=conflicting_id).exists(),
+        what=f"the worker refused {conflicting_id} as a conflicting duplicate",
+    )
+
     assert Notification.objects.filter(notification_id=data["notificationId"]).count() == 1
     assert DeliveryAttempt.objects.filter(notification__notification_id=data["notificationId"]).count() == 1
+    assert OutboxEvent.objects.filter(topic=SENT, key=data["notificationId"]).count() == 1
+    assert len(smtp.to(data["recipient"])) == 1
+    collector.poll()
+    assert len(collector.matching(SENT, subject_is(data["notificationId"]))) == 1

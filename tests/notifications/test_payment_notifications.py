@@ -8,11 +8,14 @@ import uuid
 import pytest
 
 from bridge import topics
+from bridge.models import OutboxEvent
 from notifications import services
 from notifications.models import Notification
+from notifications.services.queueing import INBOX_CONSUMER as NOTIFICATIONS_INBOX
 from tests.conftest import Stack
 from tests.notifications.conftest import PLATFORM_SECRET, SMS_FROM, TWILIO_SID, TWILIO_TOKEN
 from tests.support.builders import payment_request, structured
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.receivers import (
     HttpReceiver,
@@ -108,6 +111,7 @@ def test_captured_payment_notifies_every_channel_of_its_customer(
 
     # The payment-processed event delivered again: nothing is sent twice.
     [processed] = collector.wait_for(PROCESSED, subject_is(payment_id))
+    since = nlive.worker.log_size()
     produce(
         nlive.bootstrap,
         PROCESSED,
@@ -115,10 +119,17 @@ def test_captured_payment_notifies_every_channel_of_its_customer(
         key=payment_id,
         headers=list(processed.headers.items()),
     )
-    collector.settle(4.0)
+    # Proof that the copy was consumed, before asserting that it had no effect: the inbox refused it.
+    wait_until(
+        redelivery_refused(
+            nlive.worker, consumer=NOTIFICATIONS_INBOX, event_id=processed.json()["id"], since=since
+        ),
+        what="the worker refused the redelivered payment-processed event",
+    )
     assert len(smtp.to(f"{run}@example.com")) == 1
     assert len(http_receiver.received(customer_hook)) == 1 and len(http_receiver.received(merchant_hook)) == 1
     for notification_id in expected:
+        assert OutboxEvent.objects.filter(topic=SENT, key=notification_id).count() == 1
         assert len(collector.matching(SENT, subject_is(notification_id))) == 1
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from audit.models import AuditEvent
 from audit.selectors import verify_chain
 from bridge import topics
+from bridge.models import InboxEvent, OutboxEvent
 from notifications.models import Notification
 from orders.models import Order, OrderStatus, order_payment_id
+from orders.services import INBOX_CONSUMER as ORDERS_INBOX
 from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.orders.support import (
@@ -20,6 +22,7 @@ from tests.orders.support import (
     wait_sent,
     wait_status,
 )
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.waiting import wait_until
 
@@ -139,19 +142,36 @@ def test_the_same_order_delivered_twice_is_one_order_and_one_payment(
 ) -> None:
     product = make_product(available=5)
     data = order_request(product)
-    place(live, data, event_id=f"evt-{data['orderId']}")
-    place(live, data, event_id=f"evt-{data['orderId']}")
+    event_id, retry_id = f"evt-{data['orderId']}", f"evt-retry-{data['orderId']}"
+    since = live.worker.log_size()
+    place(live, data, event_id=event_id)
+    place(live, data, event_id=event_id)
     # The same orderId in another event (a client's retry): still the one order.
-    place(live, data)
+    place(live, data, event_id=retry_id)
 
     wait_status(data["orderId"], OrderStatus.CONFIRMED)
-    collector.settle(4.0)
+    # Proof that every copy was consumed, before asserting that only one had an effect: the inbox
+    # refused the redelivery (whichever copy came second), and recorded the retry as handled.
+    wait_until(
+        redelivery_refused(live.worker, consumer=ORDERS_INBOX, event_id=event_id, since=since),
+        what=f"the worker refused the redelivered {event_id}",
+    )
+    wait_until(
+        lambda: InboxEvent.objects.filter(consumer=ORDERS_INBOX, event_id=retry_id).exists(),
+        what=f"the worker handled the retry {retry_id}",
+    )
     assert Order.objects.filter(order_id=data["orderId"]).count() == 1
     payment_id = order_payment_id(data["orderId"])
+    # What would be published is written with the effect, in its transaction: one payment request.
+    assert OutboxEvent.objects.filter(topic=topics.PAYMENT_REQUESTED.name, key=payment_id).count() == 1
+    collector.wait_for(topics.PAYMENT_REQUESTED.name, subject_is(payment_id))
     assert len(collector.matching(topics.PAYMENT_REQUESTED.name, subject_is(payment_id))) == 1
     assert Payment.objects.filter(payment_id=payment_id).count() == 1
     assert stock(product) == (4, 0)
-    assert Notification.objects.filter(notification_id__startswith=f"order:{data['orderId']}:").count() == 1
+    # The confirmation is the first order's downstream effect (through notifications): wait for it.
+    notices = Notification.objects.filter(notification_id__startswith=f"order:{data['orderId']}:")
+    wait_until(notices.exists, what="the order's confirmation notification")
+    assert notices.count() == 1
 
 
 def test_malformed_orders_go_to_the_dead_letter_topic(live: Stack, collector: Collector) -> None:

@@ -6,9 +6,12 @@ import uuid
 
 from audit.models import AuditEvent
 from bridge import topics
+from bridge.models import InboxEvent, OutboxEvent
 from payments.models import Payment, PaymentStatus
+from payments.services.transitions import INBOX_CONSUMER as PAYMENTS_INBOX
 from tests.conftest import Stack
 from tests.support.builders import binary_headers, payment_request, structured
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.waiting import wait_until
 
@@ -99,16 +102,34 @@ def test_gateway_timeout_is_retried_then_fails_gateway_unavailable(live: Stack, 
 
 def test_same_event_delivered_twice_has_its_effect_once(live: Stack, collector: Collector) -> None:
     data = payment_request()
-    raw = structured(REQUESTED, data, event_id="evt-dup-" + data["paymentId"])
+    event_id = "evt-dup-" + data["paymentId"]
+    raw = structured(REQUESTED, data, event_id=event_id)
     produce(live.bootstrap, REQUESTED, raw, key=data["paymentId"])
-    produce(live.bootstrap, REQUESTED, raw, key=data["paymentId"])
-    # A different event for the same paymentId is a repeated request: still one payment.
-    produce(live.bootstrap, REQUESTED, structured(REQUESTED, data), key=data["paymentId"])
     collector.wait_for(PROCESSED, subject_is(data["paymentId"]))
-    collector.settle(4.0)
-    assert len(collector.matching(PROCESSED, subject_is(data["paymentId"]))) == 1
+
+    # The first delivery is decided and its event id in the inbox: now the same event again, and
+    # a different event for the same paymentId (a repeated request).
+    since = live.worker.log_size()
+    produce(live.bootstrap, REQUESTED, raw, key=data["paymentId"])
+    repeat_id = "evt-repeat-" + data["paymentId"]
+    produce(live.bootstrap, REQUESTED, structured(REQUESTED, data, event_id=repeat_id), key=data["paymentId"])
+    # Proof that both copies were consumed, before asserting that neither had an effect: the
+    # inbox refused the redelivery, and recorded the repeated request as handled.
+    wait_until(
+        redelivery_refused(live.worker, consumer=PAYMENTS_INBOX, event_id=event_id, since=since),
+        what=f"the worker refused the redelivered {event_id}",
+    )
+    wait_until(
+        lambda: InboxEvent.objects.filter(consumer=PAYMENTS_INBOX, event_id=repeat_id).exists(),
+        what=f"the worker handled the repeated request {repeat_id}",
+    )
+
     assert Payment.objects.filter(payment_id=data["paymentId"]).count() == 1
     assert Payment.objects.get(payment_id=data["paymentId"]).transitions.count() == 3
+    # What would be published is written with the effect, in its transaction: one result.
+    assert OutboxEvent.objects.filter(topic=PROCESSED, key=data["paymentId"]).count() == 1
+    collector.poll()
+    assert len(collector.matching(PROCESSED, subject_is(data["paymentId"]))) == 1
 
 
 def structured_data(data: dict[str, object]) -> bytes:
