@@ -13,6 +13,8 @@ class AuditConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from audit import receivers
+        from bridge.deadletters import replayed
 
         user_login_failed.connect(receivers.record_login_failure, dispatch_uid="audit.login_failed")
+        replayed.connect(receivers.record_replay, dispatch_uid="audit.replayed")
         post_migrate.connect(receivers.sync_roles, sender=self, dispatch_uid="audit.sync_roles")

@@ -7,10 +7,13 @@ from typing import Any
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.management import create_permissions
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from audit import services
 from audit.api.exceptions import RECORDED_FLAG
+from audit.events import audit_record
+from bridge import outbox, topics
+from bridge.deadletters import REPLAYED
 from core import roles
 
 
@@ -38,3 +41,37 @@ def sync_roles(sender: Any, using: str = DEFAULT_DB_ALIAS, apps: Any = global_ap
     roles.sync_role_groups(
         group_model=apps.get_model("auth", "Group"), permission_model=apps.get_model("auth", "Permission")
     )
+
+
+def record_replay(
+    sender: Any,
+    *,
+    actor: str,
+    subject: str,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    reason: str,
+    via: str,
+    **kwargs: Any,
+) -> None:
+    """The bridge's `replayed`: the operator who put a dead letter back on its topic, in the log."""
+    with transaction.atomic():  # record_event belongs in a transaction of its caller
+        outbox.record_event(
+            topic=topics.AUDIT_COMPLIANCE_EVENTS,
+            subject=subject,
+            actor=actor,
+            data=audit_record(
+                action=REPLAYED,
+                subject_type="kafka_record",
+                subject_id=subject,
+                actor=actor,
+                details={
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": reason,
+                    "via": via,
+                },
+            ),
+        )

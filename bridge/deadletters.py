@@ -10,12 +10,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from kafka import TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 
-from audit.events import audit_record
-from bridge import outbox, signing, topics
+from bridge import signing
 from bridge.clients import new_consumer, new_producer, shared_producer
 from bridge.codec import Headers, IncomingMessage
 from bridge.models import DeadLetter, OversizedRecord
@@ -201,30 +201,27 @@ def replay(dead: DeadLetter, *, actor: str) -> None:
     )
 
 
+# Sent when an operator has put a dead letter back on its topic; the audit app records it (the
+# bridge knows no domain: the app that keeps the log connects itself, from its AppConfig.ready).
+# Keyword arguments: actor, subject (`<topic>:<partition>:<offset>`), topic, partition, offset,
+# reason, via ("admin" or "dlq_replay").
+replayed = Signal()
+
+
 def audit_replay(
     *, actor: str, topic: str, partition: int | None, offset: int | None, reason: str, via: str
 ) -> None:
-    """The audit record of a replay: the operator who put a dead letter back on its topic."""
-    subject = _origin(topic, partition, offset)
-    with transaction.atomic():  # record_event belongs in a transaction of its caller
-        outbox.record_event(
-            topic=topics.AUDIT_COMPLIANCE_EVENTS,
-            subject=subject,
-            actor=actor,
-            data=audit_record(
-                action=REPLAYED,
-                subject_type="kafka_record",
-                subject_id=subject,
-                actor=actor,
-                details={
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": offset,
-                    "reason": reason,
-                    "via": via,
-                },
-            ),
-        )
+    """Announce a replay: the operator who put a dead letter back on its topic."""
+    replayed.send(
+        sender=DeadLetter,
+        actor=actor,
+        subject=_origin(topic, partition, offset),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        reason=reason,
+        via=via,
+    )
 
 
 def read_dlq(
