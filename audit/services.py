@@ -34,6 +34,10 @@ from audit.events import (
     compliance_alert_raised_event,
     log_archived_record,
 )
+
+# ComplianceRuleName and Severity are part of this module's public face: the other domains name the
+# rule and severity of the alerts they raise through compliance_alert_raise from here, never from
+# audit's models.
 from audit.models import (
     ALERT_TRANSITIONS,
     AlertStatus,

@@ -24,8 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.events import audit_record
-from audit.models import ComplianceRuleName, Severity
-from audit.services import compliance_alert_raise
+from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from core import metrics

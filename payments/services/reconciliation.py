@@ -13,8 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.models import ComplianceRuleName, Severity
-from audit.services import compliance_alert_raise
+from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from core.money import format_money
 from ledger import postings
 from ledger import selectors as ledger_selectors

@@ -6,8 +6,7 @@ import logging
 
 from django.db import transaction
 
-from audit.models import ComplianceRuleName, Severity
-from audit.services import compliance_alert_raise
+from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from bridge import inbox
 from bridge.codec import Envelope
 from ledger import postings
