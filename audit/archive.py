@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from audit import chain
-from bridge.codec import loads
+from core.codec import loads
 
 MANIFEST_SUFFIX = ".manifest.json"
 

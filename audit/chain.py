@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from bridge.codec import dumps
+from core.codec import dumps
 
 GENESIS_HASH = "0" * 64
 

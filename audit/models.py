@@ -11,7 +11,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from audit import chain
-from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from core.codec import EventJSONDecoder, EventJSONEncoder
 
 # The action whose events the velocity rule counts per user (indexed below).
 PAYMENT_REQUESTED_ACTION = "payment.requested"

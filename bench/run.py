@@ -36,8 +36,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.codec import dumps  # noqa: E402
 from bridge.embedded import EmbeddedBroker  # noqa: E402
+from core.codec import dumps  # noqa: E402
 from tests.support.processes import Proc, celery, child_env, manage  # noqa: E402
 
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kp_bench")

@@ -10,7 +10,10 @@ class BridgeConfig(AppConfig):
     verbose_name = "Kafka bridge"
 
     def ready(self) -> None:
+        from bridge import admin_attention, health
         from bridge.outbox import pending_count
         from core import metrics
 
         metrics.OUTBOX_PENDING.count_with(pending_count)
+        health.register()
+        admin_attention.register()

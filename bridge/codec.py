@@ -6,20 +6,23 @@ with the same digits, while money fields are strings because the schemas seriali
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from json.encoder import encode_basestring
 from typing import Any
 
 from bridge import signing
 from bridge.topics import MAX_EVENT_BYTES, WARN_BYTES, lookup
 from core import json_depth, tracing
+from core.codec import (  # noqa: F401  (re-exported: the codec's users read them here)
+    EventJSONDecoder,
+    EventJSONEncoder,
+    contains_nul,
+    dumps,
+    loads,
+    now_rfc3339,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,73 +133,6 @@ class Envelope:
         )
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-# What `loads` accepts by default: JSON the platform reads back of its own (an audit archive line
-# wraps capped event data in a record) may nest a few levels more than the cap on incoming data,
-# which `decode` applies exactly. Either way far below where the parser's recursion would fail.
-LOADS_MAX_DEPTH = 2 * json_depth.MAX_JSON_DEPTH
-
-
-def loads(raw: bytes | str, *, max_depth: int = LOADS_MAX_DEPTH) -> Any:
-    """JSON with numbers as Decimal; TooDeep (a ValueError) for text nested over `max_depth`,
-    checked before parsing because the parser itself recurses once per level."""
-    json_depth.check_raw(raw, limit=max_depth)
-    return json.loads(raw, parse_float=Decimal)
-
-
-def _encode(obj: Any, out: list[str]) -> None:
-    if isinstance(obj, str):
-        out.append(encode_basestring(obj))
-    elif obj is None:
-        out.append("null")
-    elif obj is True:
-        out.append("true")
-    elif obj is False:
-        out.append("false")
-    elif isinstance(obj, int):
-        out.append(int.__repr__(obj))
-    elif isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"cannot encode {obj} as JSON")
-        out.append(f"{obj:f}")
-    elif isinstance(obj, Mapping):
-        out.append("{")
-        first = True
-        for key, value in obj.items():
-            if not first:
-                out.append(",")
-            first = False
-            out.append(encode_basestring(str(key)))
-            out.append(":")
-            _encode(value, out)
-        out.append("}")
-    elif isinstance(obj, list | tuple):
-        out.append("[")
-        for i, value in enumerate(obj):
-            if i:
-                out.append(",")
-            _encode(value, out)
-        out.append("]")
-    elif isinstance(obj, datetime):
-        out.append(encode_basestring(obj.isoformat().replace("+00:00", "Z")))
-    elif isinstance(obj, uuid.UUID):
-        out.append(encode_basestring(str(obj)))
-    elif isinstance(obj, float):
-        out.append(json.dumps(obj))
-    else:
-        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
-
-
-def dumps(obj: Any) -> bytes:
-    """JSON bytes; a Decimal is written as a number with exactly its digits."""
-    out: list[str] = []
-    _encode(obj, out)
-    return "".join(out).encode()
-
-
 # --- incoming -------------------------------------------------------------------------------------
 
 
@@ -222,15 +158,6 @@ def _parse_object(raw: bytes, what: str, *, max_depth: int = json_depth.MAX_JSON
     if not isinstance(obj, dict):
         raise PoisonMessage("not_an_object", f"{what} is a JSON {type(obj).__name__}, not an object")
     return obj
-
-
-# A JSON `\u0000` escape that is not itself escaped (`\\u0000` is a backslash, then text).
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
-
-
-def contains_nul(raw: bytes) -> bool:
-    """Does raw JSON carry a NUL character, as a byte or as a `\\u0000` escape?"""
-    return b"\x00" in raw or _JSON_NUL.search(raw) is not None
 
 
 def _required_str(obj: Mapping[str, Any], name: str, where: str) -> str:
@@ -442,18 +369,3 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, Headers]:
         logger.warning("large event: %s bytes, %s %s", len(value), event.get("type"), event.get("id"))
     headers: Headers = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
     return value, headers
-
-
-class EventJSONEncoder(json.JSONEncoder):
-    """For Django JSONFields holding event data: Decimals stay numbers with their digits."""
-
-    def encode(self, o: Any) -> str:
-        return dumps(o).decode()
-
-
-class EventJSONDecoder(json.JSONDecoder):
-    """For Django JSONFields holding event data: numbers come back as Decimal, never float."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["parse_float"] = Decimal
-        super().__init__(*args, **kwargs)

@@ -13,7 +13,10 @@ is the worst of them. What `/health` reads beyond the dependencies, and the thre
 - `outbox`: the oldest unsent row older than HEALTH_OUTBOX_DEGRADED_S: `degraded`; older than
   HEALTH_OUTBOX_DOWN_S: `down` (results are not reaching Kafka).
 - `stuck_partitions`: a partition the bridge has not got past for BRIDGE_STUCK_AFTER_S
-  (bridge.StuckPartition rows, written by the bridge that owns it): `down`, naming it.
+  (StuckPartition rows, written by the bridge that owns it): `down`, naming it.
+
+The Kafka dependency, `outbox` and `stuck_partitions` are the bridge's: it registers them
+(bridge/health.py), as any app may register its own checks.
 
 A check that cannot be evaluated (its dependency is down, which says so itself) is `unknown`,
 counted as degraded.
@@ -33,13 +36,8 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
-from kafka import KafkaAdminClient
 
-from bridge.clients import client_config
-from bridge.models import OutboxEvent, StuckPartition
 from core.probes import DEGRADED, DOWN, OK, bearer_authorized, read_heartbeats
 
 UNKNOWN = "unknown"
@@ -61,53 +59,6 @@ def _check_database() -> Result:
 def _check_redis() -> Result:
     _redis_client().ping()
     return {"status": OK}
-
-
-def _check_kafka() -> Result:
-    admin = KafkaAdminClient(**client_config(), request_timeout_ms=3000, bootstrap_timeout_ms=3000)
-    admin.close()
-    return {"status": OK}
-
-
-def _check_outbox() -> Result:
-    oldest = OutboxEvent.objects.filter(sent_at__isnull=True).aggregate(oldest=Min("created_at"))["oldest"]
-    if oldest is None:
-        return {"status": OK, "oldest_unsent_s": None}
-    age = (timezone.now() - oldest).total_seconds()
-    status = OK
-    if age > settings.HEALTH_OUTBOX_DOWN_S:
-        status = DOWN
-    elif age > settings.HEALTH_OUTBOX_DEGRADED_S:
-        status = DEGRADED
-    result: Result = {
-        "status": status,
-        "oldest_unsent_s": round(age, 1),
-        "degraded_after_s": settings.HEALTH_OUTBOX_DEGRADED_S,
-        "down_after_s": settings.HEALTH_OUTBOX_DOWN_S,
-    }
-    if status != OK:
-        result["error"] = f"the oldest unsent outbox event is {age:.0f}s old: events are not reaching Kafka"
-    return result
-
-
-def _check_stuck_partitions() -> Result:
-    rows = list(StuckPartition.objects.order_by("topic", "partition"))
-    if not rows:
-        return {"status": OK, "stuck": []}
-    stuck = [
-        {
-            "topic": row.topic,
-            "partition": row.partition,
-            "offset": row.offset,
-            "group": row.group,
-            "since": row.stuck_since.isoformat(),
-            "error": row.error,
-            "skip_requested_by": row.skip_requested_by or None,
-        }
-        for row in rows
-    ]
-    names = ", ".join(f"{row.topic}@{row.partition} (offset {row.offset})" for row in rows)
-    return {"status": DOWN, "error": f"partitions stuck: {names}", "stuck": stuck}
 
 
 def _heartbeat_status(beats: list[Result], kind: str, now: float) -> Result:
@@ -164,15 +115,25 @@ def _heartbeat_checks() -> dict[str, Result]:
     return checks
 
 
-DEPENDENCIES: dict[str, Callable[[], Result]] = {
+Check = Callable[[], Result]
+
+# What this process needs to serve (/ready, /health), and what /health alone reads of the platform.
+# Core knows its own two; the apps add theirs from their AppConfig.ready() (core imports no app).
+DEPENDENCIES: dict[str, Check] = {
     "database": _check_database,
     "redis": _check_redis,
-    "kafka": _check_kafka,
 }
-PLATFORM: dict[str, Callable[[], Result]] = {
-    "outbox": _check_outbox,
-    "stuck_partitions": _check_stuck_partitions,
-}
+PLATFORM: dict[str, Check] = {}
+
+
+def register_dependency(name: str, check: Check) -> None:
+    """A dependency whose failure makes the process not ready (`down`)."""
+    DEPENDENCIES[name] = check
+
+
+def register_platform_check(name: str, check: Check) -> None:
+    """A check of the platform as a whole, in /health only; failing to run it is `unknown`."""
+    PLATFORM[name] = check
 
 
 def _timed(check: Callable[[], Result], failed_status: str) -> Result:

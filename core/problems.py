@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from bridge.codec import contains_nul
+from core.codec import contains_nul
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -33,8 +33,6 @@ from opentelemetry.trace.span import TraceState
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
     from opentelemetry.sdk.trace import ReadableSpan
-
-    from bridge.codec import Envelope
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +45,32 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 MAX_TRACESTATE = 512  # the W3C limit a vendor must propagate; longer values are dropped
+
+
+class TracedEvent(Protocol):
+    """What tracing reads of an event: its CloudEvents identity, where it was read from, its trace
+    context, and the payload a task receives for it (the bridge's envelope is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def topic(self) -> str | None: ...
+    @property
+    def partition(self) -> int | None: ...
+    @property
+    def offset(self) -> int | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def traceparent(self) -> str | None: ...
+    @property
+    def tracestate(self) -> str | None: ...
+
+    def to_task_payload(self) -> dict[str, Any]: ...
 
 
 class TraceParent(NamedTuple):
@@ -262,11 +286,11 @@ def annotate(**attributes: Any) -> None:
             current_span.set_attributes(_clean(attributes) or {})
 
 
-def of_envelope(event: Envelope) -> TraceParent | None:
+def of_envelope(event: TracedEvent) -> TraceParent | None:
     return parse(event.traceparent, event.tracestate)
 
 
-def event_attributes(event: Envelope) -> dict[str, Any]:
+def event_attributes(event: TracedEvent) -> dict[str, Any]:
     """What a span about one event says about it (OpenTelemetry messaging and CloudEvents names)."""
     return {
         "cloudevents.event_id": event.id,
@@ -283,7 +307,7 @@ def event_attributes(event: Envelope) -> dict[str, Any]:
 # --- the hops -------------------------------------------------------------------------------------
 
 
-def dispatch_payload(event: Envelope, tasks: Sequence[str]) -> dict[str, Any]:
+def dispatch_payload(event: TracedEvent, tasks: Sequence[str]) -> dict[str, Any]:
     """The bridge: `event`'s task payload, carrying the context of a dispatch span that is a child
     of the event's own. The span marks the hand-off to Celery; the gap to the task's span is the
     time the event waited in the queue. Passing through, the payload carries the event's context."""
@@ -325,7 +349,7 @@ def add_to_task_headers(headers: dict[str, Any] | None = None, **kwargs: Any) ->
 
 @contextmanager
 def event_spans(
-    name: str, events: Sequence[Envelope], *, attributes: Mapping[str, Any] | None = None
+    name: str, events: Sequence[TracedEvent], *, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[None]:
     """A batch task: one span per event, each a child of its event's context, for the whole batch
     (one span per event rather than a batch span with links, so each event's trace is complete).
@@ -367,7 +391,7 @@ def event_spans(
 
 
 @contextmanager
-def within(event: Envelope) -> Iterator[None]:
+def within(event: TracedEvent) -> Iterator[None]:
     """In a batch (`event_spans`), `event`'s span is current for the block."""
     batch = _batch.get()
     handle = batch[0].get(event.id) if batch else None

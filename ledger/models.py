@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from core.codec import EventJSONDecoder, EventJSONEncoder
 from ledger.kinds import (
     ACCOUNT_ID_MAX_LENGTH,
     TRANSACTION_ID_MAX_LENGTH,

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from core.codec import EventJSONDecoder, EventJSONEncoder
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from bridge.codec import EventJSONDecoder, EventJSONEncoder
 from core import ids
+from core.codec import EventJSONDecoder, EventJSONEncoder
 from core.models import StatusTransition
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from bridge.codec import EventJSONDecoder, EventJSONEncoder
+from core.codec import EventJSONDecoder, EventJSONEncoder
 from core.models import StatusTransition
 from core.money import format_money
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
-from bridge.codec import dumps
+from core.codec import dumps
 
 CSV_COLUMNS = (
     "sequence",

@@ -11,7 +11,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import bridge.codec
+import core.codec
 
 
 def link_existing(apps, schema_editor):  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ class Migration(migrations.Migration):
                 ("severity", models.CharField(choices=[("low", "Low"), ("medium", "Medium"), ("high", "High"), ("critical", "Critical")], max_length=16)),
                 ("status", models.CharField(choices=[("open", "Open"), ("acknowledged", "Acknowledged"), ("resolved", "Resolved")], db_index=True, default="open", max_length=16)),
                 ("subject", models.CharField(db_index=True, max_length=255)),
-                ("details", models.JSONField(decoder=bridge.codec.EventJSONDecoder, default=dict, encoder=bridge.codec.EventJSONEncoder)),
+                ("details", models.JSONField(decoder=core.codec.EventJSONDecoder, default=dict, encoder=core.codec.EventJSONEncoder)),
                 ("dedupe_key", models.CharField(blank=True, max_length=255, null=True, unique=True)),
                 ("observed_at", models.DateTimeField(help_text="When the observed behaviour happened.")),
                 ("source_event_id", models.CharField(blank=True, max_length=255)),

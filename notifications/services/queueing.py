@@ -19,8 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import inbox, outbox, topics
-from bridge.codec import Envelope, dumps
+from bridge.codec import Envelope
 from core.actors import USER_PREFIX, user_actor
+from core.codec import dumps
 from core.ids import RESERVED_PREFIXES, ConflictingDuplicate, is_reserved
 from notifications import rendering, webhooks
 from notifications.events import (

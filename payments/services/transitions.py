@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from audit.events import audit_record
 from bridge import outbox, topics
-from bridge.codec import now_rfc3339
 from core import bulk, metrics
 from core.actors import user_actor
+from core.codec import now_rfc3339
 from core.money import format_money
 from ledger.events import TransactionRequested
 from notifications import services as notification_services

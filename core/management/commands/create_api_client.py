@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
 from core.roles import AUDITORS, OPERATORS
-from ledger import services as ledger_services
+from core.signals import client_accounts_requested
 
 # Requesting notifications through the API is for operators and service accounts (docs/api.md).
 SERVICE_PERMISSIONS = ("notifications.add_notification",)
@@ -57,10 +57,12 @@ class Command(BaseCommand):
         accounts = options["account"]
         if accounts is None and not options["role"] and not options["service"]:
             accounts = [f"user:{name}"]
-        for account_id in accounts or []:
-            ledger_services.client_account_assign(
-                account_id=account_id, client=user, actor="system:create_api_client"
+        if accounts:
+            answers = client_accounts_requested.send(
+                sender=self.__class__, client=user, account_ids=accounts, actor="system:create_api_client"
             )
+            if not any(assigned for _receiver, assigned in answers):
+                raise CommandError("no installed app keeps ledger accounts: add the ledger to INSTALLED_APPS")
         token, _ = Token.objects.get_or_create(user=user)
         if options["quiet"]:
             self.stdout.write(token.key)
