@@ -14,6 +14,7 @@ from audit.api.exceptions import RECORDED_FLAG
 from audit.events import audit_record
 from bridge import outbox, topics
 from bridge.deadletters import REPLAYED
+from bridge.services import SKIP_REQUESTED
 from core import roles
 
 
@@ -75,3 +76,22 @@ def record_replay(
                 },
             ),
         )
+
+
+def record_skip_request(
+    sender: Any, *, actor: str, subject: str, details: dict[str, Any], **kwargs: Any
+) -> None:
+    """The bridge's `skip_requested`: the operator who asked to skip a stuck record, in the log
+    (in the request's own transaction)."""
+    outbox.record_event(
+        topic=topics.AUDIT_COMPLIANCE_EVENTS,
+        subject=subject,
+        actor=actor,
+        data=audit_record(
+            action=SKIP_REQUESTED,
+            subject_type="kafka_record",
+            subject_id=subject,
+            actor=actor,
+            details=details,
+        ),
+    )

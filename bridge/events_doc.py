@@ -134,8 +134,8 @@ def render(models: Mapping[str, type[BaseModel]], schemas: Mapping[str, Mapping[
         "## Topic catalog",
         "",
         "From `bridge/topics.py` (name, key, partitions, retention, compression, who may produce), "
-        "`bridge/routing.py` (the Celery tasks that consume each type; every `audit.*` topic but "
-        "the audit domain's own outputs is consumed by pattern) and `schemas/events/`.",
+        "each app's `consumers.py` (the Celery tasks that consume each type; every `audit.*` topic but "
+        "the audit domain's own outputs is consumed as one family) and `schemas/events/`.",
         "",
         "| topic | key | partitions | retention | compression | consumed by | schema |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -1,20 +1,18 @@
-"""The one routing table: event type -> schema and the Celery tasks that consume it."""
+"""The routing table, built from the apps' declarations (bridge.consumers): event type -> the
+schema its data is validated against and the Celery tasks that consume it."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ValidationError
 
-from audit.events import AuditRecord
-from bridge import task_names, topics
+from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
+from bridge.consumers import Consumer, DeclarationError, declared
 from core import ids
-from ledger.events import TransactionRequested
-from notifications.events import NotificationRequested
-from orders.events import OrderRequested, UserLogin, UserRegistered
-from payments.events import LedgerPostingRefused, PaymentFailed, PaymentProcessed, PaymentRequested
 
 
 @dataclass(frozen=True)
@@ -23,49 +21,71 @@ class Route:
     tasks: tuple[str, ...]
 
 
-ROUTES: dict[str, Route] = {
-    topics.PAYMENT_REQUESTED.name: Route(PaymentRequested, (task_names.PROCESS_PAYMENT_REQUESTED,)),
-    # A captured payment is posted by the ledger and announced to the customer; an order's payment
-    # also moves its order's saga on (orders ignores every other payment).
-    topics.PAYMENT_PROCESSED.name: Route(
-        PaymentProcessed,
-        (
-            task_names.POST_CAPTURED_PAYMENT,
-            task_names.NOTIFY_PAYMENT_OUTCOME,
-            task_names.SETTLE_ORDER_PAYMENT,
-        ),
-    ),
-    topics.PAYMENT_FAILED.name: Route(
-        PaymentFailed, (task_names.NOTIFY_PAYMENT_OUTCOME, task_names.SETTLE_ORDER_PAYMENT)
-    ),
-    topics.LEDGER_TRANSACTION_REQUESTED.name: Route(
-        TransactionRequested, (task_names.POST_TRANSACTION_REQUESTED,)
-    ),
-    topics.LEDGER_TRANSACTION_FAILED.name: Route(
-        LedgerPostingRefused, (task_names.COMPENSATE_REFUSED_POSTING,)
-    ),
-    topics.NOTIFICATION_REQUESTED.name: Route(NotificationRequested, (task_names.REQUEST_NOTIFICATION,)),
-    topics.ORDER_REQUESTED.name: Route(OrderRequested, (task_names.PLACE_ORDER,)),
-    # The shop's identity events: a welcome email, and both into the audit log (security log).
-    topics.USER_REGISTERED.name: Route(
-        UserRegistered, (task_names.WELCOME_USER, task_names.AUDIT_USER_EVENT)
-    ),
-    topics.USER_LOGIN.name: Route(UserLogin, (task_names.AUDIT_USER_EVENT,)),
-}
-AUDIT_ROUTE = Route(AuditRecord, (task_names.RECORD_AUDIT_EVENT,))
+@dataclass(frozen=True)
+class _Table:
+    by_type: dict[str, Route]
+    # Topic families (a regex each, bridge.topics.FAMILIES) and their route, in declaration order.
+    families: tuple[tuple[str, str, Route], ...]
+
+
+def build(consumers: list[Consumer]) -> _Table:
+    """One route per event type (or family): its one schema and its tasks in declaration order."""
+    schemas: dict[tuple[str, bool], type[BaseModel]] = {}
+    tasks: dict[tuple[str, bool], list[str]] = {}
+    for consumer in consumers:
+        key = (consumer.event_type, consumer.family)
+        if consumer.family and consumer.event_type not in topics.FAMILIES:
+            raise DeclarationError(f"{consumer.task}: no topic family {consumer.event_type!r}")
+        known = schemas.setdefault(key, consumer.schema)
+        if known is not consumer.schema:
+            raise DeclarationError(
+                f"{consumer.event_type}: declared with two schemas, {known.__name__} and "
+                f"{consumer.schema.__name__} ({consumer.task}); every consumer takes the producer's one"
+            )
+        if consumer.task not in tasks.setdefault(key, []):
+            tasks[key].append(consumer.task)
+    by_type: dict[str, Route] = {}
+    families: list[tuple[str, str, Route]] = []
+    for (name, family), schema in schemas.items():
+        route = Route(schema, tuple(tasks[(name, family)]))
+        if family:
+            families.append((name, topics.FAMILIES[name], route))
+        else:
+            by_type[name] = route
+    return _Table(by_type, tuple(families))
+
+
+@functools.cache
+def _table() -> _Table:
+    return build(declared())
+
+
+def routes() -> dict[str, Route]:
+    """Every event type consumed by name (not through a family), and its route."""
+    return dict(_table().by_type)
+
+
+def family_routes() -> dict[str, Route]:
+    """Every declared topic family (say `audit.*`) and its route."""
+    return {name: route for name, _pattern, route in _table().families}
 
 
 def route_for(event_type: str) -> Route | None:
-    route = ROUTES.get(event_type)
-    if route is None and topics.is_audit_topic(event_type):
-        return AUDIT_ROUTE
+    table = _table()
+    route = table.by_type.get(event_type)
+    if route is None:
+        for _name, pattern, family_route in table.families:
+            if re.fullmatch(pattern, event_type):
+                return family_route
     return route
 
 
 def subscription_pattern() -> str:
-    """The regex of topics the bridge consumes: every routed type's topic plus audit.*."""
-    routed = "|".join(re.escape(name) for name in sorted(ROUTES))
-    return f"^(?:{routed}|{topics.AUDIT_PATTERN})$"
+    """The regex of topics the bridge consumes: every routed type's topic plus each family's."""
+    table = _table()
+    alternatives = [re.escape(name) for name in sorted(table.by_type)]
+    alternatives += [pattern for _name, pattern, _route in table.families]
+    return f"^(?:{'|'.join(alternatives)})$"
 
 
 def validate(envelope: Envelope) -> tuple[Envelope, Route]:

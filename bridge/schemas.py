@@ -48,11 +48,12 @@ def event_models(app_modules: Iterable[str]) -> dict[str, type[BaseModel]]:
     from bridge import routing, topics
 
     models: dict[str, type[BaseModel]] = declared_emitted(app_modules)
-    models.update(
-        {t.name: routing.AUDIT_ROUTE.schema for t in topics.CATALOG if topics.is_audit_topic(t.name)}
-    )
+    for t in topics.CATALOG:
+        family_route = routing.route_for(t.name) if t.name not in routing.routes() else None
+        if family_route is not None:
+            models[t.name] = family_route.schema
     # Consumed types last: the schema the bridge validates against is the one that counts.
-    models.update({name: route.schema for name, route in routing.ROUTES.items()})
+    models.update({name: route.schema for name, route in routing.routes().items()})
     return dict(sorted(models.items()))
 
 

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
-from audit.events import audit_record
-from bridge import outbox, topics
 from bridge.models import StuckPartition
 
 SKIP_REQUESTED = "kafka_record.skip_requested"
+
+# Sent inside the request's transaction when an operator asks to skip a stuck record; the audit
+# app records it there (the bridge knows no domain: audit connects itself from its ready()).
+# Keyword arguments: actor, subject (`<topic>@<partition>:<offset>`), details (group, topic,
+# partition, offset, error, stuckSince).
+skip_requested = Signal()
 
 
 @transaction.atomic
 def stuck_partition_request_skip(*, stuck_id: int, actor: str) -> bool:
     """Ask the bridge that owns the partition to dead-letter its stuck record and move past it.
 
-    Audited in the same transaction (on the audit domain's own-actions topic). The bridge picks
+    Announced in the same transaction (`skip_requested`: the audit app records it). The bridge picks
     the request up within a few seconds; False when it was requested already or is gone.
     """
     stuck = StuckPartition.objects.select_for_update().filter(pk=stuck_id).first()
@@ -26,23 +31,17 @@ def stuck_partition_request_skip(*, stuck_id: int, actor: str) -> bool:
     stuck.skip_requested_by = actor
     stuck.save(update_fields=["skip_requested_at", "skip_requested_by"])
     subject = f"{stuck.topic}@{stuck.partition}:{stuck.offset}"
-    outbox.record_event(
-        topic=topics.AUDIT_COMPLIANCE_EVENTS,
-        subject=subject,
+    skip_requested.send(
+        sender=StuckPartition,
         actor=actor,
-        data=audit_record(
-            action=SKIP_REQUESTED,
-            subject_type="kafka_record",
-            subject_id=subject,
-            actor=actor,
-            details={
-                "group": stuck.group,
-                "topic": stuck.topic,
-                "partition": stuck.partition,
-                "offset": stuck.offset,
-                "error": stuck.error[:1000],
-                "stuckSince": stuck.stuck_since.isoformat(),
-            },
-        ),
+        subject=subject,
+        details={
+            "group": stuck.group,
+            "topic": stuck.topic,
+            "partition": stuck.partition,
+            "offset": stuck.offset,
+            "error": stuck.error[:1000],
+            "stuckSince": stuck.stuck_since.isoformat(),
+        },
     )
     return True

@@ -148,6 +148,11 @@ def is_audit_topic(name: str) -> bool:
     return re.fullmatch(AUDIT_PATTERN, name) is not None
 
 
+# Families of topics a consumer may declare as one event type (bridge.consumers): name -> regex.
+AUDIT_FAMILY = "audit.*"
+FAMILIES: dict[str, str] = {AUDIT_FAMILY: AUDIT_PATTERN}
+
+
 def dlq_for(topic_name: str) -> Topic:
     """The dead-letter topic of the domain a topic belongs to (its name's first segment)."""
     return DLQ_BY_DOMAIN.get(topic_name.split(".", 1)[0], PAYMENTS_DLQ)

@@ -23,8 +23,9 @@ def default_path() -> Path:
 class Command(BaseCommand):
     help = (
         "Regenerate the topic catalog, consumers, schema links and examples in docs/events.md from "
-        "bridge/topics.py, bridge/routing.py and the event models; the prose outside the generated "
-        "part is kept. With --check, write nothing and exit 1 when the document is out of date."
+        "bridge/topics.py, the apps' consumer declarations (<app>/consumers.py) and the event models; "
+        "the prose outside the generated part is kept. With --check, write nothing and exit 1 when "
+        "the document is out of date."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
