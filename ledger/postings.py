@@ -17,7 +17,6 @@ from core.ids import ConflictingDuplicate
 from ledger.events import FailureReason, TransactionRequested
 from ledger.kinds import TRANSACTION_ID_MAX_LENGTH, AccountKind, Direction, TransactionKind
 from payments.events import PaymentProcessed
-from payments.models import PaymentStatus
 
 # The prefix decides the kind: user: and merchant: are liabilities, external: assets.
 ACCOUNT_KINDS: dict[str, AccountKind] = {
@@ -241,7 +240,7 @@ def merchant_account(merchant_id: str) -> str:
 
 def is_capture(payment: PaymentProcessed) -> bool:
     """Whether a payments.payment-processed event is a capture the ledger posts."""
-    return payment.status == PaymentStatus.CAPTURED
+    return payment.is_capture
 
 
 def from_payment(payment: PaymentProcessed) -> Posting:

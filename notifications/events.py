@@ -43,6 +43,9 @@ class NotificationRequested(BaseModel):
 
 # An extra field of a webhook notice payments asks for: the registered endpoint it goes to.
 ENDPOINT_ID_FIELD = "endpointId"
+# The API client whose notice it is (its user id), on a customer notice the platform asks of itself
+# (notifications.services.customer_notify): believed only on a record the platform signed.
+CLIENT_ID_FIELD = "clientId"
 
 
 def notification_requested_event(
@@ -54,9 +57,12 @@ def notification_requested_event(
     context: dict[str, Any],
     locale: str,
     endpoint_id: str | None = None,
+    client_id: int | None = None,
 ) -> NotificationRequested:
-    """A notice the platform asks of itself (a payment's refund or reversal)."""
-    extra = {ENDPOINT_ID_FIELD: endpoint_id} if endpoint_id else {}
+    """A notice the platform asks of itself (a payment's refund or reversal, an order's news)."""
+    extra: dict[str, Any] = {ENDPOINT_ID_FIELD: endpoint_id} if endpoint_id else {}
+    if client_id is not None:
+        extra[CLIENT_ID_FIELD] = client_id
     # Validated, not constructed: `channel` is checked against the channels this domain has.
     return NotificationRequested.model_validate(
         {

@@ -210,25 +210,20 @@ EMITTED_EVENTS = {
 WELCOME_TEMPLATE = "welcome"
 
 
-def order_notification_request(
-    order: Order, *, channel: str, recipient: str, template: str, occasion: str, context: dict[str, Any]
-) -> NotificationRequested:
-    """Ask notifications to tell the order's customer about `occasion` on `channel`."""
-    customer = order.request.get("customer") or {}
-    return notification_requested_event(
-        notification_id=f"{ORDER_NOTIFICATION_PREFIX}{order.order_id}:{occasion}:{channel}",
-        channel=channel,
-        recipient=recipient,
-        template_key=template,
-        context={
-            "orderId": order.order_id,
-            "total": format_money(order.total, order.currency),
-            "currency": order.currency,
-            "itemCount": sum(line.quantity for line in order.lines.all()),
-            **context,
-        },
-        locale=customer.get("locale") or "en",
-    )
+def order_notice_context(order: Order, context: dict[str, Any]) -> dict[str, Any]:
+    """What an order's customer notice says of the order (its template's context)."""
+    return {
+        "orderId": order.order_id,
+        "total": format_money(order.total, order.currency),
+        "currency": order.currency,
+        "itemCount": sum(line.quantity for line in order.lines.all()),
+        **context,
+    }
+
+
+def order_notification_prefix(order: Order) -> str:
+    """The start of every notice id of an order: `order:<orderId>:` (then occasion and channel)."""
+    return f"{ORDER_NOTIFICATION_PREFIX}{order.order_id}:"
 
 
 def welcome_notification_request(

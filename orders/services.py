@@ -32,14 +32,15 @@ from core import bulk, metrics
 from core.actors import user_actor, username_actor
 from core.ids import ConflictingDuplicate
 from core.money import MoneyError, check_precision, format_money, parse_amount, parse_currency
-from notifications.recipients import customer_recipients
+from notifications import services as notification_services
 from orders.events import (
     OrderRequested,
     StockReason,
     UserLogin,
     UserRegistered,
     order_created_event,
-    order_notification_request,
+    order_notice_context,
+    order_notification_prefix,
     order_payment_request,
     order_status_updated_event,
     stock_updated_event,
@@ -164,18 +165,17 @@ def _saga_step(order: Order, step: str, detail: str = "") -> bool:
 
 
 def _notify_customer(order: Order, *, template: str, occasion: str, context: dict[str, Any]) -> None:
-    """Ask notifications to tell the customer, on every channel the order's customer gave."""
-    customer = order.request.get("customer") or {}
-    for channel, recipient in customer_recipients(customer):
-        request = order_notification_request(
-            order, channel=channel, recipient=recipient, template=template, occasion=occasion, context=context
-        )
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=request.notificationId,
-            correlation_id=order.correlation_id or None,
-            data=request,
-        )
+    """Ask notifications to tell the customer, on every channel the order's customer gave and the
+    order's client's registered webhook endpoints that want `template` (notifications decides)."""
+    notification_services.customer_notify(
+        notification_prefix=order_notification_prefix(order),
+        client_id=order.client_id,
+        customer=order.request.get("customer"),
+        occasion=occasion,
+        template_key=template,
+        context=order_notice_context(order, context),
+        correlation_id=order.correlation_id or None,
+    )
 
 
 def _stock_changed(product: Product, *, change: int, reason: str) -> None:
@@ -721,14 +721,13 @@ def user_welcome(*, event: Envelope, registered: UserRegistered) -> bool:
     """Ask notifications for the welcome email of a new user, once per registration."""
     if not inbox.claim(consumer=WELCOME_CONSUMER, event=event):
         return False
-    for channel, recipient in customer_recipients({"email": registered.email}):
-        request = welcome_notification_request(registered, channel=channel, recipient=recipient)
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=request.notificationId,
-            correlation_id=event.correlation_id or event.id,
-            data=request,
-        )
+    request = welcome_notification_request(registered, channel="email", recipient=registered.email)
+    outbox.record_event(
+        topic=topics.NOTIFICATION_REQUESTED,
+        subject=request.notificationId,
+        correlation_id=event.correlation_id or event.id,
+        data=request,
+    )
     return True
 
 

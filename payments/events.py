@@ -83,6 +83,16 @@ class PaymentProcessed(PaymentRequested):
 
     status: str = Field(min_length=1)
     processedAt: str  # noqa: N815 - the wire name
+    # The API client that requested the payment (absent when it came through Kafka): whose
+    # notifications and webhook endpoints hear of it. Set by payments, never taken from a request.
+    clientId: int | None = None  # noqa: N815 - the wire name
+
+    @property
+    def is_capture(self) -> bool:
+        """A captured payment (the one status whose money moves to the merchant)."""
+        from payments.models import PaymentStatus
+
+        return self.status == PaymentStatus.CAPTURED
 
 
 class PaymentFailed(PaymentRequested):
@@ -90,6 +100,7 @@ class PaymentFailed(PaymentRequested):
 
     reason: str
     message: str = ""
+    clientId: int | None = None  # noqa: N815 - as on payments.payment-processed
 
 
 # --- builders of what this domain emits ---------------------------------------------------------
@@ -97,15 +108,23 @@ class PaymentFailed(PaymentRequested):
 # their own; fields beyond the schema's ride along after the declared ones.
 
 
+def _outcome_base(payment: Payment) -> dict[str, Any]:
+    """The request's fields and the requesting client's id: the platform's own, whatever a request
+    carried under that name (an extra field of the request is never believed as the client)."""
+    base = {name: value for name, value in payment.request.items() if name != "clientId"}
+    base["clientId"] = payment.client_id
+    return base
+
+
 def payment_processed_event(payment: Payment, *, processed_at: str) -> PaymentProcessed:
     """payments.payment-processed of a captured payment."""
     return PaymentProcessed.model_validate(
-        {**payment.request, "status": payment.status, "processedAt": processed_at}
+        {**_outcome_base(payment), "status": payment.status, "processedAt": processed_at}
     )
 
 
 def payment_failed_event(payment: Payment) -> PaymentFailed:
     """payments.payment-failed of a failed payment, with its reason and message."""
     return PaymentFailed.model_validate(
-        {**payment.request, "reason": payment.failure_reason, "message": payment.failure_message}
+        {**_outcome_base(payment), "reason": payment.failure_reason, "message": payment.failure_message}
     )

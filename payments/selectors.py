@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -46,4 +47,12 @@ def may_refund(*, user: Any, payment: Payment) -> bool:
     """Operators refund any payment; a client its own; auditors and others none."""
     return user.has_perm(REFUND_ANY_PERMISSION) or (
         payment.client_id is not None and payment.client_id == user.pk
+    )
+
+
+def payment_client_ids(payment_ids: Iterable[str]) -> dict[str, int | None]:
+    """For other domains: the API client (its user id) that requested each payment, None for a
+    payment that came through Kafka; unknown ids are left out. One read for all of them."""
+    return dict(
+        Payment.objects.filter(payment_id__in=set(payment_ids)).values_list("payment_id", "client_id")
     )

@@ -25,6 +25,7 @@ from core.codec import dumps
 from core.ids import RESERVED_PREFIXES, ConflictingDuplicate, is_reserved
 from notifications import rendering, webhooks
 from notifications.events import (
+    CLIENT_ID_FIELD,
     ENDPOINT_ID_FIELD,
     NotificationRequested,
     notification_requested_event,
@@ -40,6 +41,7 @@ from notifications.models import (
 )
 from notifications.recipients import customer_recipients
 from notifications.services.transitions import _audit, _enqueue_on_commit, _fail
+from payments import selectors as payment_selectors
 
 INBOX_CONSUMER = "notifications"
 PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
@@ -268,7 +270,7 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
         # `requestedBy` is believed only from the platform (the API sets it): a trusted
         # integration's record is its own request, owned by no client, whatever it claims.
         request = request.model_copy(update={"requestedBy": None})
-    owner_id, requested_by = _request_owner(request)
+    owner_id, requested_by = _request_owner(request, signed=event.signed)
     existing = Notification.objects.filter(notification_id=request.notificationId).first()
     if existing is not None:
         conflict = request_conflict(existing, request, owner_id=owner_id)
@@ -311,26 +313,20 @@ def _registered_endpoint(request: NotificationRequested, *, owner_id: int | None
     ).first()
 
 
-def _payment_client_id(payment_id: str) -> int | None:
-    """The API client that requested the payment (None when it came through Kafka or is unknown)."""
-    return _payment_client_ids([payment_id]).get(payment_id)
+def _payment_client(event: Envelope) -> int | None:
+    """The API client that requested the payment of an outcome event (its `clientId`, which only
+    the platform writes: the outcome topics take signed records only). None: it came through Kafka."""
+    client_id = event.data.get("clientId")
+    return client_id if isinstance(client_id, int) and event.signed else None
 
 
-def _payment_client_ids(payment_ids: Iterable[str]) -> dict[str, int | None]:
-    """`_payment_client_id` of many payments, in one read."""
-    from payments.models import Payment  # the payments domain owns who requested a payment
-
-    return dict(
-        Payment.objects.filter(payment_id__in=set(payment_ids)).values_list("payment_id", "client_id")
-    )
-
-
-def _request_owner(request: NotificationRequested) -> tuple[int | None, str]:
+def _request_owner(request: NotificationRequested, *, signed: bool) -> tuple[int | None, str]:
     """Whom a requested notification belongs to, and the actor who asked for it.
 
-    Requested through the API: the requester (`requestedBy`). Under `payment:<id>:` (payments asks
-    for its refund notices on the topic): the payment's client. Otherwise nobody: it came through
-    Kafka, whose producers are the platform's service accounts.
+    Requested through the API: the requester (`requestedBy`). A customer notice the platform asked
+    of itself (`customer_notify`, signed): the client it names (`clientId`). Under `payment:<id>:`
+    without one (asked before notices carried it): the payment's client. Otherwise nobody: it came
+    through Kafka, whose producers are the platform's service accounts.
     """
     from django.contrib.auth import get_user_model
 
@@ -338,8 +334,12 @@ def _request_owner(request: NotificationRequested) -> tuple[int | None, str]:
         username = request.requestedBy.removeprefix(USER_PREFIX)
         user_id = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
         return user_id, request.requestedBy
+    client_id = (request.model_extra or {}).get(CLIENT_ID_FIELD)
+    if signed and isinstance(client_id, int) and not isinstance(client_id, bool):
+        return client_id, ""
     if request.notificationId.startswith("payment:"):
-        return _payment_client_id(request.notificationId.split(":", 2)[1]), ""
+        payment_id = request.notificationId.split(":", 2)[1]
+        return payment_selectors.payment_client_ids([payment_id]).get(payment_id), ""
     return None, ""
 
 
@@ -454,11 +454,10 @@ def payment_outcomes_notify(*, events: Sequence[Envelope]) -> list[Notification]
         if event.id in claimed:
             claimed.discard(event.id)  # the same event twice in a batch: the second is a redelivery
             fresh.append(event)
-    owners = _payment_client_ids([event.data["paymentId"] for event in fresh])
-    endpoints = _registered_endpoints(owners.values())
+    endpoints = _registered_endpoints(_payment_client(event) for event in fresh)
     specs = []
     for event in fresh:
-        owner_id = owners.get(event.data["paymentId"])
+        owner_id = _payment_client(event)
         specs += _outcome_specs(event, owner_id=owner_id, registered=endpoints.get(owner_id, []))
     return _queue_many(specs)
 
@@ -470,10 +469,54 @@ def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
     if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
         return []
     # The notifications belong to the payment's client, and only that client's endpoints hear of it.
-    owner_id = _payment_client_id(event.data["paymentId"])
+    owner_id = _payment_client(event)
     registered = _registered_endpoints([owner_id])[owner_id]
     specs = _outcome_specs(event, owner_id=owner_id, registered=registered)
     return [n for spec in specs if (n := _queue(spec)) is not None]
+
+
+def customer_notify(
+    *,
+    notification_prefix: str,
+    client_id: int | None,
+    customer: Mapping[str, Any] | None,
+    occasion: str,
+    template_key: str,
+    context: dict[str, Any],
+    correlation_id: str | None = None,
+) -> list[str]:
+    """Ask, in the caller's transaction, for the notices of one occasion (a payment's refund or
+    reversal, an order's confirmation or cancellation) on every channel the customer is told on
+    and every registered webhook endpoint of `client_id` that wants `template_key`
+    (`_customer_destinations`; None: the platform's own endpoints).
+
+    The requests go out on notifications.notification-requested, ids
+    `<notification_prefix><occasion>:<channel or webhook:endpoint>`, carrying `clientId` so this
+    domain's consumer queues them as that client's notifications. Returns the ids asked for.
+    """
+    customer = customer or {}
+    asked = []
+    for destination in _customer_destinations(
+        customer=customer, owner_id=client_id, template_key=template_key
+    ):
+        request = notification_requested_event(
+            notification_id=f"{notification_prefix}{occasion}:{destination.key}",
+            channel=destination.channel,
+            recipient=destination.recipient,
+            template_key=template_key,
+            context=context,
+            locale=customer.get("locale") or "en",
+            endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
+            client_id=client_id,
+        )
+        outbox.record_event(
+            topic=topics.NOTIFICATION_REQUESTED,
+            subject=request.notificationId,
+            correlation_id=correlation_id,
+            data=request,
+        )
+        asked.append(request.notificationId)
+    return asked
 
 
 def payment_customer_notify(
@@ -486,35 +529,16 @@ def payment_customer_notify(
     context: dict[str, Any],
     correlation_id: str | None = None,
 ) -> list[str]:
-    """Ask, in the caller's transaction, for the notices of one occasion of a payment (a refund,
-    a reversal) on every channel the customer is told on (`_customer_destinations`).
-
-    The requests go out on notifications.notification-requested, ids `payment:<id>:<occasion>:...`,
-    and are queued by this domain's consumer as the payment's client's notifications. Returns
-    the notificationIds asked for.
-    """
-    customer = customer or {}
-    asked = []
-    for destination in _customer_destinations(
-        customer=customer, owner_id=client_id, template_key=template_key
-    ):
-        request = notification_requested_event(
-            notification_id=f"payment:{payment_id}:{occasion}:{destination.key}",
-            channel=destination.channel,
-            recipient=destination.recipient,
-            template_key=template_key,
-            context=context,
-            locale=customer.get("locale") or "en",
-            endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
-        )
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=request.notificationId,
-            correlation_id=correlation_id,
-            data=request,
-        )
-        asked.append(request.notificationId)
-    return asked
+    """`customer_notify` for a payment: ids `payment:<paymentId>:<occasion>:...`."""
+    return customer_notify(
+        notification_prefix=f"payment:{payment_id}:",
+        client_id=client_id,
+        customer=customer,
+        occasion=occasion,
+        template_key=template_key,
+        context=context,
+        correlation_id=correlation_id,
+    )
 
 
 @transaction.atomic

@@ -108,3 +108,135 @@ def test_an_endpoint_id_of_another_owner_is_not_honoured() -> None:
     )
     assert queueing._registered_endpoint(request, owner_id=None) is None
     assert queueing._registered_endpoint(request, owner_id=12345) is None
+
+
+def _consume(raw: dict, *, signed: bool) -> Notification:
+    envelope = Envelope(
+        id=raw["id"],
+        type=raw["type"],
+        source=raw["source"],
+        time=raw["time"],
+        data=raw["data"],
+        signed=signed,
+    )
+    services.notification_request(event=envelope, request=NotificationRequested.model_validate(raw["data"]))
+    return Notification.objects.get(notification_id=raw["data"]["notificationId"])
+
+
+def test_an_orders_notice_reaches_the_clients_registered_endpoints_as_the_clients_own() -> None:
+    from orders.models import Order, OrderStatus
+    from orders.services import _notify_customer as notify_order_customer
+
+    run = uuid.uuid4().hex[:8]
+    client = get_user_model().objects.create_user(f"shop-{run}")
+    wanted = _endpoint(f"https://merchant.example.com/{run}", ["order_confirmed"], owner=client)
+    _endpoint(f"https://merchant.example.com/{run}/other", ["order_shipped"], owner=client)
+    _endpoint(f"https://other.example.com/{run}", ["*"], owner=None)  # the platform's: not this client's
+    order = Order.objects.create(
+        order_id=f"ord_{run}",
+        user_id="u1",
+        merchant_id="m1",
+        currency="USD",
+        total=Decimal("12.00"),
+        status=OrderStatus.CONFIRMED,
+        payment_id=f"ordpay_{run}",
+        request={"customer": {"email": f"{run}@example.com"}},
+        client=client,
+    )
+
+    notify_order_customer(order, template="order_confirmed", occasion="confirmed", context={})
+
+    base = f"order:{order.order_id}:confirmed:"
+    requested = _requested(base)
+    assert set(requested) == {base + "email", base + f"webhook:{wanted.id}"}
+    assert requested[base + "email"]["data"]["context"]["orderId"] == order.order_id
+
+    notification = _consume(requested[base + f"webhook:{wanted.id}"], signed=True)
+    assert notification.owner_id == client.pk
+    assert notification.webhook_endpoint_id == wanted.id
+    assert _consume(requested[base + "email"], signed=True).owner_id == client.pk
+
+
+def test_a_client_id_on_an_unsigned_request_is_not_believed() -> None:
+    run = uuid.uuid4().hex[:8]
+    victim = get_user_model().objects.create_user(f"victim-{run}")
+    endpoint = _endpoint(f"https://victim.example.com/{run}", ["*"], owner=victim)
+    raw = {
+        "id": f"evt-{run}",
+        "type": NOTIFICATION_REQUESTED.name,
+        "source": "/test",
+        "time": "2026-12-05T00:00:00Z",
+        "data": {
+            "notificationId": f"order:ord_{run}:confirmed:webhook:{endpoint.id}",
+            "channel": "webhook",
+            "recipient": endpoint.url,
+            "template": "order_confirmed",
+            "endpointId": str(endpoint.id),
+            "clientId": victim.pk,
+        },
+    }
+    notification = _consume(raw, signed=False)  # a trusted integration's record: its own request
+    assert notification.owner_id is None
+    assert notification.webhook_endpoint_id != endpoint.id
+
+
+def test_payment_outcome_events_carry_the_requesting_client_never_the_requests_claim() -> None:
+    from payments.events import payment_failed_event, payment_processed_event
+
+    run = uuid.uuid4().hex[:8]
+    client = get_user_model().objects.create_user(f"shop-{run}")
+    payment = Payment(
+        payment_id=f"pay_{run}",
+        status=PaymentStatus.CAPTURED,
+        client=client,
+        request={
+            "paymentId": f"pay_{run}",
+            "userId": "u1",
+            "amount": Decimal("5.00"),
+            "currency": "USD",
+            "paymentMethod": "card",
+            "clientId": 999999,  # a request's extra field of that name
+        },
+        failure_reason="card_declined",
+    )
+    processed = payment_processed_event(payment, processed_at="2026-12-05T00:00:00Z")
+    assert processed.clientId == client.pk and processed.is_capture
+    assert payment_failed_event(payment).clientId == client.pk
+    payment.client = None
+    assert payment_processed_event(payment, processed_at="2026-12-05T00:00:00Z").clientId is None
+
+
+def test_a_payment_outcome_reaches_the_endpoints_of_the_client_the_event_names() -> None:
+    run = uuid.uuid4().hex[:8]
+    client = get_user_model().objects.create_user(f"shop-{run}")
+    theirs = _endpoint(f"https://merchant.example.com/{run}", ["payment_captured"], owner=client)
+    data = {
+        "paymentId": f"pay_{run}",
+        "userId": "u1",
+        "amount": "5.00",
+        "currency": "USD",
+        "paymentMethod": "card",
+        "merchantId": "m1",
+        "status": "captured",
+        "processedAt": "2026-12-05T00:00:00Z",
+        "clientId": client.pk,
+    }
+
+    def outcome(signed: bool) -> Envelope:
+        return Envelope(
+            id=f"evt-{run}-{signed}",
+            type="payments.payment-processed",
+            source="/t",
+            time="t",
+            data=data,
+            signed=signed,
+        )
+
+    # Unsigned (never admitted on this topic, but if it were): its clientId is not believed.
+    assert not {n.webhook_endpoint_id for n in services.payment_outcome_notify(event=outcome(False))} & {
+        theirs.id
+    }
+    Notification.objects.filter(notification_id__startswith=f"payment:pay_{run}:").delete()
+    queued = services.payment_outcome_notify(event=outcome(True))
+    mine = [n for n in queued if n.webhook_endpoint_id == theirs.id]
+    assert len(mine) == 1 and mine[0].owner_id == client.pk
