@@ -1,7 +1,7 @@
 """The name of every event-consuming or enqueued-by-name Celery task, spelled once.
 
 The routing table (`bridge.routing`), the task decorators and batch handlers of each app, and code
-that enqueues a task by name (`kafka_platform.celery.enqueue_on_commit`) all import these, so a
+that enqueues a task by name (`core.queues.enqueue_on_commit`) all import these, so a
 renamed task cannot leave a route or an enqueue behind. Queues follow the name's domain prefix.
 """
 

@@ -21,6 +21,7 @@ from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
 from core import correlation, tracing
 from core.logs import safe_error
+from core.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +326,6 @@ class BatchTask(EventTask):
     def on_poison(self, starts: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A batch that keeps killing its worker is split: each event is sent on as its own task,
         so only the event at fault is dead-lettered (after its own starts), never its batch-mates."""
-        from kafka_platform.celery import queue_for_task
-
         task_name, payloads = (list(args) + [None, None])[:2]
         if not isinstance(task_name, str) or task_name not in self.app.tasks:
             super().on_poison(starts, args, kwargs)
@@ -347,8 +346,6 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
     exactly as if the bridge had never batched. Every body is idempotent (inbox, natural keys),
     so running an event again after a crash or a failed batch has its effect once.
     """
-    from kafka_platform.celery import queue_for_task
-
     task = self.app.tasks[task_name]
     batch = _BATCH_HANDLERS.get(task_name)
     if batch is not None:

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import logging.config
 import os
-from enum import StrEnum
 from typing import Any
 
 from celery import Celery, signals
 from kombu import Queue
 
 from core import broker, correlation, tracing, worker_probe
+from core.queues import TaskQueue, queue_for_task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kafka_platform.settings")
 
 # Before any broker connection exists: redis:// URLs get the transport that survives a Redis restart.
 broker.use_for_redis_urls()
-
-
-class TaskQueue(StrEnum):
-    """The Celery queues; a task's queue is the domain its name starts with."""
-
-    PAYMENTS = "payments"
-    LEDGER = "ledger"
-    NOTIFICATIONS = "notifications"
-    AUDIT = "audit"
-    DEFAULT = "default"
-
-
-def queue_for_task(name: str) -> str:
-    domain = name.split(".", 1)[0]
-    return domain if domain in TaskQueue._value2member_map_ else TaskQueue.DEFAULT.value
 
 
 def route_task(
@@ -90,22 +75,6 @@ def _own_process_group(**kwargs: Any) -> None:
 @signals.beat_init.connect(weak=False)
 def _trace_beat(**kwargs: Any) -> None:
     tracing.setup("beat")
-
-
-def enqueue(task_name: str, *args: object) -> None:
-    """Send task `task_name` (a `bridge.task_names` constant) now.
-
-    The one idiom for a service that hands work to a task: by name, so services never import their
-    tasks module (which imports them); the queue follows from the name (`route_task`).
-    """
-    app.send_task(task_name, args=list(args))
-
-
-def enqueue_on_commit(task_name: str, *args: object) -> None:
-    """`enqueue` once the caller's transaction commits (arguments as they are now)."""
-    from django.db import transaction
-
-    transaction.on_commit(lambda: enqueue(task_name, *args))
 
 
 @signals.task_postrun.connect(weak=False)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.events import audit_record
 from bridge import outbox, task_names, topics
 from core import metrics, tracing
-from kafka_platform.celery import enqueue
+from core.queues import enqueue
 from notifications.events import notification_failed_event, notification_sent_event
 from notifications.models import (
     TRANSITIONS,

@@ -17,7 +17,7 @@ from core import bulk
 from core.actors import user_actor
 from core.circuit_breaker import CircuitOpen
 from core.ids import ConflictingDuplicate
-from kafka_platform.celery import enqueue_on_commit
+from core.queues import enqueue_on_commit
 from payments.events import FailureReason, PaymentRequested
 from payments.fraud import FraudHit, fraud_checks
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from bridge import task_names
 from core.money import MoneyError, check_precision, format_money
-from kafka_platform.celery import enqueue_on_commit
+from core.queues import enqueue_on_commit
 from ledger import postings
 from payments.gateway import gateway_breaker, get_gateway
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
