@@ -331,19 +331,24 @@ def test_a_database_lost_before_a_hand_over_stops_the_batch_there(
 
 
 def outcome_event(payment: Payment, customer: dict[str, str]) -> Envelope:
+    """The payments domain's event, as the platform signs it: `clientId` names the requester."""
+    data = {
+        "paymentId": payment.payment_id,
+        "status": "captured",
+        "amount": "12.50",
+        "currency": "USD",
+        "merchantId": "m1",
+        "customer": customer,
+    }
+    if payment.client_id is not None:
+        data["clientId"] = payment.client_id
     return Envelope(
         id=str(uuid.uuid4()),
         type=topics.PAYMENT_PROCESSED.name,
         source="/payments",
         time="2026-11-30T00:00:00Z",
-        data={
-            "paymentId": payment.payment_id,
-            "status": "captured",
-            "amount": "12.50",
-            "currency": "USD",
-            "merchantId": "m1",
-            "customer": customer,
-        },
+        data=data,
+        signed=True,
     )
 
 
