@@ -5,6 +5,9 @@ it watches (other records never reach it, which keeps the record path fast) and 
 or None from `evaluate`. Rules run in the transaction that stores the record, under the chain
 lock, so they see every earlier record and a redelivered event never raises a second alert.
 Thresholds are read from settings at evaluation time.
+
+A finding alerts auditors after the fact; it never stops a payment. Deciding a payment is for the
+fraud rules of payments/fraud.py, another engine with its own, looser limits.
 """
 
 from __future__ import annotations
@@ -96,9 +99,10 @@ def _busiest_window(times: list[datetime], *, holding: datetime, window: timedel
 
 
 class Velocity:
-    """More than COMPLIANCE_VELOCITY_MAX_PAYMENTS payment requests of one user within
-    COMPLIANCE_VELOCITY_WINDOW_SECONDS (by the events' own times; the busiest such window holding
-    the record: `_busiest_window`, as a user's payments are keyed apart and arrive in any order)."""
+    """More than COMPLIANCE_VELOCITY_MAX_PAYMENTS (10) payment requests of one user within
+    COMPLIANCE_VELOCITY_WINDOW_SECONDS (an hour; by the events' own times; the busiest such window
+    holding the record: `_busiest_window`, as a user's payments are keyed apart and arrive in any
+    order). An alert only: payments' fraud rule of the same wire name refuses above 20 an hour."""
 
     name = ComplianceRuleName.VELOCITY.value
     actions = frozenset({PAYMENT_REQUESTED_ACTION})

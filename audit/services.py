@@ -51,7 +51,7 @@ from audit.models import (
 from audit.selectors import ChainBreak, ChainReport, verify_chain, verify_segment
 from bridge import outbox, topics
 from bridge.codec import Envelope
-from core import metrics
+from core import metrics, state_machine
 from core.actors import user_actor
 
 logger = logging.getLogger(__name__)
@@ -86,9 +86,14 @@ LIMIT 1
 """  # noqa: S608 - the table name and the genesis hash are ours
 
 
-class IllegalAlertTransition(Exception):
-    def __init__(self, alert: ComplianceAlert, to_status: str) -> None:
-        super().__init__(f"alert {alert.alert_id}: {alert.status} -> {to_status} is not allowed")
+class IllegalAlertTransition(state_machine.IllegalTransition):
+    """An alert move ALERT_TRANSITIONS does not allow."""
+
+
+# An alert's moves are recorded in the audit chain (alert_worked_record), with who and why.
+ALERT_STATES = state_machine.StateMachine(
+    noun="alert", moves=ALERT_TRANSITIONS, id_field="alert_id", error=IllegalAlertTransition
+)
 
 
 # --- the record path -------------------------------------------------------------------------------
@@ -273,9 +278,7 @@ def _transition(alert: ComplianceAlert, to_status: str, *, by: AbstractBaseUser,
     """Move a locked alert to `to_status`; False when it is there already (a repeated request)."""
     if alert.status == to_status:
         return False
-    if to_status not in ALERT_TRANSITIONS[alert.status]:
-        raise IllegalAlertTransition(alert, to_status)
-    alert.status = to_status
+    ALERT_STATES.move(alert, to_status)
     action = AuditAction.ALERT_ACKNOWLEDGED
     if to_status == AlertStatus.ACKNOWLEDGED:
         alert.acknowledged_at, alert.acknowledged_by = timezone.now(), user_actor(by)

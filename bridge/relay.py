@@ -16,9 +16,14 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from kafka.errors import KafkaError
 
 from bridge.outbox import NOTIFY_CHANNEL, RELAY_BATCH, relay_pending
+from core.backoff import Backoff
 from core.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
+
+# After a failure the loop waits this long, doubling with each failure in a row up to the cap.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
 
 
 class OutboxRelay(threading.Thread):
@@ -38,7 +43,7 @@ class OutboxRelay(threading.Thread):
 
     def run(self) -> None:
         listener: psycopg.Connection | None = None
-        backoff = 0.5
+        backoff = Backoff(first=RETRY_FIRST_S, cap=RETRY_MAX_S)
         try:
             while not self.stopping.is_set():
                 self.heartbeat.beat()
@@ -47,19 +52,17 @@ class OutboxRelay(threading.Thread):
                         listener = self._listen()
                     while relay_pending() == RELAY_BATCH and not self.stopping.is_set():
                         self.heartbeat.beat()
-                    backoff = 0.5
+                    backoff.reset()
                     for _ in listener.notifies(timeout=self.poll_interval_s, stop_after=1):
                         pass
                 except (DatabaseError, psycopg.Error, KafkaError, OSError) as exc:
-                    logger.warning(
-                        "outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff
-                    )
+                    delay = backoff.next_delay()
+                    logger.warning("outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, delay)
                     if listener is not None:
                         listener.close()
                     listener = None
                     close_old_connections()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    time.sleep(delay)
         finally:
             if listener is not None:
                 listener.close()

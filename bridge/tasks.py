@@ -20,6 +20,7 @@ from bridge import codec, outbox, poison, signing
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
 from core import correlation, tracing
+from core.backoff import Backoff, backoff_delay
 from core.logs import safe_error
 from core.queues import queue_for_task
 
@@ -54,7 +55,7 @@ BROKER_DOWN_WAIT_MAX_S = 5.0
 
 
 def outage_retry_countdown(retries: int) -> float:
-    return min(OUTAGE_RETRY_FIRST_S * 2**retries, OUTAGE_RETRY_MAX_S)
+    return backoff_delay(retries, first=OUTAGE_RETRY_FIRST_S, cap=OUTAGE_RETRY_MAX_S)
 
 
 class EventTask(DjangoTask):
@@ -177,7 +178,7 @@ class EventTask(DjangoTask):
             return super().__call__(*args, **kwargs)
         outage_since = float(request.get(OUTAGE_SINCE_HEADER) or 0.0) or None
         outage_retries = int(request.get(OUTAGE_RETRIES_HEADER) or 0)
-        broker_wait = BROKER_DOWN_WAIT_FIRST_S
+        broker_waits = Backoff(first=BROKER_DOWN_WAIT_FIRST_S, cap=BROKER_DOWN_WAIT_MAX_S)
         while True:
             try:
                 return super().__call__(*args, **kwargs)
@@ -199,6 +200,7 @@ class EventTask(DjangoTask):
                 try:
                     retry.apply_async()
                 except Exception as publish_exc:  # noqa: BLE001 - the broker is away: wait here (see above)
+                    broker_wait = broker_waits.next_delay()
                     if time.time() + broker_wait - outage_since > TRANSIENT_RETRY_FOR_S:
                         raise exc from publish_exc
                     logger.warning(
@@ -210,7 +212,6 @@ class EventTask(DjangoTask):
                         broker_wait,
                     )
                     time.sleep(broker_wait)
-                    broker_wait = min(broker_wait * 2, BROKER_DOWN_WAIT_MAX_S)
                     continue
                 logger.warning("%s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, countdown)
                 # celery-types wants an Exception and a `numbers.Real`; Celery takes any of these.

@@ -1,4 +1,5 @@
-"""Project-wide tables that belong to no single domain: HTTP idempotency keys."""
+"""Project-wide tables that belong to no single domain (HTTP idempotency keys), and the abstract
+models every domain's state history and saga steps share."""
 
 from __future__ import annotations
 
@@ -49,3 +50,20 @@ class StatusTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+class AbstractSagaStep(models.Model):
+    """One step of a saga run for one row, done once: a redelivered event finds its step recorded
+    and moves on. Each domain's saga subclasses this with the foreign key to its row and the
+    unique constraint on that key and `step`."""
+
+    step = models.CharField(max_length=64)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.step

@@ -11,7 +11,7 @@ from django.db import models
 
 from core import ids
 from core.codec import EventJSONDecoder, EventJSONEncoder
-from core.models import StatusTransition
+from core.models import AbstractSagaStep, StatusTransition
 
 
 class Product(models.Model):
@@ -196,18 +196,11 @@ class OrderTransition(StatusTransition):
         pass
 
 
-class SagaStep(models.Model):
+class SagaStep(AbstractSagaStep):
     """One step of an order's saga. Each step happens once per order (the constraint says so): a
     redelivered event finds its step done and moves on to the next."""
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="saga_steps")
-    step = models.CharField(max_length=64)
-    detail = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(AbstractSagaStep.Meta):
         constraints = [models.UniqueConstraint(fields=["order", "step"], name="order_saga_step_once")]
-
-    def __str__(self) -> str:
-        return self.step

@@ -28,7 +28,7 @@ from audit.events import audit_record
 from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
-from core import bulk, metrics
+from core import metrics, state_machine
 from core.actors import user_actor, username_actor
 from core.ids import ConflictingDuplicate
 from core.money import MoneyError, check_precision, format_money, parse_amount, parse_currency
@@ -85,9 +85,18 @@ USER_REGISTERED_ACTION = "user.registered"
 USER_LOGIN_ACTION = "user.login"
 
 
-class IllegalTransition(Exception):
-    def __init__(self, order: Order, to_status: str) -> None:
-        super().__init__(f"order {order.order_id}: {order.status} -> {to_status} is not allowed")
+class IllegalTransition(state_machine.IllegalTransition):
+    """An order move TRANSITIONS does not allow."""
+
+
+ORDER_STATES = state_machine.StateMachine(
+    noun="order",
+    moves=TRANSITIONS,
+    id_field="order_id",
+    error=IllegalTransition,
+    history=OrderTransition,
+    history_fk="order",
+)
 
 
 class OrderNotCancellable(Exception):
@@ -133,14 +142,11 @@ def _audit(order: Order, *, action: str, actor: str, details: dict[str, Any]) ->
 
 def _transition(order: Order, to_status: str, *, actor: str, reason: str = "") -> None:
     """Move `order` (row locked by the caller) to `to_status`: guarded, recorded, audited, announced."""
+    ORDER_STATES.check(order, to_status)
     from_status = order.status
-    if from_status and to_status not in TRANSITIONS[from_status]:
-        raise IllegalTransition(order, to_status)
     order.status = to_status
     order.save()
-    bulk.insert(
-        OrderTransition(order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason)
-    )
+    ORDER_STATES.record(order, from_status, actor=actor, reason=reason)
     _audit(
         order,
         action=f"order.{to_status}",

@@ -1,4 +1,8 @@
-"""Fraud-check rules: a chain of pluggable rules (PAYMENTS_FRAUD_RULES); the first hit wins."""
+"""Fraud-check rules: a chain of pluggable rules (PAYMENTS_FRAUD_RULES); the first hit wins.
+
+These decide a payment before it is charged: a hit fails it `fraud_suspected`. Audit's compliance
+rules (audit/rules.py) are another engine with other limits, which only alert after the fact.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ def _method(payment: Payment) -> dict[str, Any]:
 
 
 class VelocityRule:
-    """More than PAYMENTS_FRAUD_VELOCITY_MAX payments by one user within the window."""
+    """More than PAYMENTS_FRAUD_VELOCITY_MAX (20) payments by one user within
+    PAYMENTS_FRAUD_VELOCITY_WINDOW_S (an hour): the payment is refused. Not audit's compliance
+    `velocity` (more than 10 an hour raises an alert), though both carry the name on the wire."""
 
     name = "velocity"
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from core.codec import EventJSONDecoder, EventJSONEncoder
-from core.models import StatusTransition
+from core.models import AbstractSagaStep, StatusTransition
 from core.money import format_money
 
 
@@ -178,17 +178,13 @@ class Settlement(models.Model):
         return f"{self.settlement_id} {self.merchant_id} {net} {self.currency}"
 
 
-class SagaStep(models.Model):
+class SagaStep(AbstractSagaStep):
     """One step of a payment's compensating saga (ledger refused the posting of a capture)."""
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="saga_steps")
-    step = models.CharField(max_length=64)
     status = models.CharField(max_length=16)
-    detail = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(AbstractSagaStep.Meta):
         constraints = [
             models.UniqueConstraint(fields=["payment", "step"], name="saga_step_once"),
         ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 from core import metrics
+from core.backoff import Jitter, backoff_delay
 from core.circuit_breaker import CircuitOpen
 from core.logs import safe_error
 from payments import services
@@ -29,11 +29,14 @@ GATEWAY_UNSURE = (GatewayTimeout, CircuitOpen)
 
 
 def gateway_retry_countdown(retries: int) -> float:
-    """Exponential backoff with full jitter, capped; always far below the visibility timeout."""
-    ceiling = min(
-        settings.PAYMENTS_GATEWAY_RETRY_BACKOFF * 2**retries, settings.PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX
+    """Exponential backoff, capped, jittered between half and all of it; always far below the
+    visibility timeout."""
+    return backoff_delay(
+        retries,
+        first=settings.PAYMENTS_GATEWAY_RETRY_BACKOFF,
+        cap=settings.PAYMENTS_GATEWAY_RETRY_BACKOFF_MAX,
+        jitter=Jitter.EQUAL,
     )
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(frozen=True)

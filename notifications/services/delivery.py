@@ -37,6 +37,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import bulk
+from core.backoff import scheduled_delay
 from core.logs import safe_error
 from notifications import protection
 from notifications.models import (
@@ -212,14 +213,14 @@ def _retry_or_give_up(notification: Notification, *, detail: str) -> None:
         if notification.channel == Channel.WEBHOOK
         else settings.NOTIFICATIONS_RETRY_SCHEDULE
     )
-    if notification.retry_step >= len(schedule):
+    delay = scheduled_delay(notification.retry_step, schedule)
+    if delay is None:
         _fail(
             notification,
             reason=FailureReason.RETRIES_EXHAUSTED,
             detail=f"failed after {notification.attempts} attempts: {detail}",
         )
         return
-    delay = schedule[notification.retry_step]
     _transition(notification, NotificationStatus.QUEUED)
     notification.retry_step += 1
     notification.next_attempt_at = timezone.now() + timedelta(seconds=delay)

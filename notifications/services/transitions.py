@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audit.events import audit_record
 from bridge import outbox, task_names, topics
-from core import metrics, tracing
+from core import metrics, state_machine, tracing
 from core.queues import enqueue
 from notifications.events import notification_failed_event, notification_sent_event
 from notifications.models import (
@@ -41,12 +41,14 @@ if TYPE_CHECKING:
 WORKER_ACTOR = "system:notifications-worker"
 
 
-class IllegalTransition(Exception):
-    def __init__(self, notification: Notification, to_status: str) -> None:
-        super().__init__(
-            f"notification {notification.notification_id}: "
-            f"{notification.status} -> {to_status} is not allowed"
-        )
+class IllegalTransition(state_machine.IllegalTransition):
+    """A notification move TRANSITIONS does not allow."""
+
+
+# A notification's moves are its attempts (DeliveryAttempt), not a status history of their own.
+NOTIFICATION_STATES = state_machine.StateMachine(
+    noun="notification", moves=TRANSITIONS, id_field="notification_id", error=IllegalTransition
+)
 
 
 def _audit(
@@ -73,9 +75,7 @@ def _audit(
 
 
 def _transition(notification: Notification, to_status: str) -> None:
-    if to_status not in TRANSITIONS[notification.status]:
-        raise IllegalTransition(notification, to_status)
-    notification.status = to_status
+    NOTIFICATION_STATES.move(notification, to_status)
 
 
 def _lease_deadline() -> datetime:

@@ -24,8 +24,8 @@ from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_
 from payments.models import Payment, PaymentStatus
 from payments.services.transitions import (
     INBOX_CONSUMER,
+    PAYMENT_STATES,
     WORKER_ACTOR,
-    IllegalTransition,
     PaymentRefused,
     _capture,
     _check_business_rules,
@@ -329,7 +329,7 @@ def payment_retry(*, payment_id: str, actor: str) -> Payment:
     """An operator retries a payment that failed only because the gateway was unavailable."""
     payment = Payment.objects.select_for_update().get(payment_id=payment_id)
     if payment.status != PaymentStatus.FAILED or payment.failure_reason != FailureReason.GATEWAY_UNAVAILABLE:
-        raise IllegalTransition(payment, PaymentStatus.PROCESSING)
+        raise PAYMENT_STATES.refusal(payment, PaymentStatus.PROCESSING)
     payment.failure_reason = payment.failure_message = ""
     _transition(payment, PaymentStatus.PROCESSING, actor=actor, reason="retry after gateway_unavailable")
     payment.save()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.events import audit_record
 from bridge import outbox, topics
-from core import bulk, metrics
+from core import bulk, metrics, state_machine
 from core.actors import user_actor
 from core.codec import now_rfc3339
 from core.money import format_money
@@ -27,9 +27,18 @@ WORKER_ACTOR = "system:payments-worker"
 REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
 
 
-class IllegalTransition(Exception):
-    def __init__(self, payment: Payment, to_status: str) -> None:
-        super().__init__(f"payment {payment.payment_id}: {payment.status} -> {to_status} is not allowed")
+class IllegalTransition(state_machine.IllegalTransition):
+    """A payment move TRANSITIONS does not allow."""
+
+
+PAYMENT_STATES = state_machine.StateMachine(
+    noun="payment",
+    moves=TRANSITIONS,
+    id_field="payment_id",
+    error=IllegalTransition,
+    history=PaymentTransition,
+    history_fk="payment",
+)
 
 
 class PaymentRefused(Exception):
@@ -67,15 +76,7 @@ def _audit(payment: Payment, *, action: str, actor: str, details: dict[str, Any]
 
 def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "") -> None:
     """Move `payment` (row locked by the caller) to `to_status`: guarded, recorded, audited."""
-    from_status = payment.status
-    if from_status and to_status not in TRANSITIONS[from_status]:
-        raise IllegalTransition(payment, to_status)
-    payment.status = to_status
-    bulk.insert(
-        PaymentTransition(
-            payment=payment, from_status=from_status, to_status=to_status, actor=actor, reason=reason
-        )
-    )
+    from_status = PAYMENT_STATES.move(payment, to_status, actor=actor, reason=reason)
     _audit(
         payment,
         action=f"payment.{to_status}",
