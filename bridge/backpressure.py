@@ -2,35 +2,36 @@
 
 A partition whose Celery queue is deeper than the bound is held back (bridge.gate pauses it) until
 the queue is below half of it. The dispatcher asks whether a backlog shows, and whether the
-workers hold enough tasks that waiting for a fuller batch costs nothing (natural batching).
+workers hold enough tasks that waiting for a fuller batch costs nothing (natural batching). Which
+queues a topic's tasks go to is the bridge's to say (`queues_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from bridge import routing
 from core import metrics
-from kafka_platform.celery import queue_for_task
 
 # Kombu's Redis transport keeps a worker's prefetched, not yet acknowledged tasks in this hash.
 UNACKED_KEY = "unacked"
 
 
-def queues_of(topic: str) -> set[str]:
-    """The Celery queues the tasks of `topic`'s route go to."""
-    route = routing.route_for(topic)
-    return {queue_for_task(name) for name in route.tasks} if route else set()
-
-
 class Backpressure:
-    def __init__(self, redis_client: redis.Redis, *, max_queue_depth: int, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        queues_of: Callable[[str], set[str]],
+        *,
+        max_queue_depth: int,
+        max_in_flight: int,
+    ) -> None:
         self.redis = redis_client
+        self.queues_of = queues_of
         self.max_queue_depth = max_queue_depth
         self.max_in_flight = max_in_flight
         self.queue_depths: dict[str, int] = {}
@@ -41,7 +42,7 @@ class Backpressure:
         deeper than the bound (or not yet back below half of it). None when Redis cannot say:
         dispatch will notice and back off on its own."""
         assignment = set(assignment)
-        queues = sorted({q for tp in assignment for q in queues_of(tp.topic)})
+        queues = sorted({q for tp in assignment for q in self.queues_of(tp.topic)})
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for queue in queues:
@@ -55,7 +56,7 @@ class Backpressure:
                 self.deep_queues.add(queue)
             elif depth <= self.max_queue_depth // 2:
                 self.deep_queues.discard(queue)
-        return {tp for tp in assignment if queues_of(tp.topic) & self.deep_queues}
+        return {tp for tp in assignment if self.queues_of(tp.topic) & self.deep_queues}
 
     def backlog(self) -> bool:
         """Did a worker queue hold tasks when last read?"""
@@ -66,7 +67,7 @@ class Backpressure:
         not yet acknowledged)? Unknown (Redis away) counts as not busy: nothing waits for it."""
         if self.max_in_flight <= 0:
             return False
-        queues = sorted({q for tp in assigned for q in queues_of(tp.topic)})
+        queues = sorted({q for tp in assigned for q in self.queues_of(tp.topic)})
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for queue in queues:

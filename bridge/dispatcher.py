@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,8 +24,6 @@ from bridge.deadletters import dead_letter
 from bridge.gate import TRANSIENT_ERRORS, PartitionGate, Pausable
 from core import correlation, metrics, tracing
 from core.logs import safe_error
-from kafka_platform.celery import app as celery_app
-from kafka_platform.celery import queue_for_task
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +39,12 @@ class Consuming(Pausable, Protocol):
     ) -> dict[TopicPartition, list[Any]]: ...
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+
+class SendTask(Protocol):
+    """Celery's `app.send_task`, as far as the dispatcher calls it."""
+
+    def __call__(self, name: str, *, args: list[Any], queue: str) -> Any: ...
 
 
 class Load(Protocol):
@@ -78,6 +82,8 @@ class Dispatcher:
         gate: PartitionGate,
         load: Load,
         *,
+        send_task: SendTask,
+        queue_for_task: Callable[[str], str],
         batch_max: int,
         batch_linger_ms: int,
         batch_linger_max_ms: int,
@@ -86,6 +92,8 @@ class Dispatcher:
     ) -> None:
         self.gate = gate
         self.load = load
+        self.send_task = send_task
+        self.queue_for_task = queue_for_task
         self.batch_max = batch_max
         self.batch_linger_ms = batch_linger_ms
         self.batch_linger_max_ms = batch_linger_max_ms
@@ -276,7 +284,7 @@ class Dispatcher:
                 envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
             ):
                 for task_name in route.tasks:
-                    celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
+                    self.send_task(task_name, args=[payload], queue=self.queue_for_task(task_name))
                 logger.info(
                     "dispatched %s@%s:%s to %s",
                     first.topic,
@@ -287,7 +295,7 @@ class Dispatcher:
         else:
             payloads = [tracing.dispatch_payload(envelope, route.tasks) for _, envelope in run]
             for task_name in route.tasks:
-                celery_app.send_task(BATCH_TASK, args=[task_name, payloads], queue=queue_for_task(task_name))
+                self.send_task(BATCH_TASK, args=[task_name, payloads], queue=self.queue_for_task(task_name))
             # One line per event, as for a lone one, so each event's correlation id is in the log.
             for record, envelope in run:
                 with correlation.bound(

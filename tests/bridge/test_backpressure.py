@@ -14,7 +14,6 @@ import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError
 
-from bridge import backpressure
 from bridge.backpressure import Backpressure, ConsumerLag
 from core import metrics
 from tests.conftest import TEST_REDIS_URL
@@ -23,13 +22,21 @@ PAY, AUDIT = TopicPartition("bp.payments", 0), TopicPartition("bp.audit", 0)
 
 
 @pytest.fixture
-def queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def queues() -> Iterator[dict[str, str]]:
     """Each topic's own queue in the test Redis, emptied afterwards."""
     run = uuid.uuid4().hex[:6]
     names = {PAY.topic: f"bp-pay-{run}", AUDIT.topic: f"bp-audit-{run}"}
-    monkeypatch.setattr(backpressure, "queues_of", lambda topic: {names[topic]} if topic in names else set())
     yield names
     redis.Redis.from_url(TEST_REDIS_URL).delete(*names.values())
+
+
+def load_on(client: redis.Redis, queues: dict[str, str], *, max_in_flight: int = 0) -> Backpressure:
+    return Backpressure(
+        client,
+        lambda topic: {queues[topic]} if topic in queues else set(),
+        max_queue_depth=10,
+        max_in_flight=max_in_flight,
+    )
 
 
 def fill(queue: str, depth: int) -> None:
@@ -40,7 +47,7 @@ def fill(queue: str, depth: int) -> None:
 
 
 def test_a_partition_is_held_while_its_queue_is_deep_and_until_below_half(queues: dict[str, str]) -> None:
-    load = Backpressure(redis.Redis.from_url(TEST_REDIS_URL), max_queue_depth=10, max_in_flight=0)
+    load = load_on(redis.Redis.from_url(TEST_REDIS_URL), queues)
     fill(queues[PAY.topic], 11)
     fill(queues[AUDIT.topic], 10)  # at the bound, not over it
 
@@ -55,14 +62,14 @@ def test_a_partition_is_held_while_its_queue_is_deep_and_until_below_half(queues
 
 
 def test_no_backlog_while_the_queues_are_empty(queues: dict[str, str]) -> None:
-    load = Backpressure(redis.Redis.from_url(TEST_REDIS_URL), max_queue_depth=10, max_in_flight=0)
+    load = load_on(redis.Redis.from_url(TEST_REDIS_URL), queues)
     fill(queues[PAY.topic], 0)
     assert load.partitions_to_hold({PAY}) == set() and not load.backlog()
 
 
 def test_without_redis_nothing_changes_and_the_workers_count_as_idle(queues: dict[str, str]) -> None:
     away = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
-    load = Backpressure(away, max_queue_depth=10, max_in_flight=1)
+    load = load_on(away, queues, max_in_flight=1)
     load.deep_queues.add(queues[PAY.topic])
 
     assert load.partitions_to_hold({PAY}) is None  # the dispatch notices Redis away on its own
@@ -72,7 +79,7 @@ def test_without_redis_nothing_changes_and_the_workers_count_as_idle(queues: dic
 
 def test_natural_batching_off_never_asks_redis() -> None:
     away = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
-    assert not Backpressure(away, max_queue_depth=10, max_in_flight=0).workers_busy({PAY})
+    assert not load_on(away, {}).workers_busy({PAY})
 
 
 class EndsConsumer:

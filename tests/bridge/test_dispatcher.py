@@ -95,6 +95,8 @@ class Recording(Dispatcher):
         super().__init__(
             gate,
             Idle(),
+            send_task=lambda name, *, args, queue: pytest.fail("sent past the stand-in"),
+            queue_for_task=lambda name: name,
             batch_max=batch_max,
             batch_linger_ms=10,
             batch_linger_max_ms=100,
@@ -243,18 +245,13 @@ def test_a_dead_letter_that_fails_blocks_the_partition_at_that_record(
     assert consumer.paused == {A0}
 
 
-def test_one_event_goes_out_as_its_route_tasks_and_several_as_one_batch_task_per_route_task(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_one_event_goes_out_as_its_route_tasks_and_several_as_one_batch_task_per_route_task() -> None:
     sent: list[tuple[str, list[Any], str]] = []
-    monkeypatch.setattr(
-        dispatcher_module.celery_app,
-        "send_task",
-        lambda name, *, args, queue: sent.append((name, args, queue)),
-    )
     dispatcher = Dispatcher(
         new_gate(),
         Idle(),
+        send_task=lambda name, *, args, queue: sent.append((name, args, queue)),
+        queue_for_task=lambda name: f"queue-of-{name}",
         batch_max=100,
         batch_linger_ms=0,
         batch_linger_max_ms=0,
@@ -269,9 +266,10 @@ def test_one_event_goes_out_as_its_route_tasks_and_several_as_one_batch_task_per
     dispatcher.send(route, [(one, envelopes[0])])
     dispatcher.send(route, [(one, envelopes[0]), (two, envelopes[1])])
 
+    [task] = route.tasks
     [lone, batch] = sent
-    assert lone[0] == route.tasks[0] and lone[1][0]["id"] == envelopes[0].id
-    assert batch[0] == BATCH_TASK and batch[1][0] == route.tasks[0]
+    assert lone[0] == task and lone[1][0]["id"] == envelopes[0].id and lone[2] == f"queue-of-{task}"
+    assert batch[0] == BATCH_TASK and batch[1][0] == task and batch[2] == f"queue-of-{task}"
     assert [payload["id"] for payload in batch[1][1]] == [e.id for e in envelopes]
 
 
