@@ -19,52 +19,29 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
-from django.utils import timezone
+from django.db import close_old_connections
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bridge import admission, codec, routing
+from bridge import admission, routing
+from bridge.backpressure import Backpressure, ConsumerLag
 from bridge.clients import new_consumer
-from bridge.codec import Envelope
-from bridge.deadletters import dead_letter
-from bridge.models import StuckPartition
+from bridge.dispatcher import Dispatcher
+from bridge.gate import PartitionGate
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
-from core import correlation, metrics, tracing
-from core.logs import safe_error
 from core.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
 from kafka_platform.celery import app as celery_app
 from kafka_platform.celery import queue_for_task
 
 logger = logging.getLogger(__name__)
-# Kombu's Redis transport keeps a worker's prefetched, not yet acknowledged tasks in this hash.
-UNACKED_KEY = "unacked"
-
-BATCH_TASK = "bridge.process_batch"
-SKIPPED_BY_OPERATOR = "skipped_by_operator"
-TOO_LARGE = "too_large"
-
-# Failures that pass: a broker, Redis or the database away for a while. Anything else is a bug
-# and stops the bridge (uncommitted messages are redelivered to its successor).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    KombuOperationalError,
-    redis.exceptions.RedisError,
-    KafkaError,
-    DatabaseError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 @dataclass
@@ -116,63 +93,6 @@ class _Offsets:
         return {tp: self.done[tp] for tp in keys if self.committed.get(tp) != self.done[tp]}
 
 
-@dataclass
-class _Blocked:
-    """A partition whose record at `offset` failed to go out: paused, retried with backoff."""
-
-    offset: int
-    message: codec.IncomingMessage
-    error: str
-    since: float  # monotonic, first failure at this offset
-    since_at: float  # the same as a Unix time, for reports
-    attempts: int = 1
-    retry_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class _InHand:
-    """Records being handed to Redis right now (a paused Redis blocks the call for its duration)."""
-
-    since: float
-    since_at: float
-    partitions: dict[TopicPartition, int]
-
-
-@dataclass(frozen=True)
-class _Stuck:
-    topic: str
-    partition: int
-    offset: int
-    error: str
-    since_at: float
-    stuck_for_s: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "error": self.error,
-            "since": datetime.fromtimestamp(self.since_at, UTC).isoformat(),
-            "stuck_for_s": round(self.stuck_for_s, 1),
-        }
-
-
-@dataclass(frozen=True)
-class _SkipRequest:
-    row_id: int
-    offset: int
-    requested_by: str
-
-
-@dataclass(frozen=True)
-class _Item:
-    tp: TopicPartition
-    record: Any
-    envelope: Envelope
-    message: codec.IncomingMessage
-
-
 class _CommitOnRevoke(AsyncConsumerRebalanceListener):
     """Commits what was dispatched from partitions before they move to another owner.
 
@@ -194,62 +114,68 @@ class _CommitOnRevoke(AsyncConsumerRebalanceListener):
                 logger.warning("bridge: offset commit before revocation failed (%s)", exc)
             else:
                 logger.info("bridge committed %d partitions before revocation", len(pending))
-        _forget(self.bridge, revoked)
+        self.bridge.forget(revoked)
 
     async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         # Evicted from the group: a commit would be refused, and the new owner redelivers.
-        _forget(self.bridge, lost)
+        self.bridge.forget(lost)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("bridge assigned %d partitions", len(assigned))
 
 
-def _forget(bridge: Bridge, partitions: Iterable[TopicPartition]) -> None:
-    """Drop the bridge's state of partitions it no longer owns."""
-    for tp in partitions:
-        bridge.offsets.done.pop(tp, None)
-        bridge.offsets.committed.pop(tp, None)
-        bridge.paused.discard(tp)
-        bridge.forget_blocked(tp)
-        bridge.lag.pop(f"{tp.topic}:{tp.partition}", None)
-        # The partition's new owner reports its lag; a stale value here would hide recovery.
-        try:
-            metrics.BRIDGE_CONSUMER_LAG.remove(tp.topic, str(tp.partition))
-        except KeyError:
-            pass  # never measured here
-
-
 class Bridge:
+    """The consume loop: follow the subscription, let the gate resume and skip, hold back for
+    backpressure, poll and dispatch, commit, measure the lag."""
+
     def __init__(self, options: BridgeOptions) -> None:
         self.options = options
         self.offsets = _Offsets()
-        self.paused: set[TopicPartition] = set()
         self.stopping = threading.Event()
         self.consumer: KafkaConsumer | None = None
         self.subscription: PatternSubscription | None = None
         self.relay: OutboxRelay | None = None
-        self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
-        self._deep_queues: set[str] = set()
-        self._queue_depths: dict[str, int] = {}
+        self.gate = PartitionGate(
+            retry_backoff_s=options.retry_backoff_s,
+            retry_backoff_max_s=options.retry_backoff_max_s,
+            stuck_after_s=options.stuck_after_s,
+        )
+        self.backpressure = Backpressure(
+            redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2),
+            _queues_of,
+            max_queue_depth=options.max_queue_depth,
+            max_in_flight=options.max_in_flight,
+        )
+        self.dispatcher = Dispatcher(
+            self.gate,
+            self.backpressure,
+            send_task=celery_app.send_task,
+            queue_for_task=queue_for_task,
+            batch_max=options.batch_max,
+            batch_linger_ms=options.batch_linger_ms,
+            batch_linger_max_ms=options.batch_linger_max_ms,
+            poll_timeout_ms=options.poll_timeout_ms,
+            max_handoff_bytes=options.max_handoff_bytes,
+        )
+        self.consumer_lag = ConsumerLag()
         self._last_commit = self._last_pressure_check = self._last_lag_check = 0.0
         self._failures = 0
         self.heartbeat = Heartbeat(max_silence_s=options.max_silence_s)
-        self.lag: dict[str, int] = {}
         self.reporter: HeartbeatPublisher | None = None
-        # Partitions whose next record failed to go out, and those of them paused until retry_at.
-        self._blocked: dict[TopicPartition, _Blocked] = {}
-        self._retry_paused: set[TopicPartition] = set()
-        self._in_hand: _InHand | None = None
         self._assigned: frozenset[TopicPartition] = frozenset()
-        # Read and written by the probe and reporter threads too.
-        self._state_lock = threading.Lock()
-        self._gauged_stuck: set[TopicPartition] = set()
-        self._skip_requests: dict[TopicPartition, _SkipRequest] = {}
         self._probe_redis = redis.Redis.from_url(
             settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
         )
         self._redis_down_since: float | None = None
-        self._report_warned = False
+
+    @property
+    def paused(self) -> set[TopicPartition]:
+        """The partitions held back because their Celery queue is deep."""
+        return self.gate.held
+
+    @property
+    def lag(self) -> dict[str, int]:
+        return self.consumer_lag.lag
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -302,21 +228,31 @@ class Bridge:
                 self.relay.join(timeout=30)
             logger.info("bridge stopped")
 
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the bridge's state of partitions it no longer owns."""
+        for tp in partitions:
+            self.offsets.done.pop(tp, None)
+            self.offsets.committed.pop(tp, None)
+            self.gate.forget(tp)
+            self.consumer_lag.forget(tp)
+
     def _release_assignment(self, gone: set[str]) -> bool:
         """Before the subscription is renewed: commit what was dispatched, forget the partitions.
 
         Offsets in topics that are `gone` cannot be committed, and nothing is left to redeliver.
         """
         assert self.consumer is not None
-        _forget(self, [tp for tp in self.offsets.done if tp.topic in gone])
+        self.forget([tp for tp in self.offsets.done if tp.topic in gone])
         self.commit()
         if self.offsets.pending():
             return False
-        _forget(self, self.consumer.assignment())
+        self.forget(self.consumer.assignment())
         return True
 
+    # --- health (the probe's thread) -----------------------------------------------------------
+
     def health(self) -> dict[str, Any]:
-        """The consume loop's liveness for /healthz (read from the probe's thread)."""
+        """The consume loop's liveness for /healthz."""
         if self.stopping.is_set():
             return {"status": "stopping"}
         return {
@@ -328,27 +264,7 @@ class Bridge:
     def partitions_health(self) -> dict[str, Any]:
         """For /healthz: `stuck` (503) while a partition has not got past a record for
         BRIDGE_STUCK_AFTER_S; the partitions still retrying are listed too."""
-        stuck = self.stuck_partitions()
-        stuck_keys = {(s.topic, s.partition) for s in stuck}
-        now = time.monotonic()
-        retrying = [
-            {
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "offset": b.offset,
-                "attempts": b.attempts,
-                "error": b.error,
-                "failing_for_s": round(now - b.since, 1),
-            }
-            for tp, b in list(self._blocked.items())
-            if (tp.topic, tp.partition) not in stuck_keys
-        ]
-        return {
-            "status": "stuck" if stuck else OK,
-            "stuck": [s.as_dict() for s in stuck],
-            "retrying": retrying,
-            "stuck_after_s": self.options.stuck_after_s,
-        }
+        return self.gate.partitions_health()
 
     def redis_health(self) -> dict[str, Any]:
         """For /healthz: can the bridge reach its Celery broker? While it cannot, names Redis and
@@ -366,78 +282,15 @@ class Bridge:
                 "error": f"{type(exc).__name__}: {exc}",
                 "broker": _redacted(settings.CELERY_BROKER_URL),
                 "unreachable_for_s": round(down_for, 1),
-                "waiting_partitions": self.waiting_partitions(),
+                "waiting_partitions": self.gate.waiting_partitions(),
             }
         self._redis_down_since = None
         return {"status": OK, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
-    def waiting_partitions(self) -> list[dict[str, Any]]:
-        """Partitions whose next record is being handed on, or failed to be."""
-        waiting: dict[tuple[str, int], dict[str, Any]] = {}
-        in_hand = self._in_hand
-        if in_hand is not None:
-            for tp, offset in in_hand.partitions.items():
-                waiting[(tp.topic, tp.partition)] = {
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "offset": offset,
-                    "waiting_s": round(time.monotonic() - in_hand.since, 1),
-                }
-        for tp, b in list(self._blocked.items()):
-            waiting[(tp.topic, tp.partition)] = {
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "offset": b.offset,
-                "waiting_s": round(time.monotonic() - b.since, 1),
-            }
-        return sorted(waiting.values(), key=lambda w: (w["topic"], w["partition"]))
-
-    def stuck_partitions(self) -> list[_Stuck]:
-        """Partitions that have not got past a record for BRIDGE_STUCK_AFTER_S (failing, or in a
-        hand-off that has not returned); keeps `bridge_partition_stuck` in step. Any thread."""
-        now = time.monotonic()
-        after = self.options.stuck_after_s
-        found: dict[TopicPartition, _Stuck] = {}
-        in_hand = self._in_hand
-        if in_hand is not None and now - in_hand.since >= after:
-            for tp, offset in in_hand.partitions.items():
-                found[tp] = _Stuck(
-                    tp.topic,
-                    tp.partition,
-                    offset,
-                    "hand-off to Celery (Redis) has not returned",
-                    in_hand.since_at,
-                    now - in_hand.since,
-                )
-        for tp, b in list(self._blocked.items()):
-            if now - b.since >= after:
-                found[tp] = _Stuck(tp.topic, tp.partition, b.offset, b.error, b.since_at, now - b.since)
-        with self._state_lock:
-            for tp in set(found) - self._gauged_stuck:
-                metrics.BRIDGE_PARTITION_STUCK.labels(topic=tp.topic, partition=str(tp.partition)).set(1)
-                logger.error(
-                    "bridge: partition %s@%s stuck at offset %s for %.0fs: %s",
-                    tp.topic,
-                    tp.partition,
-                    found[tp].offset,
-                    found[tp].stuck_for_s,
-                    found[tp].error,
-                )
-            for tp in self._gauged_stuck - set(found):
-                metrics.BRIDGE_PARTITION_STUCK.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
-                logger.info("bridge: partition %s@%s moves again", tp.topic, tp.partition)
-            self._gauged_stuck = set(found)
-        return sorted(found.values(), key=lambda s: (s.topic, s.partition))
-
-    def forget_blocked(self, tp: TopicPartition) -> None:
-        """A partition gone to another bridge: its blocked state and stuck gauge go too."""
-        self._blocked.pop(tp, None)
-        self._retry_paused.discard(tp)
-        with self._state_lock:
-            self._skip_requests.pop(tp, None)
-            if tp in self._gauged_stuck:
-                self._gauged_stuck.discard(tp)
-                metrics.BRIDGE_PARTITION_STUCK.remove(tp.topic, str(tp.partition))
+    def relay_health(self) -> dict[str, Any]:
+        if self.relay is None:
+            return {"status": "ok", "detail": "relay not run by this bridge (--no-relay)"}
+        return self.relay.health()
 
     # --- reports for the web /health and operators (the reporter thread) -------------------------
 
@@ -446,51 +299,12 @@ class Bridge:
             "group": self.options.group_id,
             "assigned_partitions": len(self._assigned),
             "lag": dict(self.lag),
-            "stuck": [s.as_dict() for s in self.stuck_partitions()],
+            "stuck": [s.as_dict() for s in self.gate.stuck_partitions()],
         }
 
     def _report_stuck(self) -> None:
         """Keep this bridge's StuckPartition rows in step, and pick up operators' skip requests."""
-        stuck = {(s.topic, s.partition): s for s in self.stuck_partitions()}
-        assigned = {(tp.topic, tp.partition) for tp in self._assigned}
-        group = self.options.group_id
-        try:
-            now = timezone.now()
-            rows = {(r.topic, r.partition): r for r in StuckPartition.objects.filter(group=group)}
-            for key, s in stuck.items():
-                row = rows.get(key)
-                fields = {
-                    "offset": s.offset,
-                    "error": s.error[:4000],
-                    "stuck_since": datetime.fromtimestamp(s.since_at, UTC),
-                    "reported_at": now,
-                    "reported_by": process_name(),
-                }
-                if row is None:
-                    StuckPartition.objects.create(group=group, topic=s.topic, partition=s.partition, **fields)
-                    continue
-                if row.offset != s.offset:  # a request to skip another record is void
-                    fields.update(skip_requested_at=None, skip_requested_by="")
-                StuckPartition.objects.filter(pk=row.pk).update(**fields)
-                if row.skip_requested_at is not None and row.offset == s.offset:
-                    with self._state_lock:
-                        self._skip_requests[TopicPartition(s.topic, s.partition)] = _SkipRequest(
-                            row.pk, row.offset, row.skip_requested_by
-                        )
-            moved_on = [row.pk for key, row in rows.items() if key in assigned and key not in stuck]
-            if moved_on:
-                StuckPartition.objects.filter(pk__in=moved_on).delete()
-            self._report_warned = False
-        except DatabaseError as exc:
-            if not self._report_warned:
-                logger.warning("bridge: stuck partitions not reported: %s", exc)
-                self._report_warned = True
-            connection.close()
-
-    def relay_health(self) -> dict[str, Any]:
-        if self.relay is None:
-            return {"status": "ok", "detail": "relay not run by this bridge (--no-relay)"}
-        return self.relay.health()
+        self.gate.report(self.options.group_id, self._assigned)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -500,321 +314,43 @@ class Bridge:
         if self.subscription is not None:
             self.subscription.follow()
         self._assigned = frozenset(self.consumer.assignment())
-        self._apply_skip_requests()
-        self._resume_due_retries()
+        self.gate.apply_skip_requests(self.consumer, self._assigned, self._skip_to)
+        self.gate.resume_due(self.consumer, self._assigned)
         now = time.monotonic()
         if now - self._last_pressure_check >= self.options.backpressure_check_s:
             self._last_pressure_check = now
             self._apply_backpressure()
-        records = self._poll()
+        records = self.dispatcher.poll(self.consumer, self._assigned)
         assignment = self.consumer.assignment()
         for tp in [tp for tp in records if tp not in assignment]:  # revoked while we polled
             del records[tp]
         if records:
-            if self._dispatch_records(records):
+            if self.dispatcher.dispatch_records(self.consumer, records, self.offsets.done):
                 self._failures += 1
                 close_old_connections()
             else:
                 self._failures = 0
-        self.stuck_partitions()  # moves the gauge even while nobody scrapes /healthz
+        self.gate.stuck_partitions()  # moves the gauge even while nobody scrapes /healthz
         now = time.monotonic()
         if now - self._last_commit >= self.options.commit_interval_s:
             self.commit()
         if now - self._last_lag_check >= self.options.lag_check_s:
             self._last_lag_check = now
-            self._record_lag()
+            self.consumer_lag.record(self.consumer, self.offsets.committed)
 
-    def _poll(self) -> dict[TopicPartition, list[Any]]:
-        """A poll's records. When a backlog shows (the poll brought more than one record, or a
-        worker queue is not empty), wait up to `batch_linger_ms` for more so batches fill; a lone
-        event with idle workers is dispatched at once."""
+    def _apply_backpressure(self) -> None:
+        """Pause partitions whose Celery queue is deeper than the bound; resume below half of it."""
         assert self.consumer is not None
-        records = self.consumer.poll(timeout_ms=self.options.poll_timeout_ms)
-        count = sum(len(messages) for messages in records.values())
-        busy = count > 1 or any(depth > 0 for depth in self._queue_depths.values())
-        if count and busy and count < self.options.batch_max and self.options.batch_linger_ms > 0:
-            start = time.monotonic()
-            deadline = start + self.options.batch_linger_ms / 1000
-            longest = start + max(self.options.batch_linger_max_ms, self.options.batch_linger_ms) / 1000
-            while count < self.options.batch_max:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    # The workers are still busy with earlier batches: what arrives meanwhile
-                    # would only wait in their queue, so it waits here and leaves as one batch.
-                    if time.monotonic() >= longest or not self._workers_busy():
-                        break
-                    deadline = min(longest, time.monotonic() + self.options.batch_linger_ms / 1000)
-                    continue
-                more = self.consumer.poll(
-                    timeout_ms=max(int(left * 1000), 1), max_records=self.options.batch_max - count
-                )
-                for tp, messages in more.items():
-                    records.setdefault(tp, []).extend(messages)
-                    count += len(messages)
-        return records
+        hold = self.backpressure.partitions_to_hold(self.consumer.assignment())
+        if hold is not None:
+            self.gate.hold(self.consumer, hold, why=f"queues deep: {self.backpressure.queue_depths}")
 
-    def _workers_busy(self) -> bool:
-        """Do the workers hold at least `max_in_flight` tasks (queued in Redis, or prefetched and
-        not yet acknowledged)? Unknown (Redis away) counts as not busy: nothing waits for it."""
-        if self.options.max_in_flight <= 0:
-            return False
-        queues = sorted({q for tp in self._assigned for q in self._queues_of(tp.topic)})
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                for queue in queues:
-                    pipe.llen(queue)
-                pipe.hlen(UNACKED_KEY)
-                counts = pipe.execute()
-        except redis.exceptions.RedisError:
-            return False
-        return sum(counts) >= self.options.max_in_flight
-
-    def _dispatch_records(self, records: dict[TopicPartition, list[Any]]) -> bool:
-        """Dead-letter the poison, pack the rest by route (across partitions, in each partition's
-        order) into batches of up to `batch_max`, and dispatch them. Each partition's offset moves
-        up to its first record not yet handled. Returns whether something failed.
-
-        When a record (or a batch) fails to go out, its partitions are sought back to it and paused
-        for a backoff (`_block`); nothing more is tried in this step, and the partitions not reached
-        are sought back to be polled again at once, so Redis or Kafka being away costs one failure
-        per step while the partitions that are fine keep flowing. A partition being retried goes
-        one record at a time, so that a batch-mate's failure cannot hold it.
-        """
+    def _skip_to(self, tp: TopicPartition, offset: int) -> None:
+        """Move `tp` past a record an operator skipped, and commit that at once."""
         assert self.consumer is not None
-        handled: dict[TopicPartition, set[int]] = {tp: set() for tp in records}
-        failed: dict[TopicPartition, tuple[int, BaseException, codec.IncomingMessage]] = {}
-        groups: dict[routing.Route, list[_Item]] = {}
-        singles: list[tuple[routing.Route, _Item]] = []
-
-        def to_dlq(tp: TopicPartition, message: codec.IncomingMessage, **kwargs: Any) -> bool:
-            try:
-                dead_letter(message, **kwargs)
-            except TRANSIENT_ERRORS as exc:
-                failed[tp] = (message.offset, exc, message)
-                return False
-            metrics.KAFKA_MESSAGES.labels(topic=message.topic, outcome="dead_lettered").inc()
-            handled[tp].add(message.offset)
-            return True
-
-        for tp, messages in records.items():
-            for record in messages:
-                if failed:
-                    break
-                message = codec.IncomingMessage(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=record.value,
-                    headers=list(record.headers or []),
-                )
-                try:
-                    envelope, route = routing.validate(admission.admit(message, codec.decode(message)))
-                except codec.PoisonMessage as poison:
-                    to_dlq(tp, message, reason=poison.reason, error=str(poison))
-                    continue
-                except TRANSIENT_ERRORS:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one record's surprise is its dead letter, never the bridge's exit
-                    logger.exception("unexpected error validating %s", message.fallback_id)
-                    to_dlq(tp, message, reason="schema_violation", error=safe_error(exc))
-                    continue
-                size = len(record.value or b"")
-                if size > self.options.max_handoff_bytes:
-                    to_dlq(
-                        tp,
-                        message,
-                        reason=TOO_LARGE,
-                        error=(
-                            f"record of {size} bytes exceeds BRIDGE_MAX_HANDOFF_BYTES "
-                            f"({self.options.max_handoff_bytes}): not handed to Celery"
-                        ),
-                        as_reference=True,
-                    )
-                    continue
-                item = _Item(tp, record, envelope, message)
-                if tp in self._blocked:
-                    singles.append((route, item))
-                else:
-                    groups.setdefault(route, []).append(item)
-        in_hand = {tp: messages[0].offset for tp, messages in records.items()}
-        self._in_hand = _InHand(time.monotonic(), time.time(), in_hand)
-        try:
-            for route, item in singles:
-                if failed:
-                    break
-                try:
-                    self._dispatch(route, [(item.record, item.envelope)])
-                except TRANSIENT_ERRORS as exc:
-                    failed[item.tp] = (item.record.offset, exc, item.message)
-                    break
-                handled[item.tp].add(item.record.offset)
-            for route, items in groups.items():
-                for start in range(0, len(items), self.options.batch_max):
-                    if failed:
-                        break
-                    chunk = items[start : start + self.options.batch_max]
-                    try:
-                        self._dispatch(route, [(item.record, item.envelope) for item in chunk])
-                    except TRANSIENT_ERRORS as exc:
-                        for item in chunk:  # which of them Redis refused is not known: all retry
-                            failed.setdefault(item.tp, (item.record.offset, exc, item.message))
-                        break
-                    for item in chunk:
-                        handled[item.tp].add(item.record.offset)
-        finally:
-            self._in_hand = None
-        for tp, messages in records.items():
-            resume = next((r.offset for r in messages if r.offset not in handled[tp]), None)
-            if resume is None:
-                self.offsets.done[tp] = messages[-1].offset + 1
-            else:
-                if resume > messages[0].offset:
-                    self.offsets.done[tp] = resume
-                self.consumer.seek(tp, resume)
-            blocked = self._blocked.get(tp)
-            if blocked is not None and self.offsets.done.get(tp, -1) > blocked.offset:
-                self._unblock(tp)
-        for tp, (offset, error, message) in failed.items():
-            self._block(tp, offset, error, message)
-        return bool(failed)
-
-    def _block(
-        self, tp: TopicPartition, offset: int, exc: BaseException, message: codec.IncomingMessage
-    ) -> None:
-        """Pause `tp` at the record that failed; it is retried after a backoff that grows with
-        each failure at that offset (`_resume_due_retries`)."""
-        assert self.consumer is not None
-        now = time.monotonic()
-        error = f"{type(exc).__name__}: {exc}"
-        blocked = self._blocked.get(tp)
-        if blocked is None or blocked.offset != offset:
-            blocked = _Blocked(offset, message, error, since=now, since_at=time.time())
-            self._blocked[tp] = blocked
-        else:
-            blocked.attempts += 1
-            blocked.error, blocked.message = error, message
-        delay = min(
-            self.options.retry_backoff_s * 2 ** min(blocked.attempts - 1, 8), self.options.retry_backoff_max_s
-        )
-        blocked.retry_at = now + delay
-        self.consumer.pause(tp)
-        self._retry_paused.add(tp)
-        logger.warning(
-            "bridge: %s@%s:%s not handed on (%s); partition retried in %.1fs (attempt %d)",
-            tp.topic,
-            tp.partition,
-            offset,
-            error,
-            delay,
-            blocked.attempts,
-        )
-
-    def _unblock(self, tp: TopicPartition) -> None:
-        assert self.consumer is not None
-        self._blocked.pop(tp, None)
-        if tp in self._retry_paused:
-            self._retry_paused.discard(tp)
-            if tp not in self.paused:
-                self.consumer.resume(tp)
-
-    def _resume_due_retries(self) -> None:
-        assert self.consumer is not None
-        now = time.monotonic()
-        for tp in list(self._retry_paused):
-            blocked = self._blocked.get(tp)
-            if blocked is None or blocked.retry_at <= now:
-                self._retry_paused.discard(tp)
-                if tp not in self.paused and tp in self._assigned:
-                    self.consumer.resume(tp)
-
-    def _apply_skip_requests(self) -> None:
-        """An operator asked (admin) to skip a stuck partition's record: dead-letter it with
-        dlq-reason `skipped_by_operator` and seek past it."""
-        assert self.consumer is not None
-        with self._state_lock:
-            requests, self._skip_requests = self._skip_requests, {}
-        for tp, request in requests.items():
-            blocked = self._blocked.get(tp)
-            if blocked is None or blocked.offset != request.offset or tp not in self._assigned:
-                continue  # moved on meanwhile, or no longer ours: the request is void
-            try:
-                dead_letter(
-                    blocked.message,
-                    reason=SKIPPED_BY_OPERATOR,
-                    error=(
-                        f"skipped by {request.requested_by or 'an operator'} after {blocked.attempts} "
-                        f"failed attempts: {blocked.error}"
-                    ),
-                )
-            except TRANSIENT_ERRORS as exc:
-                logger.warning(
-                    "bridge: skip of %s@%s:%s failed (%s); will retry",
-                    tp.topic,
-                    tp.partition,
-                    request.offset,
-                    exc,
-                )
-                with self._state_lock:
-                    self._skip_requests.setdefault(tp, request)
-                continue
-            metrics.KAFKA_MESSAGES.labels(topic=tp.topic, outcome="dead_lettered").inc()
-            self.offsets.done[tp] = blocked.offset + 1
-            self.consumer.seek(tp, blocked.offset + 1)
-            self._unblock(tp)
-            self.commit([tp])
-            try:
-                StuckPartition.objects.filter(pk=request.row_id).delete()
-            except DatabaseError as exc:  # the reporter deletes it on its next turn
-                logger.warning("bridge: stuck partition row not deleted: %s", exc)
-            logger.warning(
-                "bridge: %s@%s:%s skipped to the DLQ at the request of %s",
-                tp.topic,
-                tp.partition,
-                request.offset,
-                request.requested_by,
-            )
-
-    def _dispatch(self, route: routing.Route | None, run: list[tuple[Any, Envelope]]) -> None:
-        """One event: its route's tasks, as they are. Several: one `bridge.process_batch` task per
-        route task, carrying all of them (see bridge.tasks.process_batch)."""
-        assert route is not None
-        first, envelope = run[0]
-        if len(run) == 1:
-            payload = tracing.dispatch_payload(envelope, route.tasks)
-            # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
-            with correlation.bound(
-                envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
-            ):
-                for task_name in route.tasks:
-                    celery_app.send_task(task_name, args=[payload], queue=queue_for_task(task_name))
-                logger.info(
-                    "dispatched %s@%s:%s to %s",
-                    first.topic,
-                    first.partition,
-                    first.offset,
-                    ", ".join(route.tasks),
-                )
-        else:
-            payloads = [tracing.dispatch_payload(envelope, route.tasks) for _, envelope in run]
-            for task_name in route.tasks:
-                celery_app.send_task(BATCH_TASK, args=[task_name, payloads], queue=queue_for_task(task_name))
-            # One line per event, as for a lone one, so each event's correlation id is in the log.
-            for record, envelope in run:
-                with correlation.bound(
-                    envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
-                ):
-                    logger.info(
-                        "dispatched %s@%s:%s to %s (batch of %d)",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        ", ".join(route.tasks),
-                        len(run),
-                    )
-        metrics.BRIDGE_DISPATCH.inc(len(run) * len(route.tasks))
-        for topic, count in Counter(record.topic for record, _ in run).items():  # a batch may span topics
-            metrics.KAFKA_MESSAGES.labels(topic=topic, outcome="dispatched").inc(count)
+        self.offsets.done[tp] = offset
+        self.consumer.seek(tp, offset)
+        self.commit([tp])
 
     def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Commit what is done; a failed commit is retried later (at worst, redelivery)."""
@@ -832,56 +368,11 @@ class Bridge:
             return
         self.offsets.committed.update(pending)
 
-    # --- backpressure and lag ------------------------------------------------------------------
 
-    def _queues_of(self, topic: str) -> set[str]:
-        route = routing.route_for(topic)
-        return {queue_for_task(name) for name in route.tasks} if route else set()
-
-    def _apply_backpressure(self) -> None:
-        """Pause partitions whose Celery queue is deeper than the bound; resume below half of it."""
-        assert self.consumer is not None
-        assignment = self.consumer.assignment()
-        queues = {q for tp in assignment for q in self._queues_of(tp.topic)}
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                for queue in sorted(queues):
-                    pipe.llen(queue)
-                depths = dict(zip(sorted(queues), pipe.execute(), strict=True))
-        except redis.exceptions.RedisError:
-            return  # dispatch will notice and back off on its own
-        self._queue_depths = depths
-        limit = self.options.max_queue_depth
-        for queue, depth in depths.items():
-            if depth > limit:
-                self._deep_queues.add(queue)
-            elif depth <= limit // 2:
-                self._deep_queues.discard(queue)
-        to_pause = {tp for tp in assignment if self._queues_of(tp.topic) & self._deep_queues}
-        if to_pause - self.paused:
-            logger.info("bridge: pausing %d partitions, queues deep: %s", len(to_pause - self.paused), depths)
-            self.consumer.pause(*(to_pause - self.paused))
-        if self.paused - to_pause - self._retry_paused:
-            # A partition waiting for its retry stays paused (`_resume_due_retries` resumes it).
-            self.consumer.resume(*(self.paused - to_pause - self._retry_paused))
-        self.paused = to_pause
-
-    def _record_lag(self) -> None:
-        assert self.consumer is not None
-        assignment = list(self.consumer.assignment())
-        if not assignment:
-            return
-        try:
-            ends = self.consumer.end_offsets(assignment)
-        except KafkaError:
-            return
-        for tp, end in ends.items():
-            committed = self.offsets.committed.get(tp)
-            if committed is None:
-                committed = self.consumer.committed(tp) or 0
-            lag = max(end - committed, 0)
-            metrics.BRIDGE_CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-            self.lag[f"{tp.topic}:{tp.partition}"] = lag
+def _queues_of(topic: str) -> set[str]:
+    """The Celery queues the tasks of `topic`'s route go to."""
+    route = routing.route_for(topic)
+    return {queue_for_task(name) for name in route.tasks} if route else set()
 
 
 def _redacted(url: str) -> str:

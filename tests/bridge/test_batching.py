@@ -257,24 +257,41 @@ class TrickleConsumer:
         return {}
 
 
-def bridge_polling(consumer: TrickleConsumer, *, workers_busy: bool) -> Any:
-    from bridge.consumer import Bridge, BridgeOptions
+class Load:
+    """Stands in for the workers' load: a backlog shows, and the workers are busy or not."""
 
-    bridge = object.__new__(Bridge)
-    bridge.consumer = consumer  # type: ignore[assignment]
-    bridge.options = BridgeOptions(
-        group_id="g", max_queue_depth=100, batch_linger_ms=10, batch_linger_max_ms=100, max_in_flight=2
+    def __init__(self, workers_busy: bool) -> None:
+        self.busy = workers_busy
+
+    def backlog(self) -> bool:
+        return True  # the poll lingers
+
+    def workers_busy(self, assigned: object) -> bool:
+        return self.busy
+
+
+def dispatcher_polling(*, workers_busy: bool) -> Any:
+    from bridge.dispatcher import Dispatcher
+    from bridge.gate import PartitionGate
+
+    return Dispatcher(
+        PartitionGate(retry_backoff_s=0.5, retry_backoff_max_s=10, stuck_after_s=60),
+        Load(workers_busy),
+        send_task=lambda name, *, args, queue: None,
+        queue_for_task=lambda name: name,
+        batch_max=100,
+        batch_linger_ms=10,
+        batch_linger_max_ms=100,
+        poll_timeout_ms=500,
+        max_handoff_bytes=1024,
     )
-    bridge._queue_depths = {"payments": 1}  # a backlog shows: the poll lingers
-    bridge._workers_busy = lambda: workers_busy  # type: ignore[method-assign]
-    return bridge
 
 
 def test_a_poll_gathers_a_trickle_while_the_workers_are_busy_and_not_when_idle() -> None:
-    busy = bridge_polling(TrickleConsumer(total=60, gap_s=0.004), workers_busy=True)
-    gathered = sum(len(batch) for batch in busy._poll().values())
-    idle = bridge_polling(TrickleConsumer(total=60, gap_s=0.004), workers_busy=False)
-    alone = sum(len(batch) for batch in idle._poll().values())
+    busy = dispatcher_polling(workers_busy=True)
+    gathered = sum(len(batch) for batch in busy.poll(TrickleConsumer(total=60, gap_s=0.004), set()).values())
+    idle = dispatcher_polling(workers_busy=False)
+    alone = sum(len(batch) for batch in idle.poll(TrickleConsumer(total=60, gap_s=0.004), set()).values())
     # About 100 ms of a record per 4 ms while busy; about 10 ms' worth when the workers are free.
     assert gathered >= 12 and alone <= 5 and gathered > 2 * alone, (gathered, alone)
 
@@ -282,22 +299,19 @@ def test_a_poll_gathers_a_trickle_while_the_workers_are_busy_and_not_when_idle()
 def test_the_workers_are_busy_when_queued_and_unacknowledged_tasks_reach_the_bound() -> None:
     import redis as redis_lib
 
-    from bridge.consumer import UNACKED_KEY, Bridge, BridgeOptions
+    from bridge.backpressure import UNACKED_KEY, Backpressure
     from tests.conftest import TEST_REDIS_URL
 
     client = redis_lib.Redis.from_url(TEST_REDIS_URL)
     queue = f"natural-{uuid.uuid4().hex[:6]}"
-    bridge = object.__new__(Bridge)
-    bridge.options = BridgeOptions(group_id="g", max_queue_depth=100, max_in_flight=2)
-    bridge._redis = client
-    bridge._assigned = frozenset({TopicPartition(REQUESTED, 0)})
-    bridge._queues_of = lambda topic: {queue}  # type: ignore[method-assign,assignment]
+    load = Backpressure(client, lambda topic: {queue}, max_queue_depth=100, max_in_flight=2)
+    assigned = {TopicPartition(REQUESTED, 0)}
     client.delete(queue, UNACKED_KEY)
     try:
-        assert not bridge._workers_busy()
+        assert not load.workers_busy(assigned)
         client.rpush(queue, "task-1")
-        assert not bridge._workers_busy()
+        assert not load.workers_busy(assigned)
         client.hset(UNACKED_KEY, "tag-1", "running task")
-        assert bridge._workers_busy()
+        assert load.workers_busy(assigned)
     finally:
         client.delete(queue, UNACKED_KEY)

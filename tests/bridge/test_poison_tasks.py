@@ -173,28 +173,41 @@ class SeekingConsumer:
 def test_a_record_failing_validation_in_an_unforeseen_way_is_dead_lettered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bridge import consumer as bridge_consumer
-    from bridge.consumer import Bridge, BridgeOptions
+    from bridge import dispatcher as bridge_dispatcher
+    from bridge import routing
+    from bridge.dispatcher import Dispatcher
+    from bridge.gate import PartitionGate
 
     def surprise(envelope: Any) -> Any:
         raise ZeroDivisionError("a validator bug")
 
     letters: list[tuple[int, str]] = []
-    monkeypatch.setattr(bridge_consumer.routing, "validate", surprise)
+    monkeypatch.setattr(routing, "validate", surprise)
     monkeypatch.setattr(
-        bridge_consumer,
+        bridge_dispatcher,
         "dead_letter",
         lambda message, *, reason, error, **kw: letters.append((message.offset, reason)),
     )
-    bridge = Bridge(BridgeOptions(group_id="g", max_queue_depth=10, relay=False))
-    bridge.consumer = SeekingConsumer()
+    gate = PartitionGate(retry_backoff_s=0.5, retry_backoff_max_s=10, stuck_after_s=60)
+    dispatcher = Dispatcher(
+        gate,
+        SimpleNamespace(),  # type: ignore[arg-type]
+        send_task=lambda name, *, args, queue: None,
+        queue_for_task=lambda name: name,
+        batch_max=100,
+        batch_linger_ms=10,
+        batch_linger_max_ms=100,
+        poll_timeout_ms=500,
+        max_handoff_bytes=1024,
+    )
     tp = TopicPartition("payments.payment-requested", 0)
     record = SimpleNamespace(
         topic=tp.topic, partition=0, offset=41, key=b"k", value=b'{"paymentId": "p"}', headers=[]
     )
+    done: dict[TopicPartition, int] = {}
 
-    failed = bridge._dispatch_records({tp: [record]})
+    failed = dispatcher.dispatch_records(SeekingConsumer(), {tp: [record]}, done)  # type: ignore[arg-type]
 
     assert not failed
     assert letters == [(41, "schema_violation")]
-    assert bridge.offsets.done[tp] == 42  # the partition moves on
+    assert done[tp] == 42  # the partition moves on
