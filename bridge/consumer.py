@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import close_old_connections
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -38,8 +39,7 @@ from bridge.gate import PartitionGate
 from bridge.relay import OutboxRelay
 from bridge.subscription import PatternSubscription
 from core.probes import DEGRADED, DOWN, OK, Heartbeat, HeartbeatPublisher, process_name
-from kafka_platform.celery import app as celery_app
-from kafka_platform.celery import queue_for_task
+from core.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from bridge import codec
 from bridge.deadletters import dead_letter
 from bridge.models import StuckPartition
 from core import metrics
+from core.backoff import backoff_delay
 from core.probes import OK, process_name
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,9 @@ class PartitionGate:
         else:
             blocked.attempts += 1
             blocked.error, blocked.message = error, message
-        delay = min(self.retry_backoff_s * 2 ** min(blocked.attempts - 1, 8), self.retry_backoff_max_s)
+        delay = backoff_delay(
+            blocked.attempts - 1, first=self.retry_backoff_s, cap=self.retry_backoff_max_s, max_doublings=8
+        )
         blocked.retry_at = now + delay
         consumer.pause(tp)
         self.retry_paused.add(tp)
