@@ -44,6 +44,18 @@ def sync_roles(sender: Any, using: str = DEFAULT_DB_ALIAS, apps: Any = global_ap
     )
 
 
+def _record_operator_action(*, action: str, actor: str, subject: str, details: dict[str, Any]) -> None:
+    """An operator's action on a Kafka record (`<topic>:<partition>:<offset>`), in the log."""
+    outbox.record_event(
+        topic=topics.AUDIT_COMPLIANCE_EVENTS,
+        subject=subject,
+        actor=actor,
+        data=audit_record(
+            action=action, subject_type="kafka_record", subject_id=subject, actor=actor, details=details
+        ),
+    )
+
+
 def record_replay(
     sender: Any,
     *,
@@ -57,25 +69,9 @@ def record_replay(
     **kwargs: Any,
 ) -> None:
     """The bridge's `replayed`: the operator who put a dead letter back on its topic, in the log."""
+    details = {"topic": topic, "partition": partition, "offset": offset, "reason": reason, "via": via}
     with transaction.atomic():  # record_event belongs in a transaction of its caller
-        outbox.record_event(
-            topic=topics.AUDIT_COMPLIANCE_EVENTS,
-            subject=subject,
-            actor=actor,
-            data=audit_record(
-                action=REPLAYED,
-                subject_type="kafka_record",
-                subject_id=subject,
-                actor=actor,
-                details={
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": offset,
-                    "reason": reason,
-                    "via": via,
-                },
-            ),
-        )
+        _record_operator_action(action=REPLAYED, actor=actor, subject=subject, details=details)
 
 
 def record_skip_request(
@@ -83,15 +79,4 @@ def record_skip_request(
 ) -> None:
     """The bridge's `skip_requested`: the operator who asked to skip a stuck record, in the log
     (in the request's own transaction)."""
-    outbox.record_event(
-        topic=topics.AUDIT_COMPLIANCE_EVENTS,
-        subject=subject,
-        actor=actor,
-        data=audit_record(
-            action=SKIP_REQUESTED,
-            subject_type="kafka_record",
-            subject_id=subject,
-            actor=actor,
-            details=details,
-        ),
-    )
+    _record_operator_action(action=SKIP_REQUESTED, actor=actor, subject=subject, details=details)

@@ -38,7 +38,6 @@ from notifications.services.queueing import (
     customer_notify,
     notification_request,
     notification_submit,
-    payment_customer_notify,
     payment_outcome_notify,
     payment_outcomes_notify,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "notifications_deliver",
     "notifications_dispatch_due",
     "customer_notify",
-    "payment_customer_notify",
     "payment_outcome_notify",
     "payment_outcomes_notify",
     "webhook_endpoint_delete",

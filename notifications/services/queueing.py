@@ -300,7 +300,7 @@ def notification_request(*, event: Envelope, request: NotificationRequested) -> 
 
 def _registered_endpoint(request: NotificationRequested, *, owner_id: int | None) -> WebhookEndpoint | None:
     """The registered endpoint a webhook request names (`endpointId`, set by
-    `payment_customer_notify`), when it is active, at that URL, and its owner's own."""
+    `customer_notify`), when it is active, at that URL, and its owner's own."""
     endpoint_id = (request.model_extra or {}).get(ENDPOINT_ID_FIELD)
     if request.channel != Channel.WEBHOOK or owner_id is None or not endpoint_id:
         return None
@@ -517,28 +517,6 @@ def customer_notify(
         )
         asked.append(request.notificationId)
     return asked
-
-
-def payment_customer_notify(
-    *,
-    payment_id: str,
-    client_id: int | None,
-    customer: Mapping[str, Any] | None,
-    occasion: str,
-    template_key: str,
-    context: dict[str, Any],
-    correlation_id: str | None = None,
-) -> list[str]:
-    """`customer_notify` for a payment: ids `payment:<paymentId>:<occasion>:...`."""
-    return customer_notify(
-        notification_prefix=f"payment:{payment_id}:",
-        client_id=client_id,
-        customer=customer,
-        occasion=occasion,
-        template_key=template_key,
-        context=context,
-        correlation_id=correlation_id,
-    )
 
 
 @transaction.atomic

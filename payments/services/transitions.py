@@ -87,8 +87,8 @@ def _transition(payment: Payment, to_status: str, *, actor: str, reason: str = "
 
 def _notify_customer(payment: Payment, *, template: str, occasion: str, context: dict[str, Any]) -> None:
     """Ask notifications, which owns the customer-to-channels mapping, to tell the customer."""
-    notification_services.payment_customer_notify(
-        payment_id=payment.payment_id,
+    notification_services.customer_notify(
+        notification_prefix=f"payment:{payment.payment_id}:",
         client_id=payment.client_id,
         customer=payment.request.get("customer"),
         occasion=occasion,
