@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.conf import settings
 
 from bridge.clients import close_shared_producer
 from bridge.embedded import EmbeddedBroker, free_port
+from tests.support.drained import wait_until_drained
 from tests.support.kafka import Collector
 from tests.support.processes import Proc, celery, child_env, manage
 
@@ -102,6 +104,22 @@ class Stack:
 
     def processes_alive(self) -> bool:
         return all(proc.running for proc in self.procs)
+
+    def wait_until_drained(
+        self, since: datetime, collector: Collector | None = None, timeout_s: float = 120.0
+    ) -> None:
+        """Wait until every copy of every event given to the stack has been consumed
+        (tests.support.drained); `since`: when the test began writing."""
+        env = self.worker.env
+        wait_until_drained(
+            bootstrap=self.bootstrap,
+            group=env["KAFKA_CONSUMER_GROUP"],
+            redis_url=env["CELERY_BROKER_URL"],
+            queues=WORKER_QUEUES.split(","),
+            since=since,
+            collector=collector,
+            timeout_s=timeout_s,
+        )
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.procs)

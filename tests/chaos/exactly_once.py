@@ -10,9 +10,11 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from django.utils import timezone
 from kafka import KafkaProducer
 
 from audit.models import AuditEvent
@@ -56,6 +58,7 @@ class Run:
     merchant: str
     ids: list[str]
     started: float = field(default_factory=time.monotonic)
+    since: datetime = field(default_factory=timezone.now)  # before its first request was sent
 
 
 def send(stack: Stack, count: int, *, twice: bool = False, more_for: Run | None = None) -> Run:
@@ -64,7 +67,7 @@ def send(stack: Stack, count: int, *, twice: bool = False, more_for: Run | None 
     run = more_for.merchant.removeprefix("chaos-") if more_for else uuid.uuid4().hex[:8]
     first = len(more_for.ids) if more_for else 0
     ids = [f"chaos-{run}-{i}" for i in range(first, first + count)]
-    started = time.monotonic()
+    started, since = time.monotonic(), timezone.now()
     producer = KafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=5)
     for payment_id in ids:
         request = payment_request(
@@ -79,8 +82,13 @@ def send(stack: Stack, count: int, *, twice: bool = False, more_for: Run | None 
     producer.flush()
     producer.close()
     if more_for:
-        return Run(merchant=more_for.merchant, ids=[*more_for.ids, *ids], started=more_for.started)
-    return Run(merchant=f"chaos-{run}", ids=ids, started=started)
+        return Run(
+            merchant=more_for.merchant,
+            ids=[*more_for.ids, *ids],
+            started=more_for.started,
+            since=more_for.since,
+        )
+    return Run(merchant=f"chaos-{run}", ids=ids, started=started, since=since)
 
 
 def ours(ids: list[str]) -> Callable[[Record], bool]:
@@ -175,24 +183,31 @@ def effects(collector: Collector, ids: list[str]) -> Effects:
 
 
 def assert_exactly_once(
-    collector: Collector, run: Run, timeout_s: float | None = None, *, notes: str = ""
+    stack: Stack, collector: Collector, run: Run, timeout_s: float | None = None, *, notes: str = ""
 ) -> None:
     """Every payment of `run` has exactly one effect of each kind, the merchant's balance is exact,
     the ledger reconciles and the audit chain is intact. The outcome is first recorded for the
-    `make chaos` table, so a failed scenario shows there with what it lost or doubled."""
+    `make chaos` table, so a failed scenario shows there with what it lost or doubled.
+
+    Counted once every payment has each effect and the stack has consumed every copy of every
+    event (`Stack.wait_until_drained`): a duplicate a crash left on its way is counted, not missed."""
     ids = run.ids
     deadline = time.monotonic() + (timeout_s or max(900.0, len(ids) * 0.3))
     seen = effects(collector, ids)
     progress, progressed_at = seen.progress(ids), time.monotonic()
     while len(seen.complete(ids)) < len(ids) and time.monotonic() < deadline:
-        collector.settle(5.0)  # reads the processed events meanwhile
+        collector.settle(1.0)  # reads the processed events meanwhile
         seen = effects(collector, ids)
         if seen.progress(ids) != progress:
             progress, progressed_at = seen.progress(ids), time.monotonic()
         elif time.monotonic() - progressed_at > STALLED_AFTER_S:
             break  # what is missing now stays missing: record it rather than wait for the time limit
     seconds = time.monotonic() - run.started
-    collector.settle(3.0)  # a late duplicate shows up here
+    try:
+        stack.wait_until_drained(run.since, collector)  # every redelivered copy consumed: now count
+        undrained = ""
+    except TimeoutError as exc:
+        undrained = str(exc)  # recorded below; the counts then prove nothing either way
     seen = effects(collector, ids)
     merchant = Balance.objects.filter(account_id=f"merchant:{run.merchant}", currency="USD").first()
     balance = merchant.balance if merchant else Decimal(0)
@@ -204,8 +219,10 @@ def assert_exactly_once(
         doubled=len(doubled),
         balance_drift=balance - AMOUNT * len(ids),
         seconds=seconds,
-        notes=notes,
+        notes="; ".join(n for n in (notes, undrained) if n),
     )
+
+    assert not undrained, undrained
 
     assert len(seen.announced) == len(ids), f"never announced: {sorted(set(ids) - set(seen.announced))[:5]}"
     assert not doubled, f"an effect twice: {sorted(doubled)[:5]}"

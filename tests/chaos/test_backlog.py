@@ -125,4 +125,4 @@ def test_deep_backlog_waits_in_kafka_not_redis(chaos: Chaos, collector: Collecto
     assert lag >= N - HELD_AT_MOST, f"lag {lag} of a backlog of {N}"
 
     chaos.stack.worker.start()
-    assert_exactly_once(collector, run, notes=notes)
+    assert_exactly_once(chaos.stack, collector, run, notes=notes)

@@ -29,7 +29,7 @@ def test_worker_killed_mid_stream(chaos: Chaos, collector: Collector) -> None:
     collector.wait_for(PROCESSED, ours(run.ids), count=N // 5, timeout_s=300)
     chaos.stack.worker.kill()
     chaos.stack.worker.start()
-    assert_exactly_once(collector, run)
+    assert_exactly_once(chaos.stack, collector, run)
 
 
 def test_bridge_killed_mid_stream(chaos: Chaos, collector: Collector) -> None:
@@ -37,7 +37,7 @@ def test_bridge_killed_mid_stream(chaos: Chaos, collector: Collector) -> None:
     collector.wait_for(PROCESSED, ours(run.ids), count=N // 5, timeout_s=300)
     chaos.stack.bridge.kill()
     chaos.stack.bridge.start()
-    assert_exactly_once(collector, run)
+    assert_exactly_once(chaos.stack, collector, run)
 
 
 def test_redis_restarted_while_events_flow(chaos: Chaos, collector: Collector) -> None:
@@ -46,7 +46,7 @@ def test_redis_restarted_while_events_flow(chaos: Chaos, collector: Collector) -
     chaos.redis.stop()
     time.sleep(3)
     chaos.redis.start()
-    assert_exactly_once(collector, run)
+    assert_exactly_once(chaos.stack, collector, run)
     assert chaos.stack.processes_alive(), "a process died instead of reconnecting"
 
 
@@ -56,13 +56,13 @@ def test_postgres_refusing_connections_for_a_few_seconds(chaos: Chaos, collector
     chaos.postgres.cut()
     time.sleep(5)
     chaos.postgres.restore()
-    assert_exactly_once(collector, run)
+    assert_exactly_once(chaos.stack, collector, run)
     assert chaos.stack.processes_alive(), "a process died instead of reconnecting"
 
 
 def test_every_event_delivered_twice(chaos: Chaos, collector: Collector) -> None:
     run = send(chaos.stack, N, twice=True)
-    assert_exactly_once(collector, run)
+    assert_exactly_once(chaos.stack, collector, run)
 
 
 def test_bridge_sigterm_is_graceful(chaos: Chaos) -> None:
