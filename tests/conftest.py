@@ -306,3 +306,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+# Fixtures that start processes besides pytest: the stack (broker, bridge, relay, worker, beat),
+# a broker alone, or a redis-server of the test's own.
+PROCESS_FIXTURES = frozenset({"stack", "kafka_broker", "tls_broker", "private_redis", "redis_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `processes` every test that starts processes through a fixture: `-m "not processes"`
+    is then the service tier, PostgreSQL and Redis only (docs/testing.md, Tiers)."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
