@@ -107,11 +107,11 @@ class Stack:
 
     def wait_until_drained(
         self, since: datetime, collector: Collector | None = None, timeout_s: float = 120.0
-    ) -> None:
+    ) -> float:
         """Wait until every copy of every event given to the stack has been consumed
-        (tests.support.drained); `since`: when the test began writing."""
+        (tests.support.drained); `since`: when the test began writing. Answers the seconds waited."""
         env = self.worker.env
-        wait_until_drained(
+        return wait_until_drained(
             bootstrap=self.bootstrap,
             group=env["KAFKA_CONSUMER_GROUP"],
             redis_url=env["CELERY_BROKER_URL"],

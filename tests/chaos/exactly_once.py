@@ -208,10 +208,12 @@ def assert_exactly_once(
             break  # what is missing now stays missing: record it rather than wait for the time limit
     seconds = time.monotonic() - run.started
     try:
-        stack.wait_until_drained(run.since, collector)  # every redelivered copy consumed: now count
+        # Every redelivered copy consumed, then count. As long as a stall may last: after the
+        # broker's 30 s pause the relay took over two minutes to publish its last rows.
+        drained_s = stack.wait_until_drained(run.since, collector, timeout_s=STALLED_AFTER_S)
         undrained = ""
     except TimeoutError as exc:
-        undrained = str(exc)  # recorded below; the counts then prove nothing either way
+        drained_s, undrained = STALLED_AFTER_S, str(exc)  # the counts then prove nothing either way
     seen = effects(collector, ids)
     merchant = Balance.objects.filter(account_id=f"merchant:{run.merchant}", currency="USD").first()
     balance = merchant.balance if merchant else Decimal(0)
@@ -223,7 +225,7 @@ def assert_exactly_once(
         doubled=len(doubled),
         balance_drift=balance - AMOUNT * len(ids),
         seconds=seconds,
-        notes="; ".join(n for n in (notes, undrained) if n),
+        notes="; ".join(n for n in (notes, f"drained {drained_s:.0f}s after complete", undrained) if n),
     )
 
     assert not undrained, undrained

@@ -59,15 +59,17 @@ def wait_until_drained(
     since: datetime,
     collector: Collector | None = None,
     timeout_s: float = 120.0,
-) -> None:
+) -> float:
     """Wait until nothing is left anywhere in the pipeline: the bridge group has committed every
     record of its topics, no task is queued or held by a worker, and no outbox row written since
     `since` is unpublished; then once more, so that what the last tasks published has been
-    consumed in turn. `collector`, when given, has then read everything on its topics too."""
+    consumed in turn. `collector`, when given, has then read everything on its topics too.
+    Answers the seconds it waited."""
     from bridge.models import OutboxEvent  # the conftest imports this module before Django's apps
 
     client = redis.Redis.from_url(redis_url)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     quiet_passes = 0
     left: dict[str, int] = {}
     while quiet_passes < 2:
@@ -83,3 +85,4 @@ def wait_until_drained(
             time.sleep(0.2)
     if collector is not None:
         collector.catch_up()
+    return time.monotonic() - started
