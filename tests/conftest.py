@@ -99,8 +99,11 @@ class Stack:
                 proc.start()
 
     def stop(self) -> None:
+        """SIGTERM every process, then wait for each: they shut down side by side."""
         for proc in self.procs:
-            proc.stop()
+            proc.signal()
+        for proc in self.procs:
+            proc.wait_stopped()
 
     def processes_alive(self) -> bool:
         return all(proc.running for proc in self.procs)
