@@ -27,13 +27,13 @@ run: install
 # Both tiers (docs/testing.md): the service tier (PostgreSQL and Redis, domain rules through
 # services and batch handlers) and the process-stack tier (a Kafka broker, the bridge, relay,
 # worker and beat as subprocesses: flows and faults), the chaos scenarios at CI size (400
-# payments a crash). What CI runs; under 20 minutes from a fresh clone on 2 CPUs.
+# payments a crash). What CI runs; the target is under 20 minutes from a fresh clone on 2 CPUs.
 test: install
 	$(PY) -m pytest --create-db
 
 # The quick loop while working: the service tier and the single-flow tests of the stack, neither
 # the chaos suite nor the slow lifecycle tests (restarts, shutdown, rebalance, long waits), on the
-# test database of the last run (migrated forward, not recreated). Under 3 minutes on 2 CPUs.
+# test database of the last run (migrated forward, not recreated). The target: under 3 minutes on 2 CPUs.
 test-fast: install
 	$(PY) -m pytest -m "not chaos and not slow" --reuse-db -q $(ARGS)
 
