@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.conf import settings
 
 from bridge.clients import close_shared_producer
 from bridge.embedded import EmbeddedBroker, free_port
+from tests.support.drained import wait_until_drained
 from tests.support.kafka import Collector
 from tests.support.processes import Proc, celery, child_env, manage
 
@@ -97,11 +99,30 @@ class Stack:
                 proc.start()
 
     def stop(self) -> None:
+        """SIGTERM every process, then wait for each: they shut down side by side."""
         for proc in self.procs:
-            proc.stop()
+            proc.signal()
+        for proc in self.procs:
+            proc.wait_stopped()
 
     def processes_alive(self) -> bool:
         return all(proc.running for proc in self.procs)
+
+    def wait_until_drained(
+        self, since: datetime, collector: Collector | None = None, timeout_s: float = 120.0
+    ) -> float:
+        """Wait until every copy of every event given to the stack has been consumed
+        (tests.support.drained); `since`: when the test began writing. Answers the seconds waited."""
+        env = self.worker.env
+        return wait_until_drained(
+            bootstrap=self.bootstrap,
+            group=env["KAFKA_CONSUMER_GROUP"],
+            redis_url=env["CELERY_BROKER_URL"],
+            queues=WORKER_QUEUES.split(","),
+            since=since,
+            collector=collector,
+            timeout_s=timeout_s,
+        )
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.procs)
@@ -288,3 +309,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+# Fixtures that start processes besides pytest: the stack (broker, bridge, relay, worker, beat),
+# a broker alone, or a redis-server of the test's own.
+PROCESS_FIXTURES = frozenset({"stack", "kafka_broker", "tls_broker", "private_redis", "redis_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `processes` every test that starts processes through a fixture: `-m "not processes"`
+    is then the service tier, PostgreSQL and Redis only (docs/testing.md, Tiers)."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)

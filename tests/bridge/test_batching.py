@@ -12,6 +12,7 @@ import pytest
 from celery.canvas import Signature
 from celery.exceptions import Retry
 from django.db import OperationalError
+from django.utils import timezone
 from kafka import KafkaProducer, TopicPartition
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -42,6 +43,7 @@ def test_a_backlog_is_dispatched_in_batches_with_one_effect_per_request(
     live: Stack, collector: Collector
 ) -> None:
     run = uuid.uuid4().hex[:8]
+    started = timezone.now()
     tokens = ["tok_visa"] * 40 + ["tok_chargeDeclined"] * 4 + ["tok_gatewayTimeoutOnce"] * 3
     requests = [
         payment_request(paymentId=f"batch-{run}-{i}", paymentMethod=card(token))
@@ -63,7 +65,9 @@ def test_a_backlog_is_dispatched_in_batches_with_one_effect_per_request(
     ours = lambda r: r.key is not None and r.key.decode().startswith(f"batch-{run}-")  # noqa: E731
     collector.wait_for(PROCESSED, ours, count=43, timeout_s=120)
     collector.wait_for(FAILED, ours, count=4, timeout_s=60)
-    collector.settle(3.0)
+    # Every copy consumed before counting: the bridge has committed both copies of every fifth
+    # request and the worker has run every task it was handed (the pipeline drained).
+    live.wait_until_drained(started, collector)
     live.bridge.wait_for_log("to payments.process_payment_requested (batch of", since=since, timeout_s=5)
 
     outcomes = Counter(

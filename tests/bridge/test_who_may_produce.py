@@ -208,6 +208,7 @@ def rotated_and_trusting(live: Stack) -> Iterator[Stack]:
         live.reconfigure({})
 
 
+@pytest.mark.slow  # restarts the whole stack twice (with the rotated key, then back)
 def test_trusted_and_rotated(rotated_and_trusting: Stack, collector: Collector) -> None:
     stack = rotated_and_trusting
     # An unsigned topup on a trusted gated topic is posted, as the integration, not as it claims.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,20 +39,21 @@ class Chaos:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "stack_env(**env): extra environment for the chaos stack's processes in this test"
+        "markers", "stack_env(**env): extra environment for the chaos stack's processes of this module"
     )
 
 
-@pytest.fixture
-def chaos(
+@pytest.fixture(scope="module")
+def chaos_stack(
     stack: Stack,
     kafka_broker: EmbeddedBroker,
-    shared_db: None,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Chaos]:
-    """The stack restarted on a private Redis and behind a PostgreSQL proxy we can cut."""
-    redis_server = PrivateRedis(tmp_path / "redis.log", persistent=True).start()
+    """The stack restarted on a private Redis and behind a PostgreSQL proxy we can cut, once for
+    a module's scenarios (a restart of the four processes costs seconds, twice per scenario when
+    each had its own); `stack_env` in the module's `pytestmark` adds to the processes' env."""
+    redis_server = PrivateRedis(tmp_path_factory.mktemp("chaos-redis") / "redis.log", persistent=True).start()
     database = urlsplit(stack.env["DATABASE_URL"])
     proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
     marker = request.node.get_closest_marker("stack_env")
@@ -71,9 +71,25 @@ def chaos(
     try:
         yield Chaos(stack, redis_server, proxy, kafka_broker)
     finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is None or report.failed:
-            print(stack.logs())
         stack.reconfigure({})
         proxy.stop()
         redis_server.stop()
+
+
+@pytest.fixture
+def chaos(chaos_stack: Chaos, shared_db: None, request: pytest.FixtureRequest) -> Iterator[Chaos]:
+    """The chaos stack for one scenario, whole again: what an earlier scenario of the module
+    broke and a failure left broken (Redis stopped, PostgreSQL cut, a process killed) is back.
+    Each scenario sends payments for a merchant of its own and waits for all of them, so the
+    next starts on a stack with nothing left in flight."""
+    if not chaos_stack.redis.running:
+        chaos_stack.redis.start()
+    if not chaos_stack.postgres.is_up:
+        chaos_stack.postgres.restore()
+    chaos_stack.stack.ensure_running()
+    chaos_stack.stack.worker.wait_for_log("ready.")
+    chaos_stack.stack.bridge.wait_for_log("bridge assigned")
+    yield chaos_stack
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        print(chaos_stack.stack.logs())

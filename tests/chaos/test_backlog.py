@@ -35,7 +35,11 @@ QUEUE = "payments"  # where the bridge puts payment requests
 OVERSHOOT = 500 // BATCH + 1
 HELD_AT_MOST = (DEPTH + OVERSHOOT) * BATCH  # requests Redis may hold
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(chaos_timeout_s(N))]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.timeout(chaos_timeout_s(N)),
+    pytest.mark.stack_env(BRIDGE_MAX_QUEUE_DEPTH=str(DEPTH), BRIDGE_BATCH_MAX=str(BATCH)),
+]
 
 
 class RedisSampler:
@@ -91,7 +95,6 @@ def committed(chaos: Chaos) -> int:
         consumer.close(autocommit=False)
 
 
-@pytest.mark.stack_env(BRIDGE_MAX_QUEUE_DEPTH=str(DEPTH), BRIDGE_BATCH_MAX=str(BATCH))
 def test_deep_backlog_waits_in_kafka_not_redis(chaos: Chaos, collector: Collector) -> None:
     assert N > 2 * HELD_AT_MOST, "a backlog Redis could hold whole tests nothing"
     chaos.stack.worker.stop()
@@ -125,4 +128,4 @@ def test_deep_backlog_waits_in_kafka_not_redis(chaos: Chaos, collector: Collecto
     assert lag >= N - HELD_AT_MOST, f"lag {lag} of a backlog of {N}"
 
     chaos.stack.worker.start()
-    assert_exactly_once(collector, run, notes=notes)
+    assert_exactly_once(chaos.stack, collector, run, notes=notes)

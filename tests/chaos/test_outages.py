@@ -51,7 +51,7 @@ def test_kafka_broker_paused_for_30_s(chaos: Chaos, collector: Collector) -> Non
     with paused(chaos.broker.process.pid, BROKER_PAUSE_S):
         in_flight = N - posted_count(run)
     assert in_flight > 0, "every payment was done before the broker stopped: nothing was tested"
-    assert_exactly_once(collector, run, notes=f"broker paused {BROKER_PAUSE_S}s")
+    assert_exactly_once(chaos.stack, collector, run, notes=f"broker paused {BROKER_PAUSE_S}s")
     assert chaos.stack.processes_alive(), "a process died instead of waiting for the broker"
 
 
@@ -67,7 +67,7 @@ def test_postgres_refusing_connections_for_60_s(chaos: Chaos, collector: Collect
         during = posted_count(run)
     assert stalled_at < N, "every payment was done before PostgreSQL went away: nothing was tested"
     assert during == stalled_at, "payments were posted while PostgreSQL refused connections"
-    assert_exactly_once(collector, run, notes=f"postgres refused {POSTGRES_OUTAGE_S}s")
+    assert_exactly_once(chaos.stack, collector, run, notes=f"postgres refused {POSTGRES_OUTAGE_S}s")
     assert chaos.postgres.accepted > accepted, "nothing reconnected to PostgreSQL"
     assert chaos.stack.processes_alive(), "a process died instead of reconnecting"
 
@@ -100,5 +100,5 @@ def test_redis_paused_for_60_s(chaos: Chaos, collector: Collector) -> None:
     assert unreachable, f"/healthz never said Redis was unreachable: {redis_seen[-3:]}"
     assert chaos.redis.url.rsplit(":", 1)[1] in unreachable[-1]["broker"]
     assert any(check.get("waiting_partitions") for check in unreachable), unreachable[-1]
-    assert_exactly_once(collector, run, notes=f"redis paused {REDIS_PAUSE_S}s")
+    assert_exactly_once(chaos.stack, collector, run, notes=f"redis paused {REDIS_PAUSE_S}s")
     assert chaos.stack.processes_alive(), "a process died instead of waiting for Redis"

@@ -154,6 +154,7 @@ def test_image_is_multi_stage_non_root_and_ships_the_process_config_files() -> N
         assert not any(fnmatch.fnmatch(shipped, pattern) for pattern in ignored), shipped
 
 
+@pytest.mark.processes  # runs docker compose
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     """`docker compose config` where a Compose client can run; v1 lacks only the top-level `name`."""
     if shutil.which("docker") and _ok(["docker", "compose", "version"]):

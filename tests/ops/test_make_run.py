@@ -13,6 +13,7 @@ from bridge.management.commands.dev_up import DEV_ADMIN, Command
 from tests.support.processes import ROOT, VENV_BIN
 
 
+@pytest.mark.processes  # runs honcho
 def test_procfile_supervises_every_process_make_run_promises() -> None:
     check = subprocess.run(
         [str(VENV_BIN / "honcho"), "check", "-f", "Procfile"], cwd=ROOT, capture_output=True, text=True
@@ -40,6 +41,7 @@ def test_development_admin_is_created_only_in_development(
     assert get_user_model().objects.filter(username=DEV_ADMIN[0], is_superuser=True).exists() is debug
 
 
+@pytest.mark.processes  # runs make -n
 def test_make_run_logs_for_a_terminal_and_everything_else_logs_json() -> None:
     """`make run` asks for the console format; other targets (the tests) keep JSON lines."""
     import subprocess

@@ -227,6 +227,7 @@ def test_compose_has_kafka_ui_on_the_compose_kafka_and_jaeger_with_otlp() -> Non
     assert all(port.startswith("127.0.0.1:") for s in (ui, jaeger) for port in s["ports"])
 
 
+@pytest.mark.processes  # runs promtool
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_promtool_accepts_the_config_and_the_rule_unit_tests_pass() -> None:
     for argv in (

@@ -22,6 +22,9 @@ from tests.ops.conftest import (
 )
 from tests.support.processes import ROOT, VENV_BIN, Proc, celery, child_env, manage
 
+# Each test runs manage.py, gunicorn or Flower in production mode as a process of its own.
+pytestmark = pytest.mark.processes
+
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)

@@ -30,7 +30,7 @@ from tests.conftest import TEST_REDIS_URL
 from tests.support.private_redis import PrivateRedis
 from tests.support.processes import ROOT, child_env, descendants
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.processes]
 
 # What a broker stopped under its clients makes them log (kafka-python, psycopg, kombu).
 NOISE = ("connection refused", "nobrokersavailable", "kafkaconnectionerror", "traceback")

@@ -158,6 +158,7 @@ def test_a_posting_for_a_payment_that_failed_is_a_difference() -> None:
     assert difference["kind"] == "posting_without_payment" and difference["status"] == "failed"
 
 
+@pytest.mark.processes  # runs the command
 def test_the_command_exits_1_and_lists_the_difference() -> None:
     missing = captured("500.00")
     db = connection.settings_dict

@@ -88,6 +88,11 @@ class TcpProxy:
                 self._conns.discard(src)
                 self._conns.discard(dst)
 
+    @property
+    def is_up(self) -> bool:
+        """Accepting connections (not cut)."""
+        return self._up.is_set()
+
     def cut(self) -> None:
         """Refuse new connections (the port is closed) and reset the open ones."""
         self._up.clear()

@@ -90,6 +90,17 @@ class Collector:
         while time.monotonic() < deadline:
             self.poll()
 
+    def catch_up(self, timeout_s: float = 60.0) -> None:
+        """Read until every assigned partition's end, as it is now: whatever was published before
+        this call is in `records` after it."""
+        partitions = list(self.consumer.assignment())
+        ends = self.consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while any(self.consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the collector did not reach the topics' ends in {timeout_s}s")
+            self.poll()
+
     def close(self) -> None:
         self.consumer.close()
 

@@ -62,6 +62,10 @@ class PrivateRedis:
                 time.sleep(0.1)
 
     @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
     def pid(self) -> int:
         """The server's process id, for a test that pauses it (tests.support.faults.paused)."""
         assert self.process is not None

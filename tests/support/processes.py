@@ -29,6 +29,7 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._signalled = False
 
     def start(self) -> Proc:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -36,6 +37,7 @@ class Proc:
         self.process = subprocess.Popen(  # noqa: S603 - our own commands
             self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        self._signalled = False
         _RUNNING.add(self)
         return self
 
@@ -46,11 +48,26 @@ class Proc:
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
         """Send `sig` to the process (it shuts down its own children), wait, then kill whatever
         of its group is left: a child it failed to stop, or everything after `timeout_s`."""
+        self.signal(sig)
+        return self.wait_stopped(timeout_s)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` without waiting: to stop several processes, signal each, then wait for each
+        (`wait_stopped`), and they shut down side by side instead of one after the other."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(sig)
+            self._signalled = True
+
+    def wait_stopped(self, timeout_s: float = 30.0) -> int | None:
+        """Wait for a signalled process to exit, then kill whatever of its group is left."""
+        signalled, self._signalled = self._signalled, False
         if not self.running:
+            if signalled:
+                self._kill_group()  # it exited on our signal just now: what it left of its group
             _RUNNING.discard(self)
             return self.process.returncode if self.process else None
         assert self.process is not None
-        self.process.send_signal(sig)
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
