@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -10,8 +11,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import Fetcher
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bridge.topics import TOPIC_MAX_MESSAGE_BYTES
+
+logger = logging.getLogger(__name__)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # Mechanisms that authenticate with a username and password (kafka-python's sasl_plain_* options).
@@ -137,6 +141,8 @@ def new_admin() -> KafkaAdminClient:
 _producer: KafkaProducer | None = None
 _producer_pid: int | None = None
 _producer_lock = threading.Lock()
+# How long a forced close waits for the producer's sender thread to fail its records and stop.
+FORCED_CLOSE_JOIN_S = 5.0
 
 
 def shared_producer() -> KafkaProducer:
@@ -149,10 +155,48 @@ def shared_producer() -> KafkaProducer:
         return _producer
 
 
+def close_producer(producer: KafkaProducer, timeout: float = 0.0) -> None:
+    """Close `producer`, waiting at most `timeout` seconds for its records in flight; those still
+    unconfirmed then fail. Never raises.
+
+    kafka-python 3.0.12's close() flushes first and raises KafkaTimeoutError when that flush times
+    out, before it has closed anything: close(timeout=0) with a record in flight closed nothing,
+    and its caller (which meant to drop a stuck producer) died or kept it. Here the sender is then
+    closed forcefully, as close() itself does once its timeout has passed.
+    """
+    try:
+        producer.close(timeout=timeout)
+        return
+    except KafkaTimeoutError:
+        pass
+    except KafkaError as exc:
+        logger.warning("closing a Kafka producer: %s: %s", type(exc).__name__, exc)
+        return
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()  # fails the records in flight, which empties the flush close() waits on
+        sender.join(FORCED_CLOSE_JOIN_S)
+    try:
+        producer.close(timeout=0)
+    except KafkaError as exc:
+        logger.warning("a Kafka producer left unclosed: %s: %s", type(exc).__name__, exc)
+
+
+def discard_shared_producer() -> None:
+    """Drop this process's producer without waiting on it (after a publish failure that may have
+    left it stuck): the next shared_producer() builds a new one; unconfirmed records are lost to
+    it, and their outbox rows stay unsent for the next attempt."""
+    global _producer
+    with _producer_lock:
+        producer, _producer = _producer, None
+        if producer is not None and _producer_pid == os.getpid():
+            close_producer(producer)
+
+
 def close_shared_producer() -> None:
     """Flush and close this process's producer (at shutdown, before the broker goes away)."""
     global _producer
     with _producer_lock:
-        if _producer is not None and _producer_pid == os.getpid():
-            _producer.close(timeout=5)
-        _producer = None
+        producer, _producer = _producer, None
+        if producer is not None and _producer_pid == os.getpid():
+            close_producer(producer, timeout=5)

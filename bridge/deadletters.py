@@ -16,7 +16,7 @@ from kafka import TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 
 from bridge import signing
-from bridge.clients import new_consumer, new_producer, shared_producer
+from bridge.clients import close_producer, new_consumer, new_producer, shared_producer
 from bridge.codec import Headers, IncomingMessage
 from bridge.models import DeadLetter, OversizedRecord
 from bridge.topics import dlq_for
@@ -302,4 +302,4 @@ def publish_original(topic: str, key: bytes | None, value: bytes | None, headers
     try:
         producer.send(topic, key=key, value=value, headers=headers).get(timeout=PUBLISH_TIMEOUT_S)
     finally:
-        producer.close(timeout=5)
+        close_producer(producer, timeout=5)

@@ -18,6 +18,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from kafka import KafkaProducer
+from kafka.errors import InvalidTopicError, KafkaError, MessageSizeTooLargeError
 from pydantic import BaseModel
 
 from bridge import codec, signing
@@ -31,6 +33,20 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox_event"
 RELAY_BATCH = 500
 PUBLISH_TIMEOUT_S = 30.0
+
+
+# Errors that belong to the record, not to the producer: retrying it with another producer would
+# fail the same way. Any other failure (a timed-out request, an idempotent producer's broken
+# sequence) may have left the producer stuck.
+RECORD_ERRORS = (MessageSizeTooLargeError, InvalidTopicError)
+
+
+class PublishFailed(KafkaError):
+    """Rows of a batch the producer failed one by one (each future its own error while the flush
+    itself returned), at least one not for the record's own fault: recorded on the rows, which
+    stay unsent, and raised after the batch's transaction, so that the caller replaces a producer
+    that may be stuck rather than go on with it (seen: after a 30 s broker pause, every batch's
+    records expired one by one and the relay kept the same producer for 600 s)."""
 
 
 def record_event(
@@ -81,8 +97,12 @@ def record_event(
     )
 
 
-def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int:
-    """Publish up to `limit` unsent events; returns how many were published."""
+def relay_pending(
+    *, limit: int = RELAY_BATCH, older_than_s: float = 0.0, producer: KafkaProducer | None = None
+) -> int:
+    """Publish up to `limit` unsent events with `producer` (default: this process's shared one);
+    returns how many were published. Raises PublishFailed, once the rows are marked, when a row
+    failed for a reason other than its own (RECORD_ERRORS)."""
     with transaction.atomic():
         rows = OutboxEvent.objects.select_for_update(skip_locked=True).filter(sent_at__isnull=True)
         if older_than_s:
@@ -90,7 +110,7 @@ def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int
         batch = list(rows.order_by("id")[:limit])
         if not batch:
             return 0
-        producer = shared_producer()
+        producer = producer or shared_producer()
         # Signed here, at publish time, not when recorded: the key is the publishing process's,
         # so a rotated key signs rows recorded before the rotation, and a database row alone
         # (written by anyone who can write to the database) carries no signature to copy.
@@ -104,21 +124,23 @@ def relay_pending(*, limit: int = RELAY_BATCH, older_than_s: float = 0.0) -> int
             for row in batch
         ]
         producer.flush(timeout=PUBLISH_TIMEOUT_S)
-        sent_ids, failed = [], []
+        sent_ids: list[int] = []
+        failed: list[tuple[int, Exception]] = []
         for row, future in zip(batch, futures, strict=True):
             try:
                 future.get(timeout=0)
                 sent_ids.append(row.id)
             except Exception as exc:  # noqa: BLE001 - any publish error leaves the row for retry
-                failed.append((row.id, repr(exc)))
+                failed.append((row.id, exc))
         mark_sent(sent_ids)
         for row_id, error in failed:
-            OutboxEvent.objects.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error)
-        if failed:
-            logger.warning(
-                "outbox relay: %d of %d events not published: %s", len(failed), len(batch), failed[0][1]
-            )
+            OutboxEvent.objects.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=repr(error))
     metrics.OUTBOX_PUBLISHED.inc(len(sent_ids))
+    if failed:
+        message = f"{len(failed)} of {len(batch)} events not published: {failed[0][1]!r}"
+        if any(not isinstance(error, RECORD_ERRORS) for _, error in failed):
+            raise PublishFailed(message)
+        logger.warning("outbox relay: %s", message)
     return len(sent_ids)
 
 
