@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from audit import task_names
 from audit.events import AuditRecord
-from bridge import task_names, topics
+from bridge import topics
 from bridge.consumers import Consumer
 
 CONSUMERS = [

@@ -171,3 +171,11 @@ EMITTED_EVENTS = {
     topics.AUDIT_COMPLIANCE_ALERTS.name: ComplianceAlertRaised,
     topics.AUDIT_CHECKPOINTS.name: CheckpointSigned,
 }
+
+# The topics this domain records events on (bridge.consumers.producers; docs/events.md's producers).
+PRODUCES = [
+    topics.AUDIT_AUTH_EVENTS,  # failed logins and API authentications (the web process)
+    topics.AUDIT_COMPLIANCE_EVENTS,
+    topics.AUDIT_COMPLIANCE_ALERTS,  # compliance_alert_raise, also called by ledger, payments, orders
+    topics.AUDIT_CHECKPOINTS,
+]

@@ -1,10 +1,13 @@
-"""From polled records to Celery tasks: poll (lingering for fuller batches), admit, batch by route, send.
+"""From polled records to Celery tasks: poll (lingering for fuller batches), admit, filter, batch
+by route, send.
 
-A record that cannot be admitted (poison, or too large to hand on) goes to the DLQ. The rest are
-packed by route, across partitions and in each partition's order, into batches of up to
-`batch_max`: one event goes out as its route's tasks, several as one `bridge.process_batch` task
-per route task. Each partition's offset moves up to its first record not yet handed on; one whose
-record failed to go out is blocked (bridge.gate) and retried alone.
+A record that cannot be admitted (poison, or too large to hand on) goes to the DLQ. Each route
+task whose consumer's filter (bridge.consumers.Consumer.accepts) refuses a record gets no task
+for it; a record that no task of its route wants is handed on at once, as if it had gone out.
+The rest are packed by route, across partitions and in each partition's order, into batches of up
+to `batch_max`: each task of the route gets the batch's events it wants, one as itself, several
+as one `bridge.process_batch` task. Each partition's offset moves up to its first record not yet
+handed on; one whose record failed to go out is blocked (bridge.gate) and retried alone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,11 +60,15 @@ class Load(Protocol):
 
 
 @dataclass(frozen=True)
-class _Item:
+class Admitted:
+    """A record admitted and validated: its event, and the tasks of its route that want it (all of
+    them but those whose filter refused it; never none)."""
+
     tp: TopicPartition
     record: Any
     envelope: Envelope
     message: codec.IncomingMessage
+    tasks: tuple[str, ...]
 
 
 @dataclass
@@ -156,11 +164,11 @@ class Dispatcher:
 
     def _admit_all(
         self, records: dict[TopicPartition, list[Any]], progress: _Progress
-    ) -> tuple[list[tuple[routing.Route, _Item]], dict[routing.Route, list[_Item]]]:
+    ) -> tuple[list[tuple[routing.Route, Admitted]], dict[routing.Route, list[Admitted]]]:
         """The admitted records: those of blocked partitions one by one, the rest by route. Stops
         at the first record that could not be dead-lettered."""
-        singles: list[tuple[routing.Route, _Item]] = []
-        groups: dict[routing.Route, list[_Item]] = {}
+        singles: list[tuple[routing.Route, Admitted]] = []
+        groups: dict[routing.Route, list[Admitted]] = {}
         for tp, messages in records.items():
             for record in messages:
                 if progress.failed:
@@ -177,7 +185,7 @@ class Dispatcher:
 
     def _admit(
         self, tp: TopicPartition, record: Any, progress: _Progress
-    ) -> tuple[routing.Route, _Item] | None:
+    ) -> tuple[routing.Route, Admitted] | None:
         """The record's route, or None when it went (or failed to go) to the DLQ instead."""
         message = codec.IncomingMessage(
             topic=record.topic,
@@ -198,6 +206,16 @@ class Dispatcher:
             logger.exception("unexpected error validating %s", message.fallback_id)
             self._dead_letter(tp, message, progress, reason="schema_violation", error=safe_error(exc))
             return None
+        tasks = route.accepting(envelope)
+        if not tasks:
+            # Nothing to hand to Celery, so nothing that could fail: the record is done with.
+            _count_filtered(route, message.topic, tasks)
+            metrics.KAFKA_MESSAGES.labels(topic=message.topic, outcome="filtered").inc()
+            logger.debug(
+                "%s@%s:%s wanted by no task: handed on", message.topic, message.partition, message.offset
+            )
+            progress.handled[tp].add(message.offset)
+            return None
         size = len(record.value or b"")
         if size > self.max_handoff_bytes:
             self._dead_letter(
@@ -212,7 +230,7 @@ class Dispatcher:
                 as_reference=True,
             )
             return None
-        return route, _Item(tp, record, envelope, message)
+        return route, Admitted(tp, record, envelope, message, tasks)
 
     def _dead_letter(
         self, tp: TopicPartition, message: codec.IncomingMessage, progress: _Progress, **kwargs: Any
@@ -225,25 +243,25 @@ class Dispatcher:
         metrics.KAFKA_MESSAGES.labels(topic=message.topic, outcome="dead_lettered").inc()
         progress.handled[tp].add(message.offset)
 
-    def _send_singles(self, singles: list[tuple[routing.Route, _Item]], progress: _Progress) -> None:
+    def _send_singles(self, singles: list[tuple[routing.Route, Admitted]], progress: _Progress) -> None:
         for route, item in singles:
             if progress.failed:
                 return
             try:
-                self.send(route, [(item.record, item.envelope)])
+                self.send(route, [item])
             except TRANSIENT_ERRORS as exc:
                 progress.fail(item.tp, exc, item.message)
                 return
             progress.handled[item.tp].add(item.record.offset)
 
-    def _send_groups(self, groups: dict[routing.Route, list[_Item]], progress: _Progress) -> None:
+    def _send_groups(self, groups: dict[routing.Route, list[Admitted]], progress: _Progress) -> None:
         for route, items in groups.items():
             for start in range(0, len(items), self.batch_max):
                 if progress.failed:
                     return
                 chunk = items[start : start + self.batch_max]
                 try:
-                    self.send(route, [(item.record, item.envelope) for item in chunk])
+                    self.send(route, chunk)
                 except TRANSIENT_ERRORS as exc:
                     for item in chunk:  # which of them Redis refused is not known: all retry
                         progress.fail(item.tp, exc, item.message)
@@ -272,43 +290,52 @@ class Dispatcher:
         for tp, (offset, error, message) in progress.failed.items():
             self.gate.block(consumer, tp, offset, error, message)
 
-    def send(self, route: routing.Route | None, run: list[tuple[Any, Envelope]]) -> None:
-        """One event: its route's tasks, as they are. Several: one `bridge.process_batch` task per
-        route task, carrying all of them (see bridge.tasks.process_batch)."""
+    def send(self, route: routing.Route | None, run: list[Admitted]) -> None:
+        """Each task of the route gets the events of `run` it wants: one as itself, several as one
+        `bridge.process_batch` task carrying them all (see bridge.tasks.process_batch)."""
         assert route is not None
-        first, envelope = run[0]
-        if len(run) == 1:
-            payload = tracing.dispatch_payload(envelope, route.tasks)
-            # Bound while dispatching: the log lines below and the tasks' `correlationid` header.
-            with correlation.bound(
-                envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
-            ):
-                for task_name in route.tasks:
+        payloads = [tracing.dispatch_payload(item.envelope, item.tasks) for item in run]
+        for task_name in route.tasks:
+            wanted = [
+                (item, payload)
+                for item, payload in zip(run, payloads, strict=True)
+                if task_name in item.tasks
+            ]
+            if len(wanted) == 1:
+                [(item, payload)] = wanted
+                # Bound while sending: the task's `correlationid` header.
+                with _bound(item.envelope):
                     self.send_task(task_name, args=[payload], queue=self.queue_for_task(task_name))
+            elif wanted:
+                batch = [payload for _, payload in wanted]
+                self.send_task(BATCH_TASK, args=[task_name, batch], queue=self.queue_for_task(task_name))
+        # One line per event, alone or in a batch, so each event's correlation id is in the log.
+        batched = f" (batch of {len(run)})" if len(run) > 1 else ""
+        for item in run:
+            with _bound(item.envelope):
+                record = item.record
                 logger.info(
-                    "dispatched %s@%s:%s to %s",
-                    first.topic,
-                    first.partition,
-                    first.offset,
-                    ", ".join(route.tasks),
+                    "dispatched %s@%s:%s to %s%s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    ", ".join(item.tasks),
+                    batched,
                 )
-        else:
-            payloads = [tracing.dispatch_payload(envelope, route.tasks) for _, envelope in run]
-            for task_name in route.tasks:
-                self.send_task(BATCH_TASK, args=[task_name, payloads], queue=self.queue_for_task(task_name))
-            # One line per event, as for a lone one, so each event's correlation id is in the log.
-            for record, envelope in run:
-                with correlation.bound(
-                    envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
-                ):
-                    logger.info(
-                        "dispatched %s@%s:%s to %s (batch of %d)",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        ", ".join(route.tasks),
-                        len(run),
-                    )
-        metrics.BRIDGE_DISPATCH.inc(len(run) * len(route.tasks))
-        for topic, count in Counter(record.topic for record, _ in run).items():  # a batch may span topics
+            _count_filtered(route, record.topic, item.tasks)
+        metrics.BRIDGE_DISPATCH.inc(sum(len(item.tasks) for item in run))
+        for topic, count in Counter(item.record.topic for item in run).items():  # a batch may span topics
             metrics.KAFKA_MESSAGES.labels(topic=topic, outcome="dispatched").inc(count)
+
+
+def _bound(envelope: Envelope) -> AbstractContextManager[None]:
+    return correlation.bound(
+        envelope.correlation_id or envelope.id, event_id=envelope.id, event_type=envelope.type
+    )
+
+
+def _count_filtered(route: routing.Route, topic: str, tasks: tuple[str, ...]) -> None:
+    """Count the route's tasks that got no task for a record because their filter refused it."""
+    for task_name in route.tasks:
+        if task_name not in tasks:
+            metrics.BRIDGE_FILTERED.labels(topic=topic, task=task_name).inc()

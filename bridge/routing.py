@@ -1,9 +1,10 @@
 """The routing table, built from the apps' declarations (bridge.consumers): event type -> the
-schema its data is validated against and the Celery tasks that consume it."""
+schema its data is validated against, the Celery tasks that consume it and their filters."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from dataclasses import dataclass, replace
 
@@ -11,14 +12,59 @@ from pydantic import BaseModel, ValidationError
 
 from bridge import topics
 from bridge.codec import Envelope, PoisonMessage
-from bridge.consumers import Consumer, DeclarationError, declared
+from bridge.consumers import Accepts, Consumer, DeclarationError, declared
 from core import ids
+from core.logs import safe_error
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A task's filter on one route (bridge.consumers.Consumer.accepts) and what it lets through."""
+
+    task: str
+    accepts: Accepts
+    doc: str
+
+
+# The filters that raised in this process: each is logged the first time only.
+_raised: set[Filter] = set()
 
 
 @dataclass(frozen=True)
 class Route:
     schema: type[BaseModel]
     tasks: tuple[str, ...]
+    # The tasks (of `tasks`) that take only what their filter accepts; the others take everything.
+    filters: tuple[Filter, ...] = ()
+
+    def accepting(self, envelope: Envelope) -> tuple[str, ...]:
+        """The tasks that want the (validated) event: all but those whose filter refuses its data.
+        A filter that raises accepts: the task, which judges anyway, decides."""
+        if not self.filters:
+            return self.tasks
+        refused = {f.task for f in self.filters if not _accepts(f, envelope)}
+        return tuple(task for task in self.tasks if task not in refused)
+
+    def filter_of(self, task: str) -> Filter | None:
+        return next((f for f in self.filters if f.task == task), None)
+
+
+def _accepts(candidate: Filter, envelope: Envelope) -> bool:
+    try:
+        return bool(candidate.accepts(envelope.data))
+    except Exception as exc:  # noqa: BLE001 - a broken filter costs the optimisation, never the event
+        if candidate not in _raised:
+            _raised.add(candidate)
+            logger.warning(
+                "filter of %s raised on %s %s (%s): it accepts what it cannot judge; logged once",
+                candidate.task,
+                envelope.type,
+                envelope.id,
+                safe_error(exc),
+            )
+        return True
 
 
 @dataclass(frozen=True)
@@ -29,13 +75,25 @@ class _Table:
 
 
 def build(consumers: list[Consumer]) -> _Table:
-    """One route per event type (or family): its one schema and its tasks in declaration order."""
+    """One route per event type (or family): its one schema, its tasks in declaration order and
+    their filters."""
     schemas: dict[tuple[str, bool], type[BaseModel]] = {}
     tasks: dict[tuple[str, bool], list[str]] = {}
+    filters: dict[tuple[str, bool], dict[str, Filter | None]] = {}
     for consumer in consumers:
         key = (consumer.event_type, consumer.family)
         if consumer.family and consumer.event_type not in topics.FAMILIES:
             raise DeclarationError(f"{consumer.task}: no topic family {consumer.event_type!r}")
+        if consumer.accepts is not None and not consumer.accepts_doc:
+            raise DeclarationError(
+                f"{consumer.task} on {consumer.event_type}: a filter (accepts) needs its accepts_doc"
+            )
+        wanted = Filter(consumer.task, consumer.accepts, consumer.accepts_doc) if consumer.accepts else None
+        known_filter = filters.setdefault(key, {}).setdefault(consumer.task, wanted)
+        if known_filter != wanted:
+            raise DeclarationError(
+                f"{consumer.event_type}: {consumer.task} declared twice with different filters"
+            )
         known = schemas.setdefault(key, consumer.schema)
         if known is not consumer.schema:
             raise DeclarationError(
@@ -47,7 +105,12 @@ def build(consumers: list[Consumer]) -> _Table:
     by_type: dict[str, Route] = {}
     families: list[tuple[str, str, Route]] = []
     for (name, family), schema in schemas.items():
-        route = Route(schema, tuple(tasks[(name, family)]))
+        declared_filters = filters[(name, family)]
+        route = Route(
+            schema,
+            tuple(tasks[(name, family)]),
+            tuple(f for task in tasks[(name, family)] if (f := declared_filters[task]) is not None),
+        )
         if family:
             families.append((name, topics.FAMILIES[name], route))
         else:

@@ -7,16 +7,17 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError, connections, transaction
+from kafka.errors import KafkaError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bridge import codec, outbox, poison, signing
+from bridge import clients, codec, outbox, poison, signing
 from bridge.codec import Envelope, IncomingMessage
 from bridge.deadletters import dead_letter
 from core import correlation, tracing
@@ -276,24 +277,29 @@ class EventTask(DjangoTask):
 
 BatchHandler = Callable[[list[Envelope]], object]
 _BATCH_HANDLERS: dict[str, BatchHandler] = {}
+H = TypeVar("H", bound=BatchHandler)
+T = TypeVar("T")
 
 
-def batch_handler(task_name: str) -> Callable[[BatchHandler], BatchHandler]:
-    """Register `fn` to take a whole batch of `task_name`'s events in one go (all or nothing)."""
+def batch_handler(task_name: str) -> Callable[[H], H]:
+    """Register `fn` to take a whole batch of `task_name`'s events in one go (all or nothing).
 
-    def register(fn: BatchHandler) -> BatchHandler:
+    The consumer's one path: its task runs an event it gets alone as a batch of one through `fn`.
+    """
+
+    def register(fn: H) -> H:
         _BATCH_HANDLERS[task_name] = fn
         return fn
 
     return register
 
 
-def in_one_transaction(body: Callable[[Envelope], object]) -> BatchHandler:
+def in_one_transaction(body: Callable[[Envelope], T]) -> Callable[[list[Envelope]], list[T]]:
     """A batch handler that runs `body` for each event inside one database transaction, so the
     batch costs one commit (each body's own `atomic` becomes a savepoint). For bodies that only
     write to the database and act on the outside world after commit (`on_commit`)."""
 
-    def handler(events: list[Envelope]) -> list[object]:
+    def handler(events: list[Envelope]) -> list[T]:
         results = []
         with transaction.atomic():
             for event in events:
@@ -383,6 +389,10 @@ def process_batch(self: BatchTask, task_name: str, payloads: list[dict[str, Any]
 def sweep_outbox() -> int:
     """Publish outbox rows the relay thread left behind (for example while no bridge ran)."""
     published = 0
-    while (n := outbox.relay_pending(older_than_s=SWEEP_AFTER_S)) > 0:
-        published += n
+    try:
+        while (n := outbox.relay_pending(older_than_s=SWEEP_AFTER_S)) > 0:
+            published += n
+    except KafkaError:
+        clients.discard_shared_producer()  # the next sweep publishes with a new one
+        raise
     return published

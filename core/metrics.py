@@ -29,6 +29,11 @@ BRIDGE_PARTITION_STUCK = Gauge(
     ["topic", "partition"],
 )
 BRIDGE_DISPATCH = Counter("bridge_dispatch", "Celery tasks dispatched by the bridge.")
+BRIDGE_FILTERED = Counter(
+    "bridge_filtered",
+    "Celery tasks the bridge did not create because the consumer's filter refused the record.",
+    ["topic", "task"],
+)
 DLQ_MESSAGES = Counter("dlq_messages", "Records sent to a dead-letter topic.", ["topic", "reason"])
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published to Kafka.")
 PAYMENTS_PROCESSED = Counter("payments_processed", "Payments captured.")
@@ -96,6 +101,7 @@ PROCESS_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     BRIDGE_CONSUMER_LAG,
     BRIDGE_PARTITION_STUCK,
     BRIDGE_DISPATCH,
+    BRIDGE_FILTERED,
     DLQ_MESSAGES,
     OUTBOX_PUBLISHED,
     PAYMENTS_PROCESSED,

@@ -2,6 +2,8 @@
 
 A task's queue is the domain its name starts with (`payments.charge_payment` -> `payments`), so
 whoever sends a task by name (the bridge, a service) finds its queue without importing the task.
+Each app spells the names it sends in its `task_names.py`. A name never changes once released:
+periodic-task rows and tasks in flight know a task only by it.
 """
 
 from __future__ import annotations

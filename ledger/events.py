@@ -134,3 +134,11 @@ def transaction_failed_event(*, transaction_id: str, reason: str, message: str) 
 # The types this domain emits and the models of their `data` (bridge/schemas.py publishes their
 # JSON Schemas; ledger.transaction-failed is described by its consumer's model).
 EMITTED_EVENTS = {topics.LEDGER_BALANCE_UPDATED.name: BalanceUpdated}
+
+# The topics this domain records events on (bridge.consumers.producers; docs/events.md's producers).
+PRODUCES = [
+    topics.LEDGER_TRANSACTION_REQUESTED,  # a client's request through the API
+    topics.LEDGER_BALANCE_UPDATED,
+    topics.LEDGER_TRANSACTION_FAILED,
+    topics.AUDIT_LEDGER_EVENTS,
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bridge import task_names, topics
+from bridge import topics
 from bridge.consumers import Consumer
+from notifications import task_names
 from notifications.events import NotificationRequested
 from payments.events import PaymentFailed, PaymentProcessed
 

@@ -125,3 +125,11 @@ EMITTED_EVENTS = {
     topics.NOTIFICATION_SENT.name: NotificationSent,
     topics.NOTIFICATION_FAILED.name: NotificationFailed,
 }
+
+# The topics this domain records events on (bridge.consumers.producers; docs/events.md's producers).
+PRODUCES = [
+    topics.NOTIFICATION_REQUESTED,  # a client's request (API); customer_notify for payments, orders
+    topics.NOTIFICATION_SENT,
+    topics.NOTIFICATION_FAILED,
+    topics.AUDIT_NOTIFICATION_EVENTS,
+]

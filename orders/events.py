@@ -205,6 +205,18 @@ EMITTED_EVENTS = {
     topics.INVENTORY_STOCK_UPDATED.name: StockUpdated,
 }
 
+# The topics this domain records events on (bridge.consumers.producers; docs/events.md's producers).
+PRODUCES = [
+    topics.PAYMENT_REQUESTED,  # an order's payment
+    topics.NOTIFICATION_REQUESTED,  # the welcome email (order notices: notifications.customer_notify)
+    topics.ORDER_REQUESTED,  # a client's request through the API
+    topics.ORDER_CREATED,
+    topics.ORDER_STATUS_UPDATED,
+    topics.INVENTORY_STOCK_UPDATED,
+    topics.AUDIT_ORDER_EVENTS,
+    topics.AUDIT_USER_EVENTS,
+]
+
 
 # The welcome email's template key (seeded by orders/migrations/0003_seed_templates.py).
 WELCOME_TEMPLATE = "welcome"

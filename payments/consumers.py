@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bridge import task_names, topics
+from bridge import topics
 from bridge.consumers import Consumer
+from payments import task_names
 from payments.events import LedgerPostingRefused, PaymentRequested
 
 CONSUMERS = [

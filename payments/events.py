@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge import topics
 from core.ids import ObjectId
 from core.money import Amount, Currency, check_precision
 
@@ -128,3 +129,13 @@ def payment_failed_event(payment: Payment) -> PaymentFailed:
     return PaymentFailed.model_validate(
         {**_outcome_base(payment), "reason": payment.failure_reason, "message": payment.failure_message}
     )
+
+
+# The topics this domain records events on (bridge.consumers.producers; docs/events.md's producers).
+PRODUCES = [
+    topics.PAYMENT_REQUESTED,  # a client's request through the API
+    topics.PAYMENT_PROCESSED,
+    topics.PAYMENT_FAILED,
+    topics.LEDGER_TRANSACTION_REQUESTED,  # refunds, settlements
+    topics.AUDIT_PAYMENT_EVENTS,
+]
