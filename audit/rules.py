@@ -1,10 +1,11 @@
 """Compliance rules: plug-ins that look at each new audit record and may report a finding.
 
 A rule is a class named by its dotted path in COMPLIANCE_RULES. It declares the audit `actions`
-it watches (other records never reach it, which keeps the record path fast) and returns a Finding
-or None from `evaluate`. Rules run in the transaction that stores the record, under the chain
-lock, so they see every earlier record and a redelivered event never raises a second alert.
-Thresholds are read from settings at evaluation time.
+it watches (other records never reach it, which keeps the record path fast) and `evaluate`s the
+new records of a batch (one record is a batch of one) at once, a Finding or None for each, with
+the batch's queries made once rather than per record. Rules run in the transaction that stores
+the records, under the chain lock, so they see every earlier record and a redelivered event never
+raises a second alert. Thresholds are read from settings at evaluation time.
 
 A finding alerts auditors after the fact; it never stops a payment. Deciding a payment is for the
 fraud rules of payments/fraud.py, another engine with its own, looser limits.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -43,7 +45,7 @@ class Rule(Protocol):
     name: ClassVar[str]
     actions: ClassVar[frozenset[str]]
 
-    def evaluate(self, event: AuditEvent) -> Finding | None: ...
+    def evaluate(self, events: Sequence[AuditEvent]) -> list[Finding | None]: ...
 
 
 def _amount(details: dict[str, Any]) -> Decimal | None:
@@ -60,10 +62,13 @@ class HighValueTransaction:
     name = ComplianceRuleName.HIGH_VALUE_TRANSACTION.value
     actions = frozenset({PAYMENT_REQUESTED_ACTION})
 
-    def evaluate(self, event: AuditEvent) -> Finding | None:
+    def evaluate(self, events: Sequence[AuditEvent]) -> list[Finding | None]:
+        threshold = Decimal(settings.COMPLIANCE_HIGH_VALUE_THRESHOLD)
+        return [self._one(event, threshold) for event in events]
+
+    def _one(self, event: AuditEvent, threshold: Decimal) -> Finding | None:
         details = event.data.get("details") or {}
         amount = _amount(details)
-        threshold = Decimal(settings.COMPLIANCE_HIGH_VALUE_THRESHOLD)
         if amount is None or amount < threshold:
             return None
         subject = f"{event.subject_type or 'payment'}:{event.subject_id}"
@@ -107,33 +112,53 @@ class Velocity:
     name = ComplianceRuleName.VELOCITY.value
     actions = frozenset({PAYMENT_REQUESTED_ACTION})
 
-    def evaluate(self, event: AuditEvent) -> Finding | None:
-        user_id = (event.data.get("details") or {}).get("userId")
-        if not isinstance(user_id, str) or not user_id:
-            return None
+    def evaluate(self, events: Sequence[AuditEvent]) -> list[Finding | None]:
         window = timedelta(seconds=settings.COMPLIANCE_VELOCITY_WINDOW_SECONDS)
         limit = settings.COMPLIANCE_VELOCITY_MAX_PAYMENTS
-        # The same expression as the partial index audit_payment_user_time_idx.
-        times = (
+        users = {event: _user_id(event) for event in events}
+        wanted = {user for user in users.values() if user}
+        if not wanted:
+            return [None] * len(events)
+        # One query for the batch: every payment request of its users around its records' times
+        # (the same expression as the partial index audit_payment_user_time_idx).
+        times: dict[str, list[datetime]] = {}
+        rows = (
             AuditEvent.objects.filter(
                 action=PAYMENT_REQUESTED_ACTION,
-                occurred_at__gt=event.occurred_at - window,
-                occurred_at__lt=event.occurred_at + window,
+                occurred_at__gt=min(e.occurred_at for e in events) - window,
+                occurred_at__lt=max(e.occurred_at for e in events) + window,
             )
             .annotate(user_id=KT("data__details__userId"))
-            .filter(user_id=user_id)
-            .values_list("occurred_at", flat=True)
+            .filter(user_id__in=wanted)
+            .values_list("user_id", "occurred_at")
         )
-        count = _busiest_window(list(times), holding=event.occurred_at, window=window)
-        if count <= limit:
-            return None
-        return Finding(
-            rule=self.name,
-            severity=Severity.MEDIUM,
-            subject=f"user:{user_id}",
-            details={"payments": count, "limit": limit, "windowSeconds": int(window.total_seconds())},
-            quiet_period=window,
-        )
+        for user, occurred_at in rows:
+            times.setdefault(user, []).append(occurred_at)
+        findings: list[Finding | None] = []
+        for event in events:
+            user_id = users[event]
+            if not user_id:
+                findings.append(None)
+                continue
+            around = [t for t in times.get(user_id, []) if abs(t - event.occurred_at) < window]
+            count = _busiest_window(around, holding=event.occurred_at, window=window)
+            findings.append(
+                None
+                if count <= limit
+                else Finding(
+                    rule=self.name,
+                    severity=Severity.MEDIUM,
+                    subject=f"user:{user_id}",
+                    details={"payments": count, "limit": limit, "windowSeconds": int(window.total_seconds())},
+                    quiet_period=window,
+                )
+            )
+        return findings
+
+
+def _user_id(event: AuditEvent) -> str | None:
+    user_id = (event.data.get("details") or {}).get("userId")
+    return user_id if isinstance(user_id, str) and user_id else None
 
 
 class RepeatedAuthFailure:
@@ -144,7 +169,11 @@ class RepeatedAuthFailure:
     name = ComplianceRuleName.REPEATED_AUTH_FAILURE.value
     actions = frozenset({AuditAction.AUTH_FAILED})
 
-    def evaluate(self, event: AuditEvent) -> Finding | None:
+    def evaluate(self, events: Sequence[AuditEvent]) -> list[Finding | None]:
+        # Failed logins are rare beside payments: a query per record.
+        return [self._one(event) for event in events]
+
+    def _one(self, event: AuditEvent) -> Finding | None:
         window = timedelta(seconds=settings.COMPLIANCE_AUTH_FAILURE_WINDOW_SECONDS)
         threshold = settings.COMPLIANCE_AUTH_FAILURE_THRESHOLD
         times = AuditEvent.objects.filter(

@@ -161,8 +161,7 @@ def audit_events_record(*, events: Sequence[Envelope]) -> int:
             row.hash = head_hash = chain.link_hash(head_hash, row.content())
             new.append(row)
         AuditEvent.objects.bulk_create(new)
-        for row in new:
-            _apply_rules(row)
+        _apply_rules(new)
         count = len(new)
         transaction.on_commit(lambda: metrics.AUDIT_EVENTS.inc(count))
         every = settings.AUDIT_CHECKPOINT_EVERY_RECORDS
@@ -180,21 +179,27 @@ def _request_checkpoint() -> None:
         logger.warning("could not request an audit checkpoint", exc_info=True)
 
 
-def _apply_rules(row: AuditEvent) -> None:
-    for rule in rules.rules_for(row.action):
-        finding = rule.evaluate(row)
-        if finding is not None:
-            compliance_alert_raise(
-                rule=finding.rule,
-                severity=finding.severity,
-                subject=finding.subject,
-                details={**finding.details, "eventId": row.event_id, "sequence": row.sequence},
-                dedupe_key=finding.dedupe_key,
-                quiet_period=finding.quiet_period,
-                observed_at=row.occurred_at,
-                source_event_id=row.event_id,
-                correlation_id=row.correlation_id,
-            )
+def _apply_rules(new: list[AuditEvent]) -> None:
+    """Each configured rule over the new records it watches, as one batch (in sequence order)."""
+    by_action: dict[str, list[AuditEvent]] = {}
+    for row in new:
+        by_action.setdefault(row.action, []).append(row)
+    findings: list[tuple[AuditEvent, rules.Finding]] = []
+    for action, rows in by_action.items():
+        for rule in rules.rules_for(action):
+            findings += [(row, f) for row, f in zip(rows, rule.evaluate(rows), strict=True) if f is not None]
+    for row, finding in sorted(findings, key=lambda item: item[0].sequence):
+        compliance_alert_raise(
+            rule=finding.rule,
+            severity=finding.severity,
+            subject=finding.subject,
+            details={**finding.details, "eventId": row.event_id, "sequence": row.sequence},
+            dedupe_key=finding.dedupe_key,
+            quiet_period=finding.quiet_period,
+            observed_at=row.occurred_at,
+            source_event_id=row.event_id,
+            correlation_id=row.correlation_id,
+        )
 
 
 def _audit(*, topic: topics.Topic, record: AuditRecord, correlation_id: str | None = None) -> None:

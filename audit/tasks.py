@@ -8,8 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from audit import services
-from bridge import task_names
+from audit import services, task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 

@@ -1,23 +1,23 @@
 """Ledger use cases: post a transaction once, refuse one, reverse one, freeze accounts, reconcile.
 
-Posting a transaction is one database transaction of a few statements: claim the event, look for
-the transactionId, lock the touched balance rows in one stable order (`SELECT ... FOR UPDATE ORDER
-BY account, currency`), check accounts and funds, insert the transaction and its entries (the entry
-trigger moves each balance and bumps its version), and record the outgoing events. Concurrent
-postings to the same accounts queue on those row locks instead of losing updates; a deadlock or
-serialization failure (possible with locks taken outside this code) is retried with jitter.
+Posting (one transaction or a batch of them, `transactions_post`) is one database transaction of a
+few statements: claim the events, look for the transactionIds, lock the touched balance rows in one
+stable order (`SELECT ... FOR UPDATE ORDER BY account, currency`), check accounts and funds, insert
+the transactions and their entries (the entry trigger moves each balance and bumps its version),
+and record the outgoing events. Concurrent postings to the same accounts queue on those row locks
+instead of losing updates; a deadlock or serialization failure (possible with locks taken outside
+this code) runs the transaction again with jitter (core.races).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connection
+from django.db import IntegrityError, connection
 from django.db import transaction as db_transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -26,11 +26,11 @@ from audit.events import audit_record
 from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
-from core import metrics
+from core import bulk, metrics
 from core.actors import user_actor
-from core.backoff import Jitter, backoff_delay
 from core.ids import ConflictingDuplicate
 from core.logs import safe_error
+from core.races import run_again_after_race, sqlstate
 from ledger import postings
 from ledger.events import (
     TransactionRequested,
@@ -49,18 +49,7 @@ WORKER_ACTOR = "system:ledger-worker"
 RECONCILIATION_ACTOR = "system:ledger-reconciliation"
 IMBALANCE_RULE = ComplianceRuleName.LEDGER_IMBALANCE.value
 IMBALANCE_SEVERITY = Severity.CRITICAL.value
-POST_ATTEMPTS = 6
-# Before attempt n + 1 a posting waits a random time below 0.01 s * 2**n (20 ms, 40 ms ... 320 ms),
-# so postings that collided do not collide again.
-POST_RETRY_FIRST_S = 0.01
-# serialization_failure, deadlock_detected: the transaction lost a race and can simply run again.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-TRANSACTION_PK_CONSTRAINT = "ledger_transaction_pkey"
 BALANCE_CHECK_CONSTRAINT = "ledger_balance_non_negative_unless_allowed"
-
-
-class LedgerBusy(Exception):
-    """A posting kept losing lock races through every attempt; the task retries it later."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +81,6 @@ def _audit(
             details=details,
         ),
     )
-
-
-def _sqlstate(exc: DatabaseError) -> tuple[str | None, str | None]:
-    cause = exc.__cause__
-    diag = getattr(cause, "diag", None)
-    return getattr(cause, "sqlstate", None), getattr(diag, "constraint_name", None)
 
 
 def _lock_balances(*postings: Posting) -> dict[tuple[str, str], Balance]:
@@ -250,80 +233,74 @@ def transaction_check_duplicate(*, posting: Posting) -> None:
         _refuse_conflict(existing, posting)
 
 
-def _post(posting: Posting, *, actor: str, correlation_id: str | None, event: Envelope | None) -> PostResult:
-    with db_transaction.atomic():
-        if event is not None and not inbox.claim(consumer=INBOX_CONSUMER, event=event):
-            return PostResult(None, created=False)
-        existing = Transaction.objects.filter(pk=posting.transaction_id).first()
-        if existing is not None:
-            _refuse_conflict(existing, posting)
-            return PostResult(existing, created=False)
-        posting = postings.checked(posting)
-        balances = _lock_balances(posting)
-        accounts = _accounts(posting.account_ids, balances)
-        _check_accounts(posting, accounts)
-        _check_funds(posting, accounts, {key: row.balance for key, row in balances.items()})
-        txn = _transaction_row(posting, actor=actor, correlation_id=correlation_id)
-        txn.save(force_insert=True)
-        entries = Entry.objects.bulk_create(_entry_rows(posting))
-        _announce_posted(posting, entries, actor=actor, correlation_id=correlation_id)
-        count = len(entries)
-        db_transaction.on_commit(lambda: metrics.LEDGER_ENTRIES.inc(count))
-        return PostResult(txn, created=True)
-
-
-def transaction_post(
-    *, posting: Posting, actor: str, correlation_id: str | None = None, event: Envelope | None = None
-) -> PostResult:
-    """Post `posting` once per transactionId (and once per `event`); raises LedgerRefused.
-
-    Runs its own database transaction and retries it after a deadlock or serialization failure;
-    LedgerBusy when those persist. Inside an outer transaction it cannot retry and tries once.
-    """
-    attempts = 1 if connection.in_atomic_block else POST_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            return _post(posting, actor=actor, correlation_id=correlation_id, event=event)
-        except IntegrityError as exc:
-            _, constraint = _sqlstate(exc)
-            if constraint == BALANCE_CHECK_CONSTRAINT:
-                raise InsufficientFunds(f"the database refused the overdraft: {safe_error(exc)}") from exc
-            if constraint != TRANSACTION_PK_CONSTRAINT or attempt == attempts:
-                raise
-            # A concurrent posting of the same transactionId committed first: the retry sees it.
-        except DatabaseError as exc:
-            state, _ = _sqlstate(exc)
-            if state not in RETRYABLE_SQLSTATES:
-                raise
-            if attempt == attempts:
-                raise LedgerBusy(f"{posting.transaction_id}: {safe_error(exc)}") from exc
-            logger.info("ledger posting %s retried after %s", posting.transaction_id, state)
-            time.sleep(backoff_delay(attempt, first=POST_RETRY_FIRST_S, jitter=Jitter.FULL))
-    raise AssertionError("unreachable")
-
-
 @dataclass(frozen=True)
 class PostRequest:
-    """One posting of a batch: the event asking for it, and how to build it (it may be refused)."""
+    """One posting asked for: how to build it (it may be refused), who asks, and the event asking
+    (claimed once; None for a direct call, which the caller makes once)."""
 
-    event: Envelope
     transaction_id: str
     build: Callable[[], Posting]
     actor: str
     correlation_id: str | None
+    event: Envelope | None = None
 
 
-def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
-    """Post a batch in the caller's transaction with set-based writes: what became of each request,
-    "posted", "duplicate" or the reason it was refused (announced as `transaction_refuse` does).
+def transactions_post(requests: list[PostRequest], *, announce_refusals: bool = True) -> list[str]:
+    """Post `requests` in one database transaction of their own, in order: what became of each,
+    "posted", "duplicate" (its event or its transactionId seen before) or the reason it was refused.
 
-    The same effects as posting each alone, in order, in a handful of statements: the events are
-    claimed in one insert, the batch's balance rows locked in one ordered sweep, each posting checked
-    against the balances the ones before it left, and the transactions and their entries inserted
-    with one statement each (the entry trigger moves each balance, row by row, in order). A
-    database refusal the checks did not foresee fails the whole batch; its events then run alone.
+    The one way the ledger posts, for a batch of events as for a single posting: the events are
+    claimed in one insert, the balance rows of all postings locked in one ordered sweep (`SELECT ...
+    FOR UPDATE ORDER BY account, currency`), each posting checked against the balances the ones
+    before it left, and the transactions and their entries inserted with one statement each (the
+    entry trigger moves each balance, row by row, in order). A refusal is announced
+    (`transaction_refuse`), or with `announce_refusals` False raised (LedgerRefused) and nothing is
+    written. A transactionId stored with other content raises ConflictingDuplicate.
+
+    A lost race (deadlock, serialization failure, the same transactionId posted concurrently) runs
+    the transaction again (core.races), StillContended when it keeps losing. The balance table's
+    overdraft guard, which the checks should have foreseen, refuses a single posting as
+    InsufficientFunds; it fails a batch of several, whose postings the caller then runs alone.
     """
-    claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=[r.event for r in requests])
+
+    def post() -> list[str]:
+        # Outbox rows are the last writes of a posting or refusal, so none is collected inside a
+        # savepoint that then rolls back (the condition core.bulk sets).
+        with db_transaction.atomic(), bulk.deferred_writes():
+            return _post_all(requests, announce_refusals=announce_refusals)
+
+    try:
+        return run_again_after_race(post, what=f"ledger posting of {len(requests)}")
+    except IntegrityError as exc:
+        _, constraint = sqlstate(exc)
+        if constraint != BALANCE_CHECK_CONSTRAINT or len(requests) != 1:
+            raise
+        refused = InsufficientFunds(f"the database refused the overdraft: {safe_error(exc)}")
+        if not announce_refusals:
+            raise refused from exc
+        [request] = requests
+        transaction_refuse(
+            transaction_id=request.transaction_id,
+            refused=refused,
+            actor=request.actor,
+            correlation_id=request.correlation_id,
+            event=request.event,
+        )
+        return [refused.reason]
+
+
+def transaction_post(*, posting: Posting, actor: str, correlation_id: str | None = None) -> PostResult:
+    """Post `posting` once per transactionId (`transactions_post` for one); raises LedgerRefused."""
+    [outcome] = transactions_post(
+        [PostRequest(posting.transaction_id, lambda: posting, actor, correlation_id)], announce_refusals=False
+    )
+    stored = Transaction.objects.filter(pk=posting.transaction_id).first()
+    return PostResult(stored, created=outcome == "posted")
+
+
+def _post_all(requests: list[PostRequest], *, announce_refusals: bool) -> list[str]:
+    """`transactions_post` inside its transaction."""
+    claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=[r.event for r in requests if r.event])
     stored = Transaction.objects.in_bulk([r.transaction_id for r in requests])
     stored_legs = _stored_legs(stored)
     taken = set(stored)
@@ -334,8 +311,9 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
     refused: list[tuple[int, LedgerRefused]] = []
     wanted: list[tuple[int, Posting]] = []
     for i, request in enumerate(requests):
-        first_delivery = request.event.id in claimed
-        claimed.discard(request.event.id)  # the same event twice in a batch: the second is a redelivery
+        first_delivery = request.event is None or request.event.id in claimed
+        if request.event is not None:
+            claimed.discard(request.event.id)  # the same event twice in a batch: the second is a redelivery
         try:
             posting = postings.checked(request.build())
         except LedgerRefused as exc:
@@ -406,6 +384,8 @@ def transactions_post_batch(requests: list[PostRequest]) -> list[str]:
         count = sum(len(posting.legs) for _, posting in accepted)
         db_transaction.on_commit(lambda: metrics.LEDGER_ENTRIES.inc(count))
     for i, refusal in sorted(refused, key=lambda item: item[0]):
+        if not announce_refusals:
+            raise refusal
         request = requests[i]
         transaction_refuse(
             transaction_id=request.transaction_id,

@@ -1,4 +1,8 @@
-"""Celery tasks of the notifications domain: decode, call the service, nothing more."""
+"""Celery tasks of the notifications domain: decode, call the service, nothing more.
+
+Each consumed event type has one path, its batch handler: an event the bridge sends alone is a
+batch of one. A batch is one transaction, run again when it lost a race (core.races).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,50 @@ from celery import shared_task
 from django.db import transaction
 
 from audit.conflicts import alerting_conflicts
-from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler, in_one_transaction
-from notifications import services
+from core.races import run_again_after_race
+from notifications import services, task_names
 from notifications.events import NotificationRequested
+from notifications.models import Notification
+
+# Requests only queue notifications (delivery tasks are sent after commit): a batch is one
+# transaction, each request a savepoint in it.
+_queue_requested = in_one_transaction(
+    lambda event: services.notification_request(
+        event=event, request=NotificationRequested.model_validate(event.data)
+    )
+)
+
+
+@batch_handler(task_names.REQUEST_NOTIFICATION)
+def request_notifications(events: list[Envelope]) -> list[str | None]:
+    queued = run_again_after_race(
+        lambda: _queue_requested(events), what=f"notification requests of {len(events)}"
+    )
+    return [n.status if isinstance(n, Notification) else None for n in queued]
+
+
+@batch_handler(task_names.NOTIFY_PAYMENT_OUTCOME)
+def notify_payment_outcomes(events: list[Envelope]) -> list[str]:
+    def queue() -> list[str]:
+        with transaction.atomic():
+            return [n.notification_id for n in services.payment_outcomes_notify(events=events)]
+
+    return run_again_after_race(queue, what=f"payment outcome notices of {len(events)}")
 
 
 @shared_task(name=task_names.REQUEST_NOTIFICATION, base=EventTask)
 def request_notification(payload: dict[str, Any]) -> str | None:
     event = Envelope.from_task_payload(payload)
     with alerting_conflicts(event):
-        notification = services.notification_request(
-            event=event, request=NotificationRequested.model_validate(event.data)
-        )
-    return notification.status if notification else None
+        [status] = request_notifications([event])
+    return status
 
 
 @shared_task(name=task_names.NOTIFY_PAYMENT_OUTCOME, base=EventTask)
 def notify_payment_outcome(payload: dict[str, Any]) -> list[str]:
-    event = Envelope.from_task_payload(payload)
-    return [n.notification_id for n in services.payment_outcome_notify(event=event)]
+    return notify_payment_outcomes([Envelope.from_task_payload(payload)])
 
 
 @shared_task(name=task_names.DELIVER_NOTIFICATION)
@@ -44,19 +71,3 @@ def deliver_notifications(items: list[list[Any]]) -> list[str]:
 @shared_task(name="notifications.dispatch_due")
 def dispatch_due() -> int:
     return services.notifications_dispatch_due()
-
-
-# Both only queue notifications (delivery tasks are sent after commit): a batch is one transaction.
-batch_handler(task_names.REQUEST_NOTIFICATION)(
-    in_one_transaction(
-        lambda event: services.notification_request(
-            event=event, request=NotificationRequested.model_validate(event.data)
-        )
-    )
-)
-
-
-@batch_handler(task_names.NOTIFY_PAYMENT_OUTCOME)
-@transaction.atomic
-def notify_payment_outcomes(events: list[Envelope]) -> list[str]:
-    return [n.notification_id for n in services.payment_outcomes_notify(events=events)]

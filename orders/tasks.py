@@ -7,10 +7,9 @@ from typing import Any
 from celery import shared_task
 
 from audit.conflicts import alerting_conflicts
-from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask
-from orders import services
+from orders import services, task_names
 from orders.events import OrderRequested, UserRegistered
 
 

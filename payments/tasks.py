@@ -11,14 +11,13 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from audit.conflicts import alerting_conflicts
-from bridge import task_names
 from bridge.codec import Envelope
 from bridge.tasks import EventTask, batch_handler
 from core import metrics
 from core.backoff import Jitter, backoff_delay
 from core.circuit_breaker import CircuitOpen
 from core.logs import safe_error
-from payments import services
+from payments import services, task_names
 from payments.events import FailureReason, LedgerPostingRefused, PaymentRequested
 from payments.gateway import GatewayTimeout
 
@@ -70,20 +69,27 @@ class PaymentRequestTask(EventTask):
         services.payment_abandon(event=event, message=safe_error(exc))
 
 
+def _process(events: list[Envelope]) -> services.BatchOutcome:
+    """Payment requests, one or a batch: two transactions for all of them (payments_process_batch)."""
+    started = time.perf_counter()
+    outcome = services.payments_process_batch(events=events)
+    elapsed = time.perf_counter() - started
+    for _ in outcome.decided:
+        metrics.PAYMENT_PROCESSING_DURATION.observe(elapsed)
+    return outcome
+
+
 @shared_task(name=task_names.PROCESS_PAYMENT_REQUESTED, bind=True, base=PaymentRequestTask, max_retries=None)
 def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
-    started = time.perf_counter()
+    """One request the bridge sent alone, a batch's request run on its own, or a request whose
+    gateway answer was unknown, asked again: a batch of one, retried with backoff while the
+    gateway's answer stays unknown (then failed as gateway_unavailable)."""
     event = Envelope.from_task_payload(payload)
-    if services.already_handled(event):
-        return "duplicate"
     with alerting_conflicts(event):
-        payment = services.payment_accept(event=event, request=PaymentRequested.model_validate(event.data))
-    if payment.is_decided:
-        return payment.status
-    payment_id = payment.payment_id
-    try:
-        payment = services.payment_charge(payment_id=payment_id, event=event)
-    except GATEWAY_RETRY.errors as exc:
+        outcome = _process([event])
+    if outcome.unsure:
+        [(_event, exc)] = outcome.unsure
+        payment_id = PaymentRequested.model_validate(event.data).paymentId
         payment = GATEWAY_RETRY.retry_or_give_up(
             self,
             exc,
@@ -91,22 +97,15 @@ def process_payment_requested(self: Task, payload: dict[str, Any]) -> str:
                 payment_id=payment_id, reason=FailureReason.GATEWAY_UNAVAILABLE, message=message, event=event
             ),
         )
-    metrics.PAYMENT_PROCESSING_DURATION.observe(time.perf_counter() - started)
-    return payment.status
+        return payment.status
+    return outcome.decided[0].status if outcome.decided else "duplicate"
 
 
 @batch_handler(task_names.PROCESS_PAYMENT_REQUESTED)
 def process_payment_requests(events: list[Envelope]) -> int:
-    """A batch the bridge packed: two transactions for all of it (see payments_process_batch).
-
-    A request whose gateway answer is unknown goes on as its own task after the first backoff,
-    and from there retries exactly as if it had come alone.
-    """
-    started = time.perf_counter()
-    outcome = services.payments_process_batch(events=events)
-    elapsed = time.perf_counter() - started
-    for _ in outcome.decided:
-        metrics.PAYMENT_PROCESSING_DURATION.observe(elapsed)
+    """A batch the bridge packed. A request whose gateway answer is unknown goes on as its own
+    task after the first backoff, and from there retries exactly as one that came alone."""
+    outcome = _process(events)
     for event, _exc in outcome.unsure:
         # The batch's attempt was the first: the task goes on counting from there.
         process_payment_requested.apply_async(  # type: ignore[call-arg]  # `retries` is a Celery option

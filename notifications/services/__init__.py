@@ -38,7 +38,6 @@ from notifications.services.queueing import (
     customer_notify,
     notification_request,
     notification_submit,
-    payment_outcome_notify,
     payment_outcomes_notify,
 )
 from notifications.services.transitions import WORKER_ACTOR, IllegalTransition
@@ -65,7 +64,6 @@ __all__ = [
     "notifications_deliver",
     "notifications_dispatch_due",
     "customer_notify",
-    "payment_outcome_notify",
     "payment_outcomes_notify",
     "webhook_endpoint_delete",
     "webhook_endpoint_register",

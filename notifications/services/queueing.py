@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -176,38 +176,17 @@ def _new_notification(spec: NotificationSpec) -> Notification:
 
 
 def _queue(spec: NotificationSpec) -> Notification | None:
-    """Create the notification and hand it to a worker after commit; None if the id exists already.
-
-    Call inside a transaction. A notification that cannot be sent (no template, bad recipient,
-    disabled endpoint) is stored as failed and announced at once.
-    """
-    if Notification.objects.filter(notification_id=spec.notification_id).exists():
-        return None
-    notification = _new_notification(spec)
-    refused: _Refused | None = None
-    try:
-        _prepare(notification, spec)
-    except _Refused as exc:
-        refused = exc
-    try:
-        with transaction.atomic():
-            if refused is not None:
-                _fail(notification, reason=refused.reason, detail=str(refused))
-                return notification
-            _enqueue_on_commit(notification)
-            notification.save()
-    except IntegrityError:
-        # The same notificationId queued concurrently by another delivery of the request.
-        if Notification.objects.filter(notification_id=spec.notification_id).exists():
-            return None
-        raise
-    return notification
+    """`_queue_many` for one: the notification, or None when its id exists already."""
+    queued = _queue_many([spec])
+    return queued[0] if queued else None
 
 
 def _queue_many(specs: list[NotificationSpec]) -> list[Notification]:
-    """`_queue` for many, in the caller's transaction, with one read of the ids that exist, one
-    read per template and one insert. A notificationId queued concurrently fails the transaction
-    (the caller then queues them one at a time)."""
+    """Create the notifications whose ids do not exist yet and hand them to a worker after commit,
+    in the caller's transaction, with one read of the ids that exist, one read per template and
+    one insert. A notification that cannot be sent (no template, bad recipient, disabled endpoint)
+    is stored as failed and announced at once. A notificationId queued concurrently fails the
+    transaction with a unique violation (its caller runs it again: core.races)."""
     ids = [spec.notification_id for spec in specs]
     taken = set(
         Notification.objects.filter(notification_id__in=ids).values_list("notification_id", flat=True)
@@ -445,9 +424,11 @@ def _outcome_specs(
 
 
 def payment_outcomes_notify(*, events: Sequence[Envelope]) -> list[Notification]:
-    """`payment_outcome_notify` for a batch, in the caller's transaction, with set-based reads and
-    writes: the events claimed in one insert, the payments' clients and their endpoints read once,
-    the notifications inserted at once."""
+    """Notify each payment's customer (email, phone, push token, webhookUrl) and the registered
+    webhook endpoints of the payment's client that want it, of a captured or failed payment; one
+    event or a batch, in the caller's transaction, with set-based reads and writes: the events
+    claimed in one insert, the payments' clients and their endpoints read once, the notifications
+    inserted at once."""
     claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=events)
     fresh = []
     for event in events:
@@ -460,19 +441,6 @@ def payment_outcomes_notify(*, events: Sequence[Envelope]) -> list[Notification]
         owner_id = _payment_client(event)
         specs += _outcome_specs(event, owner_id=owner_id, registered=endpoints.get(owner_id, []))
     return _queue_many(specs)
-
-
-@transaction.atomic
-def payment_outcome_notify(*, event: Envelope) -> list[Notification]:
-    """Notify a payment's customer (email, phone, push token, webhookUrl) and the registered webhook
-    endpoints that want it, of a captured or failed payment."""
-    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
-        return []
-    # The notifications belong to the payment's client, and only that client's endpoints hear of it.
-    owner_id = _payment_client(event)
-    registered = _registered_endpoints([owner_id])[owner_id]
-    specs = _outcome_specs(event, owner_id=owner_id, registered=registered)
-    return [n for spec in specs if (n := _queue(spec)) is not None]
 
 
 def customer_notify(

@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.events import audit_record
-from bridge import outbox, task_names, topics
+from bridge import outbox, topics
 from core import metrics, state_machine, tracing
 from core.queues import enqueue
+from notifications import task_names
 from notifications.events import notification_failed_event, notification_sent_event
 from notifications.models import (
     TRANSITIONS,

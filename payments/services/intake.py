@@ -11,13 +11,15 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
-from bridge import inbox, outbox, task_names, topics
+from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
 from core import bulk
 from core.actors import user_actor
 from core.circuit_breaker import CircuitOpen
 from core.ids import ConflictingDuplicate
 from core.queues import enqueue_on_commit
+from core.races import run_again_after_race
+from payments import task_names
 from payments.events import FailureReason, PaymentRequested
 from payments.fraud import FraudHit, fraud_checks
 from payments.gateway import ChargeResult, GatewayTimeout, gateway_breaker, get_gateway
@@ -117,20 +119,6 @@ def _payment_fields(event: Envelope, request: PaymentRequested) -> dict[str, Any
     }
 
 
-@transaction.atomic
-def payment_accept(*, event: Envelope, request: PaymentRequested) -> Payment:
-    """Record the request once per paymentId, check it, and move it to processing or failed.
-
-    Idempotent: a redelivered or repeated request returns the existing payment unchanged.
-    """
-    payment, created = Payment.objects.select_for_update().get_or_create(
-        payment_id=request.paymentId, defaults=_payment_fields(event, request)
-    )
-    if not created:
-        _refuse_conflict(payment, request)
-    return _accept(payment, created=created, event=event)
-
-
 def _accept(
     payment: Payment,
     *,
@@ -138,8 +126,9 @@ def _accept(
     event: Envelope,
     fraud: Mapping[str, FraudHit | None] | None = None,
 ) -> Payment:
-    """`payment_accept` on a payment row locked (or just created) by the caller (`fraud`: the
-    batch's fraud checks, made at once)."""
+    """Move a request's payment, whose row the caller locked (or just created), to processing or
+    failed once (`fraud`: the batch's fraud checks, made at once). A redelivered or repeated
+    request leaves the payment as it is."""
     if created:
         # Who asked: the platform's signed actor, else the integration that produced the record
         # (`kafka:<topic>`, set by the bridge whatever the record claims).
@@ -234,15 +223,46 @@ class BatchOutcome:
 
 
 def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
-    """A batch of payment requests in two transactions instead of two per request.
+    """Payment requests, one or a batch, in two transactions however many they are: the one way a
+    request is processed.
 
-    The same steps as one request at a time (`payment_accept`, the gateway, `_record_charge`),
-    so the same transitions, audit records and events: all requests are accepted in one
-    transaction, charged at the gateway outside any transaction (each with its paymentId as the
-    idempotency key), and the answers recorded in a second one. A request whose answer is unknown
-    (timeout, open circuit) is left in `processing` and returned in `unsure` for a retry.
+    Each request's payment is recorded once per paymentId (a redelivered or repeated request
+    changes nothing), checked and moved to processing or failed; all of them in one transaction.
+    Then each is charged at the gateway outside any transaction (with its paymentId as the
+    idempotency key, so asking again never charges twice), and the answers recorded in a second
+    transaction. A request whose answer is unknown (timeout, open circuit) is left in
+    `processing` and returned in `unsure` for a retry, which takes this same path. A paymentId
+    seen before with other content raises ConflictingDuplicate. A first delivery of the same
+    request racing this one runs the first transaction again (core.races), which then finds it.
     """
     outcome = BatchOutcome()
+    to_charge = run_again_after_race(
+        lambda: _accept_all(events, outcome), what=f"payment intake of {len(events)}"
+    )
+    answers: list[tuple[Payment, Envelope, ChargeResult]] = []
+    for (payment, event), answer in zip(to_charge, _charge_all(p for p, _ in to_charge), strict=True):
+        if isinstance(answer, ChargeResult):
+            answers.append((payment, event, answer))
+        else:
+            outcome.unsure.append((event, answer))
+    if not answers:
+        return outcome
+    with transaction.atomic(), bulk.deferred_writes():
+        locked = Payment.objects.select_for_update().in_bulk([payment.pk for payment, _, _ in answers])
+        recorded = []
+        for payment, event, result in answers:
+            row = locked[payment.pk]
+            if row.status == PaymentStatus.PROCESSING:
+                recorded.append(event)  # claimed below, all at once, as _record_charge claims one
+            outcome.decided.append(_record_charge(row, result, event=None))
+        inbox.claim_many(consumer=INBOX_CONSUMER, events=recorded)
+    return outcome
+
+
+def _accept_all(events: Sequence[Envelope], outcome: BatchOutcome) -> list[tuple[Payment, Envelope]]:
+    """The first transaction of `payments_process_batch`: the payments to charge, with their events
+    (the decided ones are added to `outcome`)."""
+    outcome.decided.clear()
     to_charge: list[tuple[Payment, Envelope]] = []
     with transaction.atomic(), bulk.deferred_writes():
         handled = inbox.seen_many(consumer=INBOX_CONSUMER, events=events)
@@ -263,7 +283,6 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
                     request.paymentId,
                     Payment(payment_id=request.paymentId, **_payment_fields(event, request)),
                 )
-        # A concurrent first delivery of one of them fails this batch; it then runs one by one.
         Payment.objects.bulk_create(new.values())
         # The fraud rules run once for the payments to accept (one velocity query, not one each).
         to_accept = [*new.values(), *(p for p in existing.values() if p.status == PaymentStatus.REQUESTED)]
@@ -283,22 +302,7 @@ def payments_process_batch(*, events: Sequence[Envelope]) -> BatchOutcome:
                 to_charge.append((payment, event))  # the gateway and _record_charge are idempotent
             elif payment.is_decided:
                 outcome.decided.append(payment)
-    answers: list[tuple[Payment, Envelope, ChargeResult]] = []
-    for (payment, event), answer in zip(to_charge, _charge_all(p for p, _ in to_charge), strict=True):
-        if isinstance(answer, ChargeResult):
-            answers.append((payment, event, answer))
-        else:
-            outcome.unsure.append((event, answer))
-    with transaction.atomic(), bulk.deferred_writes():
-        locked = Payment.objects.select_for_update().in_bulk([payment.pk for payment, _, _ in answers])
-        recorded = []
-        for payment, event, result in answers:
-            row = locked[payment.pk]
-            if row.status == PaymentStatus.PROCESSING:
-                recorded.append(event)  # claimed below, all at once, as _record_charge claims one
-            outcome.decided.append(_record_charge(row, result, event=None))
-        inbox.claim_many(consumer=INBOX_CONSUMER, events=recorded)
-    return outcome
+    return to_charge
 
 
 @transaction.atomic
@@ -335,7 +339,3 @@ def payment_retry(*, payment_id: str, actor: str) -> Payment:
     payment.save()
     enqueue_on_commit(task_names.CHARGE_PAYMENT, payment.payment_id)
     return payment
-
-
-def already_handled(event: Envelope) -> bool:
-    return inbox.seen(consumer=INBOX_CONSUMER, event=event)

@@ -8,10 +8,10 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from bridge import task_names
 from core.money import MoneyError, check_precision, format_money
 from core.queues import enqueue_on_commit
 from ledger import postings
+from payments import task_names
 from payments.gateway import gateway_breaker, get_gateway
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.services.transitions import (

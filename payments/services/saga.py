@@ -83,6 +83,9 @@ def payment_compensate(*, event: Envelope, transaction_id: str, reason: str, mes
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         if payment.status != PaymentStatus.CAPTURED:
+            # Another copy of this refusal reversed it meanwhile: claimed as above, so that this
+            # copy too leaves its trace (the inbox logs its refusal).
+            inbox.claim(consumer=INBOX_CONSUMER + ".saga", event=event)
             return payment
         _saga_step(payment, "gateway_refund", "done", result.reference)
         payment.refunded_amount = payment.amount
