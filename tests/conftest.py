@@ -7,7 +7,6 @@ Parallel test sessions on one machine: give each its own DATABASE_URL (the test 
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 import uuid
@@ -16,14 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
 
 from bridge.clients import close_shared_producer
 from bridge.embedded import EmbeddedBroker, free_port
+from tests.support.clean_slate import remember, wipe
 from tests.support.drained import wait_until_drained
 from tests.support.kafka import Collector
+from tests.support.locks import outsider_session
 from tests.support.processes import Proc, celery, child_env, manage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -105,6 +107,13 @@ class Stack:
         for proc in self.procs:
             proc.wait_stopped()
 
+    def kill(self) -> None:
+        """SIGKILL every process and its children: the end of a session, where a warm shutdown
+        (the worker's takes 2-3 s) would prove nothing; the next session starts from a flushed
+        Redis and a wiped database."""
+        for proc in self.procs:
+            proc.kill()
+
     def processes_alive(self) -> bool:
         return all(proc.running for proc in self.procs)
 
@@ -140,13 +149,10 @@ def django_db_setup(
     keep = bool(request.config.getoption("reuse_db")) and not request.config.getoption("create_db")
     with django_db_blocker.unblock():
         config = setup_databases(verbosity=0, interactive=False, keepdb=keep, aliases={"default"})
-        if keep:
-            # What the last run's processes wrote after its last flush (a dead letter, an outbox
-            # row) would count in this run's tests: start from the state every test starts from.
-            from django.core.management import call_command
-
-            call_command("flush", interactive=False, verbosity=0)
-            reseed()
+        # The state every test starts from, and the copy each transactional test's wipe puts back
+        # (tests.support.clean_slate); with --reuse-db it also clears what the last run's processes
+        # wrote after its last wipe (a dead letter, an outbox row), which would count in this run.
+        remember()
     yield
     if keep:
         return
@@ -212,7 +218,7 @@ def stack(
     running = Stack(kafka_broker.bootstrap, env, tmp_path_factory.mktemp("stack-logs"))
     running.start()
     yield running
-    running.stop()
+    running.kill()
     close_shared_producer()
 
 
@@ -246,57 +252,43 @@ def collector(stack: Stack) -> Iterator[Collector]:
     c.close()
 
 
-# Data migrations whose rows every later test (and the running stack) relies on: the beat
-# schedules of each domain and the seeded notification templates. Each is idempotent.
-SEED_MIGRATIONS = (
-    "audit.migrations.0005_beat_schedules",
-    "bridge.migrations.0003_outbox_sweep_schedule",
-    "ledger.migrations.0003_reconciliation_schedule",
-    "notifications.migrations.0002_seed_payment_templates",
-    "notifications.migrations.0003_dispatch_schedule",
-    "orders.migrations.0002_reservation_expiry_schedule",
-    "orders.migrations.0003_seed_templates",
-    "payments.migrations.0003_settlement_schedule",
-    "payments.migrations.0006_ledger_reconciliation_schedule",
-)
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> Iterator[None]:
+    """Passwords set in this process are hashed with one MD5 round instead of PBKDF2's million
+    (about 0.3 s a hash here): the lockout tests alone try some 60 passwords. The production
+    hashers stay listed after it, so a hash written by a subprocess still verifies; no subprocess
+    checks a password this process set."""
+    from django.test import override_settings
 
-
-def reseed() -> None:
-    """Put back the rows of SEED_MIGRATIONS, which a transactional test's closing flush removes.
-
-    Without them, later flow tests ran with no notification templates (every email failed
-    `template_not_found`) and no outbox sweep or notification dispatcher on beat.
-    """
-    from django.apps import apps
-
-    for name in SEED_MIGRATIONS:
-        importlib.import_module(name).Migration.operations[0].code(apps, None)
+    with override_settings(
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+    ):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
-def flush_survives_deadlocks() -> Iterator[None]:
-    """Retry a test's teardown flush that PostgreSQL aborted as a deadlock victim.
+def wipe_after_transactional_tests() -> Iterator[None]:
+    """End a transactional test with `tests.support.clean_slate.wipe` instead of Django's flush
+    (the same state, at a fraction of the cost), retried when PostgreSQL aborts it as a deadlock
+    victim.
 
-    The flush TRUNCATEs every table while the stack may still be working on the test's events
-    (say the ledger posting a payment the test no longer waits for); a task's transaction and the
-    TRUNCATE can then lock two tables in opposite orders, and PostgreSQL aborts one of them. When
-    that is the flush, it simply runs again.
+    The wipe TRUNCATEs the tables the test wrote while the stack may still be working on the
+    test's events (say the ledger posting a payment the test no longer waits for); a task's
+    transaction and the TRUNCATE can then lock two tables in opposite orders, and PostgreSQL
+    aborts one of them. When that is the wipe, it simply runs again.
     """
-    from django.core.management.base import CommandError
+    from django.db import OperationalError
     from django.test import TransactionTestCase
-
-    original = TransactionTestCase._fixture_teardown
 
     def teardown(self: TransactionTestCase) -> None:
         for attempt in range(5):
             try:
-                original(self)
-            except CommandError as exc:
-                if "deadlock detected" not in str(exc.__cause__) or attempt == 4:
+                wipe()
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
             else:
-                reseed()
                 return
 
     with pytest.MonkeyPatch.context() as patch:
@@ -322,3 +314,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.processes)
+
+
+@pytest.fixture
+def outsider() -> Iterator[psycopg.Connection]:
+    """A second database session holding locks or rows behind the code's back (support/locks.py)."""
+    yield from outsider_session()

@@ -20,6 +20,7 @@ from audit.events import CheckpointSigned
 from audit.models import AuditEvent, ChainCheckpoint
 from bridge import topics
 from bridge.clients import new_admin
+from bridge.models import OutboxEvent
 from tests.audit.support import audit_envelope, audit_verify
 from tests.conftest import Stack
 from tests.support.kafka import Collector, subject_is
@@ -264,6 +265,11 @@ def test_audit_verify_kafka_compares_the_database_with_the_topic(fresh_checkpoin
         result = audit_verify(live.env, "--kafka")
         return result.returncode == 0 and "2 on the topic" in result.stdout
 
+    # The relay's mark first (a query), then the command (a process of 1-2 s a try) once.
+    wait_until(
+        lambda: not OutboxEvent.objects.filter(topic=CHECKPOINTS, sent_at__isnull=True).exists(),
+        what="both checkpoints published by the relay",
+    )
     wait_until(published, what="audit_verify --kafka agreeing once both checkpoints are published")
 
     # The rewrite the database alone cannot show: records rewritten and rehashed while still

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 from kafka.admin import NewTopic
 
@@ -21,7 +22,7 @@ from bridge import topics
 from bridge.clients import new_admin
 from tests.audit.support import token_client
 from tests.audit.test_anchoring import CHECKPOINTS, as_superuser, clear_log, record, verify
-from tests.conftest import Stack
+from tests.conftest import BEAT_MAX_INTERVAL_S, Stack
 from tests.support.waiting import wait_until
 
 
@@ -110,7 +111,9 @@ def recreate_checkpoint_topic() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_scheduled_verification_compares_the_checkpoints_with_kafka(live: Stack) -> None:
+def test_the_scheduled_verification_compares_the_checkpoints_with_kafka(beat_not_signing: Stack) -> None:
+    # Neither beat's minute nor a record the worker appends for an earlier test may sign our
+    # head between two of our checkpoints (seen in a full run: the second checkpoint was None).
     # A log and a topic that agree from the start: earlier tests' checkpoints are gone from both.
     with transaction.atomic():
         clear_log()
@@ -143,10 +146,14 @@ def test_the_scheduled_verification_compares_the_checkpoints_with_kafka(live: St
 @pytest.fixture
 def beat_not_signing(live: Stack) -> Iterator[Stack]:
     """Beat's minute taken out of the way: any checkpoint then was asked for by an append."""
+    since = timezone.now()
     beat_job = PeriodicTask.objects.filter(task=services.CHECKPOINT_TASK)
     beat_job.update(enabled=False)
     PeriodicTasks.update_changed()
-    time.sleep(3)  # beat rereads its schedule every second; a job it already sent has run
+    # Beat rereads its schedule every BEAT_MAX_INTERVAL_S: after that it sends no checkpoint job.
+    # One it sent before has run once nothing is left queued or held by the worker.
+    time.sleep(float(BEAT_MAX_INTERVAL_S) + 0.5)
+    live.wait_until_drained(since)
     try:
         yield live
     finally:
@@ -161,8 +168,11 @@ def test_the_append_that_passes_a_multiple_has_the_real_worker_sign_at_once(
 ) -> None:
     with transaction.atomic():
         clear_log()
+    since = timezone.now()
     record(3)  # #1..#3: no request
-    time.sleep(2)
+    # A request would have been queued by the commit, in this process: once nothing is left queued
+    # or held by the worker, the checkpoint it asked for would be signed.
+    beat_not_signing.wait_until_drained(since)
     assert not ChainCheckpoint.objects.exists()
     rows = record(3)  # #4..#6 passes #5: its commit asks the worker for a checkpoint
     signed = wait_until(

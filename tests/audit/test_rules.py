@@ -164,6 +164,33 @@ def test_payments_logged_out_of_order_still_trip_velocity() -> None:
     assert alert.details["payments"] == 3
 
 
+@override_settings(
+    COMPLIANCE_HIGH_VALUE_THRESHOLD="10000",
+    COMPLIANCE_VELOCITY_MAX_PAYMENTS=3,
+    COMPLIANCE_VELOCITY_WINDOW_SECONDS=600,
+)
+def test_one_batch_of_several_users_trips_velocity_for_the_busy_one_only(
+    django_assert_max_num_queries,  # type: ignore[no-untyped-def]
+) -> None:
+    busy, calm, other = new_user(), new_user(), new_user()
+    request_payment(user_id=busy, at=T0 - timedelta(minutes=1))  # already in the log
+    batch = [
+        audit_envelope(
+            "payment.requested",
+            details=payment_details(amount="25.00", currency="USD", user_id=user),
+            occurred_at=T0 + timedelta(seconds=i),
+        )
+        for i, user in enumerate([busy, calm, busy, other, busy, calm, *(new_user() for _ in range(24))])
+    ]
+    # The rules read the batch's users once, not once per record: the statements do not grow
+    # with the batch (lock, head, seen ids, insert, velocity, high value none; the alert's writes).
+    with django_assert_max_num_queries(20):
+        assert services.audit_events_record(events=batch) == len(batch)
+    [alert] = alerts("velocity", f"user:{busy}")
+    assert alert.details["payments"] == 4 and alert.details["limit"] == 3
+    assert alerts("velocity", f"user:{calm}") == alerts("velocity", f"user:{other}") == []
+
+
 @override_settings(COMPLIANCE_HIGH_VALUE_THRESHOLD="100")
 def test_a_redelivered_audit_event_raises_no_second_alert() -> None:
     envelope = audit_envelope(

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 
 from bridge import events_doc, routing, schemas, topics
 from bridge.management.commands.events_doc import STALE, default_path
+from orders import task_names as order_tasks
 
 
 def generated_part(text: str) -> str:
@@ -92,11 +93,25 @@ def test_a_page_without_its_markers_is_refused(tmp_path: Path) -> None:
     assert raised.value.returncode == STALE
 
 
-def test_the_hand_written_producers_table_names_every_catalog_topic_once() -> None:
-    """Producers are not declared in code, so the page lists them by hand: none may be forgotten."""
-    prose = default_path().read_text().split(events_doc.BEGIN, 1)[0]
-    table = prose.split("Who produces each topic", 1)[1].split("\n\n", 2)[1]
-    named = [
-        name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z.-]+)`", row.split("|")[1])
-    ]
-    assert sorted(named) == sorted(t.name for t in topics.CATALOG)
+def section_of(part: str, name: str) -> str:
+    return part.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_every_catalog_topic_names_its_producers_from_the_declarations() -> None:
+    """Producers are declared (PRODUCES, kept true by tests/bridge/test_declarations.py): no
+    topic is left without one, and the page says what the declarations say."""
+    part = generated_part(default_path().read_text())
+    for topic in topics.CATALOG:
+        assert events_doc.producers(topic.name), f"nobody declares producing {topic.name}"
+        assert f"- produced by: {', '.join(events_doc.producers(topic.name))}\n" in section_of(
+            part, topic.name
+        )
+    assert "- produced by: payments\n" in section_of(part, topics.PAYMENT_PROCESSED.name)
+    assert "- produced by: payments, orders, clients\n" in section_of(part, topics.PAYMENT_REQUESTED.name)
+    assert "- produced by: bridge (dead letters)\n" in section_of(part, topics.ORDERS_DLQ.name)
+
+
+def test_a_filtered_consumer_says_what_it_takes() -> None:
+    part = generated_part(default_path().read_text())
+    for topic in (topics.PAYMENT_PROCESSED, topics.PAYMENT_FAILED):
+        assert f"`{order_tasks.SETTLE_ORDER_PAYMENT}` (order payments only)" in section_of(part, topic.name)

@@ -131,6 +131,7 @@ def test_an_amount_outside_ascii_digits_or_the_range_is_dead_lettered(
     assert not Payment.objects.filter(payment_id=data["paymentId"]).exists()
 
 
+@pytest.mark.slow  # starts and stops processes of its own: `make test` runs it
 def test_a_task_whose_worker_dies_under_it_every_time_is_dead_lettered_after_3_starts(
     live: Stack, collector: Collector
 ) -> None:

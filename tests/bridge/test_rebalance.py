@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaConnectionError
@@ -289,6 +290,7 @@ def fx_record(name: str) -> bytes:
 
 @pytest.mark.slow
 def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, collector: Collector) -> None:
+    since = timezone.now()
     bridge_pid = live.bridge.process.pid if live.bridge.process else None
     log_start = live.bridge.log_size()
     run = uuid.uuid4().hex[:8]
@@ -313,6 +315,9 @@ def test_a_new_audit_topic_is_joined_while_payments_stream_through(live: Stack, 
         sent = stream.stop()
 
     collector.wait_for(PROCESSED, ours, count=len(sent), timeout_s=120)
+    # The group has committed every record and the worker has run every task before dispatches
+    # are counted: a record read again after the rebalance would have been dispatched by then.
+    live.wait_until_drained(since, collector)
     assert live.bridge.running and live.bridge.process and live.bridge.process.pid == bridge_pid, (
         "the bridge restarted:\n" + live.bridge.log_tail()
     )

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from audit.models import AuditEvent
@@ -17,6 +18,7 @@ from ledger import services
 from ledger.models import Balance, Reconciliation
 from tests.conftest import Stack
 from tests.ledger.support import post, topup_request, transfer_request
+from tests.support.drained import wait_until_published
 from tests.support.kafka import Collector
 from tests.support.processes import celery
 from tests.support.waiting import wait_until
@@ -67,6 +69,7 @@ def alerts_for(collector: Collector) -> list[dict]:
 def test_corrupted_balance_raises_one_ledger_imbalance_alert(
     live: Stack, collector: Collector, books: None
 ) -> None:
+    since = timezone.now()
     reconcile_in_worker(live)
     assert wait_until(lambda: Reconciliation.objects.count() == 1, timeout_s=30)
     clean = Reconciliation.objects.get()
@@ -100,10 +103,13 @@ def test_corrupted_balance_raises_one_ledger_imbalance_alert(
         timeout_s=30,
     ), "the audit worker stored the imbalance record from audit.ledger-events"
 
-    # The same discrepancy found again is recorded, not alerted again.
+    # The same discrepancy found again is recorded, not alerted again. The run is recorded in the
+    # transaction that would raise its alert: once it is there and the outbox published, a second
+    # alert would be on Kafka.
     reconcile_in_worker(live)
     assert wait_until(lambda: Reconciliation.objects.count() == 3, timeout_s=30)
-    collector.settle(2.0)
+    assert not Reconciliation.objects.order_by("pk").last().alert_id
+    wait_until_published(collector, since=since)
     assert len(alerts_for(collector)) == 1
 
 

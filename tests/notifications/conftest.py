@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from notifications import protection
 from tests.conftest import TEST_REDIS_URL, Stack
-from tests.conftest import reseed as seed_rows
+from tests.support.clean_slate import reseed as seed_rows
 from tests.support.receivers import HttpReceiver, SmtpReceiver
 
 PLATFORM_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -81,12 +81,17 @@ def notification_stack(
     )
     with django_db_blocker.unblock():
         reseed()
-    restart_worker(stack)
-    # Beat reads the dispatcher's short interval now; it keeps it across the flushes after each test.
-    stack.beat.stop()
-    offset = stack.beat.log_size()
-    stack.beat.start()
-    stack.beat.wait_for_log("beat: Starting", since=offset)
+    # The worker and beat restarted side by side: the worker with the settings above, beat reading
+    # the dispatcher's short interval (it keeps it across the wipes after each test).
+    for proc in (stack.worker, stack.beat):
+        proc.signal()
+    for proc in (stack.worker, stack.beat):
+        proc.wait_stopped()
+    offsets = {proc: proc.log_size() for proc in (stack.worker, stack.beat)}
+    for proc in offsets:
+        proc.start()
+    stack.worker.wait_for_log("ready.", since=offsets[stack.worker])
+    stack.beat.wait_for_log("beat: Starting", since=offsets[stack.beat])
     return stack
 
 
@@ -99,7 +104,7 @@ def restart_worker(stack: Stack) -> None:
 
 def reseed() -> None:
     """Put back the rows the notifications data migrations create (the seeded templates and the
-    dispatcher's PeriodicTask), which the flush after every transactional test removes."""
+    dispatcher's PeriodicTask), which the wipe after every transactional test removes."""
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     seed_rows()

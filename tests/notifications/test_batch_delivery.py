@@ -19,10 +19,10 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bridge import task_names, topics
+from bridge import topics
 from bridge.codec import Envelope
 from bridge.models import OutboxEvent
-from notifications import services
+from notifications import services, task_names
 from notifications import tasks as notification_tasks
 from notifications.models import (
     AttemptStatus,

@@ -233,10 +233,10 @@ def test_a_payment_outcome_reaches_the_endpoints_of_the_client_the_event_names()
         )
 
     # Unsigned (never admitted on this topic, but if it were): its clientId is not believed.
-    assert not {n.webhook_endpoint_id for n in services.payment_outcome_notify(event=outcome(False))} & {
+    assert not {n.webhook_endpoint_id for n in services.payment_outcomes_notify(events=[outcome(False)])} & {
         theirs.id
     }
     Notification.objects.filter(notification_id__startswith=f"payment:pay_{run}:").delete()
-    queued = services.payment_outcome_notify(event=outcome(True))
+    queued = services.payment_outcomes_notify(events=[outcome(True)])
     mine = [n for n in queued if n.webhook_endpoint_id == theirs.id]
     assert len(mine) == 1 and mine[0].owner_id == client.pk

@@ -67,6 +67,7 @@ def test_a_probe_server_takes_the_metrics_token_setting(settings: Settings) -> N
         server.stop()
 
 
+@pytest.mark.slow  # starts and stops processes of its own: `make test` runs it
 def test_production_worker_and_bridge_serve_metrics_only_with_the_token(
     stack: Stack, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:

@@ -3,6 +3,8 @@ card, refusals (out of stock, unknown product, totals), redelivery, and malforme
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from audit.models import AuditEvent
 from audit.selectors import verify_chain
 from bridge import topics
@@ -22,6 +24,7 @@ from tests.orders.support import (
     wait_sent,
     wait_status,
 )
+from tests.support.drained import wait_until_published
 from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.waiting import wait_until
@@ -101,6 +104,7 @@ def test_declined_card_cancels_the_order_with_the_reason_and_restores_the_stock(
 
 
 def test_out_of_stock_is_rejected_and_no_payment_is_requested(live: Stack, collector: Collector) -> None:
+    since = timezone.now()
     product = make_product(available=1)
     data = order_request(product, quantity=2)
     place(live, data)
@@ -113,7 +117,10 @@ def test_out_of_stock_is_rejected_and_no_payment_is_requested(live: Stack, colle
         lambda r: r.key == data["orderId"].encode() and r.json()["data"]["newStatus"] == "rejected",
     )
     assert update.json()["data"]["reason"] == "out_of_stock"
-    collector.settle(2.0)
+    # The order's payment is asked for in the transaction that decides the order: the rejection
+    # recorded is the proof the request was handled, and once the outbox is published a payment
+    # request written with it would be on Kafka.
+    wait_until_published(collector, since=since)
     assert not collector.matching(topics.PAYMENT_REQUESTED.name, subject_is(order.payment_id))
     assert not Payment.objects.filter(payment_id=order.payment_id).exists()
     assert not order.reservations.exists()

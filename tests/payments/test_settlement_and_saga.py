@@ -5,12 +5,17 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.utils import timezone
+
 from bridge import topics
 from kafka_platform.celery import app as celery_app
 from payments import services
 from payments.models import Payment, PaymentStatus, Settlement, SimulatedCharge
+from payments.services import INBOX_CONSUMER as PAYMENTS_INBOX
 from tests.conftest import Stack
 from tests.support.builders import payment_request, structured
+from tests.support.drained import wait_until_published
+from tests.support.inbox import redelivery_refused
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.waiting import wait_until
 
@@ -72,6 +77,7 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
     the payment once and tells the customer on each channel once."""
     from ledger import services as ledger_services
 
+    since = timezone.now()
     merchant = f"frozen_{uuid.uuid4().hex[:6]}"
     ledger_services.account_freeze(account_id=f"merchant:{merchant}", actor="test", reason="review")
     data = capture(
@@ -81,6 +87,7 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         topics.LEDGER_TRANSACTION_FAILED.name, subject_is(f"payment:{data['paymentId']}")
     )
     # The ledger's own record once more, as Kafka redelivers it.
+    log_offset = live.worker.log_size()
     produce(
         live.bootstrap,
         topics.LEDGER_TRANSACTION_FAILED.name,
@@ -107,7 +114,15 @@ def test_ledger_refusal_compensates_the_payment(live: Stack, collector: Collecto
         ("email", "payment_reversed"),
         ("sms", "payment_reversed"),
     }
-    collector.settle(2)
+    # Proof that both copies were consumed before counting: the saga's inbox refused one of them
+    # (whichever came second), and the notices either wrote are then published.
+    wait_until(
+        redelivery_refused(
+            live.worker, consumer=f"{PAYMENTS_INBOX}.saga", event_id=refused.json()["id"], since=log_offset
+        ),
+        what="the saga refused the redelivered refusal",
+    )
+    wait_until_published(collector, since=since)
     assert (
         len(
             collector.matching(
@@ -124,9 +139,9 @@ def test_a_refusal_naming_a_posted_capture_reverses_nothing(live: Stack, collect
     capture (a refusal of some other request under the id): the merchant holds the money, so the
     payment is not refunded or reversed, and auditors get an alert."""
     from audit.models import ComplianceAlert
-    from bridge import task_names
     from bridge.codec import Envelope, now_rfc3339
     from ledger import selectors as ledger_selectors
+    from payments import task_names
 
     data = capture(live, collector)
     transaction_id = f"payment:{data['paymentId']}"

@@ -21,9 +21,9 @@ from notifications.services import notification_request
 from orders.events import OrderRequested
 from orders.models import Order
 from orders.services import order_place
-from payments.events import PaymentRequested
+from payments import tasks as payments_tasks
 from payments.models import Payment
-from payments.services import payment_accept, payments_process_batch
+from payments.services import payments_process_batch
 from tests.ledger.support import balance, new_id, topup_request
 from tests.orders.support import make_product, order_request
 from tests.support.builders import payment_request
@@ -81,22 +81,18 @@ def test_a_refused_request_under_a_posted_id_is_a_conflict_not_a_silent_skip() -
     ).exists()
 
 
-def test_payments_single_and_batch() -> None:
+def test_payments_alone_and_in_a_batch() -> None:
     data = payment_request(amount="10.00")
-    payment_accept(
-        event=envelope(topics.PAYMENT_REQUESTED, data), request=PaymentRequested.model_validate(data)
-    )
+    payments_tasks.process_payment_requested(envelope(topics.PAYMENT_REQUESTED, data).to_task_payload())
     again = {**data}
-    payment_accept(
-        event=envelope(topics.PAYMENT_REQUESTED, again), request=PaymentRequested.model_validate(again)
-    )
+    payments_process_batch(events=[envelope(topics.PAYMENT_REQUESTED, again)])
     other = {**data, "amount": "0.01"}
     with pytest.raises(ConflictingDuplicate):
-        payment_accept(
-            event=envelope(topics.PAYMENT_REQUESTED, other), request=PaymentRequested.model_validate(other)
-        )
+        payments_tasks.process_payment_requested(envelope(topics.PAYMENT_REQUESTED, other).to_task_payload())
     with pytest.raises(ConflictingDuplicate):
-        payments_process_batch(events=[envelope(topics.PAYMENT_REQUESTED, other)])
+        payments_process_batch(
+            events=[envelope(topics.PAYMENT_REQUESTED, again), envelope(topics.PAYMENT_REQUESTED, other)]
+        )
     assert Payment.objects.get(payment_id=data["paymentId"]).amount == Decimal("10.00")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.utils import timezone
+
 from audit.models import ComplianceAlert
 from bridge import topics
 from bridge.models import InboxEvent
@@ -17,6 +19,7 @@ from payments.models import Payment
 from tests.conftest import Stack
 from tests.ledger.support import balance, post, topup_request, transfer_request
 from tests.support.builders import payment_request, structured
+from tests.support.drained import wait_until_published
 from tests.support.kafka import Collector, produce, subject_is
 from tests.support.signing import sign
 from tests.support.waiting import wait_until
@@ -63,6 +66,7 @@ def test_a_refund_posting_behind_a_squatted_id_is_dead_lettered_and_alerted_not_
     under `refund:R` is posted first, then the platform's own 50.00 refund posting for R arrives.
     It is not taken for a duplicate: dead-lettered `conflicting_duplicate`, an alert raised, and no
     ledger.transaction-failed (payments would start compensating on one)."""
+    since = timezone.now()
     merchant = f"merchant:m_{uuid.uuid4().hex[:8]}"
     post(topup_request(merchant, "80.00"))
     refund_id = uuid.uuid4().hex
@@ -86,7 +90,9 @@ def test_a_refund_posting_behind_a_squatted_id_is_dead_lettered_and_alerted_not_
     )
     assert alert is not None
     assert "entries" in alert.details["differences"] and "kind" in alert.details["differences"]
-    collector.settle(2)
+    # The task's edge wrote any failed event to the outbox before it dead-lettered the record (the
+    # proof above that the record was consumed): once the outbox is published, it would be here.
+    wait_until_published(collector, since=since)
     assert not collector.matching(topics.LEDGER_TRANSACTION_FAILED.name, subject_is(transaction_id))
     assert balance(merchant) == Decimal("79.99")  # neither posted twice nor taken for the refund
 

@@ -16,9 +16,12 @@ from datetime import datetime
 
 import redis
 from kafka import KafkaConsumer, TopicPartition
+from kombu import Connection
 
 from bridge.routing import subscription_pattern
+from core import broker
 from tests.support.kafka import Collector
+from tests.support.waiting import wait_until
 
 # kombu's Redis transport keeps the tasks a worker holds, not yet acknowledged, in this hash.
 UNACKED = "unacked"
@@ -86,3 +89,36 @@ def wait_until_drained(
     if collector is not None:
         collector.catch_up()
     return time.monotonic() - started
+
+
+def wait_until_published(collector: Collector, *, since: datetime, timeout_s: float = 60.0) -> None:
+    """Wait until every outbox row written since `since` has been published, then read the
+    collector's topics to their ends: whatever the work done so far wrote is then in
+    `collector.records`. For a test that has proof the work ran (the state it recorded in the
+    transaction that would also write the event) and asserts an event is not on Kafka, or is
+    there once: what that transaction wrote is counted, not missed for being on its way."""
+    from bridge.models import OutboxEvent  # the conftest imports this module before Django's apps
+
+    wait_until(
+        lambda: not OutboxEvent.objects.filter(sent_at__isnull=True, created_at__gte=since).exists(),
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        what=f"the outbox rows written since {since} published",
+    )
+    collector.catch_up()
+
+
+def held_tasks(redis_url: str) -> list[bytes]:
+    """The delivery tags of the tasks workers hold, taken and not yet acknowledged. Right after a
+    worker was killed (and before another started), the tasks it held: Redis gives them out again
+    only once its visibility timeout (CELERY_VISIBILITY_TIMEOUT, 10 minutes) has passed."""
+    return list(redis.Redis.from_url(redis_url).hkeys(UNACKED))
+
+
+def redeliver(redis_url: str, tags: list[bytes]) -> None:
+    """Put the tasks `tags` back on their queues, as the broker does with a dead worker's tasks
+    once their visibility timeout has passed (kombu's own restore), without waiting for it."""
+    with Connection(redis_url, transport=broker.Transport) as connection:
+        qos = connection.default_channel.qos
+        for tag in tags:
+            qos.restore_by_tag(tag)
