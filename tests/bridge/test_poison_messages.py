@@ -144,7 +144,12 @@ def test_a_task_whose_worker_dies_under_it_every_time_is_dead_lettered_after_3_s
     assert b"started 3 times without finishing" in dead.headers["dlq-error"]
     assert dead.headers["dlq-original-topic"] == REQUESTED.encode()
     assert json.loads(dead.value or b"")["data"]["paymentId"] == data["paymentId"]
-    assert DeadLetter.objects.filter(reason="poison", key=data["paymentId"].encode()).exists()
+    # The worker publishes the dead letter first and lists it in the admin's table after.
+    wait_until(
+        lambda: DeadLetter.objects.filter(reason="poison", key=data["paymentId"].encode()).exists(),
+        timeout_s=30,
+        what="the dead letter listed for operators",
+    )
     # Three pool processes died: the log shows each loss.
     assert live.worker.log_tail().count("WorkerLostError") >= 3 or "signal 9" in live.worker.log_tail()
 
