@@ -15,20 +15,56 @@ A channel's Redis address cannot change during its life, so `Channel` works it o
 transport is still attached. After that, a dead Redis shows up as a Redis `ConnectionError`, which
 Celery handles: the worker reconnects, and a task it could not put back or acknowledge stays in
 Redis's unacked set until `visibility_timeout` redelivers it (the consumers are idempotent).
+
+A second gap loses a task outright. A worker takes a task with BRPOP, which removes it from the
+queue, and only then records it in the unacked set. When Redis stops between the two, the record
+fails, the task exists only in the worker's memory, and Celery drops it with the broken connection
+(celery/kombu#1733): seen in the Redis-restart chaos scenario as a batch of 100 payments never
+posted. `QoS` keeps such a task in the process, and the next channel of the process, opened once
+Redis answers again, puts it back at the head of its queue.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, get_transport_cls, redis
 
+logger = logging.getLogger(__name__)
+
 REDIS_SCHEMES = ("redis", "rediss")
+
+
+# Tasks taken off a queue whose unacked record failed (Redis went away in between): (raw message,
+# exchange, routing key), put back by the process's next channel.
+_stranded: list[tuple[dict[str, Any], str, str]] = []
+_stranded_lock = threading.Lock()
+
+
+class QoS(redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)
+        except self.channel.connection_errors:  # type: ignore[attr-defined]  # kombu: not in the stubs
+            delivery = message.delivery_info
+            with _stranded_lock:
+                _stranded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
+            logger.warning(
+                "task %s taken off %s as Redis went away: kept to be put back on reconnection",
+                message.headers.get("id") if isinstance(message.headers, dict) else delivery_tag,
+                delivery["routing_key"],
+            )
+            raise
 
 
 class Channel(redis.Channel):
     """A Redis channel that keeps its pool parameters so it can still reach Redis after its transport
-    has been detached."""
+    has been detached, and puts back the tasks a broken channel of this process took but could not
+    record."""
+
+    QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pool_params: dict[bool, dict[str, Any]] = {}
@@ -36,6 +72,26 @@ class Channel(redis.Channel):
         # parameters. The synchronous ones (used for acks and restores) are recorded here.
         super().__init__(*args, **kwargs)
         self._connparams(asynchronous=False)
+        self._put_back_stranded()
+
+    def _put_back_stranded(self) -> None:
+        with _stranded_lock:
+            stranded = list(_stranded)
+            _stranded.clear()
+        if not stranded:
+            return
+        try:
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                for payload, exchange, routing_key in stranded:
+                    # rpush: the head BRPOP takes next, where the task was.
+                    self._do_restore_message(payload, exchange, routing_key, pipe)  # type: ignore[attr-defined]
+                pipe.execute()
+        except self.connection_errors:  # type: ignore[attr-defined]  # kombu: not in the stubs
+            with _stranded_lock:
+                _stranded[:0] = stranded  # for the next channel
+            logger.warning("%d stranded task(s) not put back yet: Redis went away again", len(stranded))
+            return
+        logger.warning("put back %d task(s) taken off their queue as Redis went away", len(stranded))
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if asynchronous not in self._pool_params:

@@ -26,6 +26,7 @@ from kombu.transport import redis as kombu_redis
 
 from core import broker
 from tests.support.private_redis import PrivateRedis
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,3 +116,48 @@ def test_closing_or_acking_after_collect_raises_a_connection_error_and_loses_not
         # Redis still holds both, but a worker hitting this AttributeError has exited.
         assert sorted(redeliver_all(redis_server.url), key=str) == [{"n": 1}, {"n": 2}]
     conn.release()
+
+
+@pytest.mark.parametrize(
+    ("transport", "fixed"),
+    [
+        pytest.param(kombu_redis.Transport, False, id="kombu-stock-loses-it"),
+        pytest.param(broker.Transport, True, id="kafka-platform"),
+    ],
+)
+def test_a_task_taken_just_before_redis_stops_is_put_back_on_reconnection(
+    redis_server: PrivateRedis, transport: type[kombu_redis.Transport], fixed: bool
+) -> None:
+    """BRPOP has removed the task from its queue; Redis stops before the worker records it as
+    unacknowledged. Stock kombu drops it with the connection; ours puts it back at the head of its
+    queue when the process's next channel opens."""
+    conn = Connection(redis_server.url, transport=transport)
+    channel = conn.channel()
+    Producer(channel).publish(
+        {"n": 1}, exchange=QUEUE.exchange, routing_key=QUEUE.routing_key, declare=[QUEUE]
+    )
+    seen: list[Message] = []
+    channel.basic_consume(QUEUE.name, no_ack=False, callback=seen.append, consumer_tag="worker")
+    conn.transport.cycle._register_BRPOP(channel)  # what the worker's event loop does: sends BRPOP
+    client = redis.Redis.from_url(redis_server.url)
+    # The reply is on its way once the queue is empty (BRPOP has taken the task).
+    wait_until(lambda: client.llen(QUEUE.name) == 0, timeout_s=10, what="BRPOP took the task")
+    client.close()
+    redis_server.stop()
+
+    read_error = error_of(channel._brpop_read)  # the worker reads the task and records it: refused
+    assert isinstance(read_error, redis.exceptions.ConnectionError), read_error
+    assert seen == [], "the task reached the consumer without being recorded as unacknowledged"
+    conn.collect()
+    redis_server.start()
+
+    # The worker reconnects: its next connection's channel.
+    with Connection(redis_server.url, transport=transport) as again:
+        again.channel()
+    if fixed:
+        assert redeliver_all(redis_server.url) == [{"n": 1}]
+    else:
+        assert redeliver_all(redis_server.url) == [], (
+            "kombu's Redis transport no longer loses a task taken as Redis stops: core.broker.QoS "
+            "may no longer be needed"
+        )
