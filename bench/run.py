@@ -5,6 +5,11 @@ relay, and N requests; it reports throughput, end-to-end latency (request sent t
 written) and CPU seconds per 1,000 events of the bridge, relay and worker process trees. With
 --rate it offers a fixed load instead of a backlog, which is what latency should be read at.
 
+`--scenario orders` runs orders instead of payments, through the pipeline only: each order of one
+unit of a stocked product is placed on `orders.order-requested`, reserves its stock, asks payments
+for its money and is confirmed once the capture comes back; its latency runs from the request's
+send to the `orders.order-status-updated` record that says `confirmed`.
+
 Its broker, bridge, relay and worker run in process groups of their own and are stopped when the
 benchmark ends in any way: done, failed, timed out, SIGTERM, SIGINT or SIGHUP.
 
@@ -24,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,11 @@ BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@1
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 REQUESTED = "payments.payment-requested"
 RESULTS = ["payments.payment-processed", "payments.payment-failed"]
+ORDER_REQUESTED = "orders.order-requested"
+ORDER_STATUS_UPDATED = "orders.order-status-updated"
+# The orders scenario's catalog: one unit of one of these per order, enough stock for every order.
+ORDER_PRODUCTS = 20
+ORDER_PRICE = "12.50"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -190,6 +201,9 @@ def fresh_database() -> str:
     with psycopg.connect(urlunsplit(url._replace(path="/postgres")), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+        if os.environ.get("BENCH_LOG_STATEMENTS"):
+            # An experiment: every statement in PostgreSQL's server log, to count them per request.
+            conn.execute(f'ALTER DATABASE "{name}" SET log_statement = \'all\'')
         if os.environ.get("BENCH_ASYNC_COMMIT"):
             # An experiment, never a setting for money: how much of the time is commit (fsync) waits.
             conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
@@ -221,12 +235,82 @@ def request_event(i: int, run: str) -> tuple[str, bytes]:
     return payment_id, dumps(event)
 
 
-def run_variant(name: str, n: int, rate: float | None, workers: int) -> Result:
+def order_event(i: int, run: str) -> tuple[str, bytes]:
+    order_id = f"bench-{run}-{i}"
+    data = {
+        "orderId": order_id,
+        "userId": f"shopper-{run}-{i}",
+        "items": [{"productId": f"bench-product-{i % ORDER_PRODUCTS}", "quantity": 1, "price": ORDER_PRICE}],
+        "currency": "USD",
+        "paymentMethod": {"type": "card", "token": "tok_visa"},
+        "customer": {"email": f"shopper-{run}-{i}@bench.example"},
+    }
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/bench",
+        "type": ORDER_REQUESTED,
+        "time": "2026-11-23T00:00:00Z",
+        "data": data,
+    }
+    return order_id, dumps(event)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the benchmark sends, where the answers come back, and which answer ends a request."""
+
+    name: str
+    request_topic: str
+    result_topics: tuple[str, ...]
+    build: Callable[[int, str], tuple[str, bytes]]
+
+    def outcome(self, topic: str, value: bytes | None) -> str | None:
+        """ "ok", "failed", or None for a record that does not end the request."""
+        if self.name == "payments":
+            return "ok" if topic == RESULTS[0] else "failed"
+        status = json.loads(value or b"{}").get("data", {}).get("newStatus")
+        if status == "confirmed":
+            return "ok"
+        return "failed" if status in ("rejected", "cancelled") else None
+
+
+SCENARIOS = {
+    "payments": Scenario("payments", REQUESTED, tuple(RESULTS), request_event),
+    "orders": Scenario("orders", ORDER_REQUESTED, (ORDER_STATUS_UPDATED,), order_event),
+}
+
+
+def stock_products(env: dict[str, str], units: int) -> None:
+    """The orders scenario's catalog, each product with `units` free to sell."""
+    code = (
+        "from decimal import Decimal\n"
+        "from django.db import transaction\n"
+        "from orders.services import product_set\n"
+        f"for i in range({ORDER_PRODUCTS}):\n"
+        "    with transaction.atomic():\n"
+        f"        product_set(product_id=f'bench-product-{{i}}', name='Bench mug',"
+        f" price=Decimal('{ORDER_PRICE}'), currency='USD', available={units}, actor='system:bench')\n"
+    )
+    subprocess.run(manage("shell", "-c", code), env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def run_variant(
+    name: str, n: int, rate: float | None, workers: int, scenario: Scenario | None = None
+) -> Result:
+    scenario = scenario or SCENARIOS["payments"]
     broker = EmbeddedBroker().start()
     procs: list[Proc] = []
     try:
         return run_on(
-            broker, name, n, rate, workers, procs, broker_pid=broker.process.pid if broker.process else None
+            broker,
+            name,
+            n,
+            rate,
+            workers,
+            procs,
+            broker_pid=broker.process.pid if broker.process else None,
+            scenario=scenario,
         )
     finally:
         # The broker last: the bridge commits its offsets on the way out.
@@ -243,8 +327,10 @@ def run_on(
     workers: int,
     procs: list[Proc],
     broker_pid: int | None = None,
+    scenario: Scenario | None = None,
 ) -> Result:
     """One variant on `broker`; each process it starts is appended to `procs` for the caller to stop."""
+    scenario = scenario or SCENARIOS["payments"]
     database_url = fresh_database()
     redis.Redis.from_url(BENCH_REDIS).flushdb()
     env = child_env(
@@ -279,6 +365,8 @@ def run_on(
     subprocess.run(
         manage("kafka_topics", "--create"), env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL
     )
+    if scenario.name == "orders":
+        stock_products(env, units=n)
     worker = Proc(
         "worker",
         celery(
@@ -304,7 +392,16 @@ def run_on(
         ]
     for proc in (worker, *bridges):
         procs.append(proc.start())
-    return drive(broker.bootstrap, n, rate, procs, database_url=database_url, broker_pid=broker_pid)
+    return drive(
+        broker.bootstrap,
+        n,
+        rate,
+        procs,
+        # The per-hop marks are a payment's; an order's latency is its result's.
+        database_url=database_url if scenario.name == "payments" else None,
+        broker_pid=broker_pid,
+        scenario=scenario,
+    )
 
 
 def drive(
@@ -315,11 +412,15 @@ def drive(
     *,
     database_url: str | None = None,
     broker_pid: int | None = None,
+    scenario: Scenario | None = None,
 ) -> Result:
+    scenario = scenario or SCENARIOS["payments"]
     results = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
     )
-    partitions = [TopicPartition(t, p) for t in RESULTS for p in results.partitions_for_topic(t) or []]
+    partitions = [
+        TopicPartition(t, p) for t in scenario.result_topics for p in results.partitions_for_topic(t) or []
+    ]
     results.assign(partitions)
     results.seek_to_beginning(*partitions)
     time.sleep(5)  # let the bridge join its group and the worker start, outside the measurement
@@ -340,9 +441,9 @@ def drive(
     while len(latencies) + failed < n and time.time() < deadline:
         stop_if_signalled()
         while produced < n and (not rate or time.time() >= start + produced * interval):
-            key, value = request_event(produced, run)
+            key, value = scenario.build(produced, run)
             sent[key] = sent_at[key] = time.time()
-            producer.send(REQUESTED, key=key.encode(), value=value)
+            producer.send(scenario.request_topic, key=key.encode(), value=value)
             produced += 1
             if not rate and produced % 1000 == 0:
                 break
@@ -350,13 +451,14 @@ def drive(
         for tp, records in results.poll(timeout_ms=20 if produced < n else 500).items():
             for record in records:
                 key = (record.key or b"").decode()
-                if key not in sent:
-                    continue
-                if tp.topic == RESULTS[0]:
+                outcome = scenario.outcome(tp.topic, record.value) if key in sent else None
+                if outcome == "ok":
                     latencies.append(record.timestamp / 1000 - sent.pop(key))
-                else:
+                elif outcome == "failed":
                     sent.pop(key)
                     failed += 1
+                else:
+                    continue
                 last_result = time.time()
     cpu = sum(cpu_seconds(p.process.pid) for p in procs if p.process) - cpu_before
     postgres_cpu = postgres_cpu_seconds() - postgres_before
@@ -447,17 +549,31 @@ def main() -> None:
         "pipeline; written under `sweep` and drawn as bench/results/latency.png",
     )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate of a --sweep")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="payments",
+        help="payments (default), or orders: placed, stock reserved, paid, confirmed (the pipeline only)",
+    )
     args = parser.parse_args()
     if args.sweep:
         sweep(args)
         return
 
-    report: dict[str, Any] = {"n": args.n, "rate": args.rate, "workers": args.workers, "machine": machine()}
+    scenario = SCENARIOS[args.scenario]
+    report: dict[str, Any] = {
+        "scenario": scenario.name,
+        "n": args.n,
+        "rate": args.rate,
+        "workers": args.workers,
+        "machine": machine(),
+    }
     for name in ("pipeline", "naive"):
-        if args.only and args.only != name:
+        if (args.only and args.only != name) or (scenario.name != "payments" and name == "naive"):
             continue
-        print(f"running {name}: {args.n} payments{f' at {args.rate}/s' if args.rate else ''} ...", flush=True)
-        report[name] = asdict(run_variant(name, args.n, args.rate, args.workers))
+        what = f"{args.n} {scenario.name}" + (f" at {args.rate}/s" if args.rate else "")
+        print(f"running {name}: {what} ...", flush=True)
+        report[name] = asdict(run_variant(name, args.n, args.rate, args.workers, scenario))
     if "pipeline" in report and "naive" in report:
         report["speedup"] = round(report["pipeline"]["events_per_s"] / report["naive"]["events_per_s"], 2)
 
