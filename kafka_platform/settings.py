@@ -404,6 +404,11 @@ SPECTACULAR_SETTINGS = {
         "problem+json; who may do what is in docs/api.md."
     ),
     "VERSION": "1.0.0",
+    # One group per domain, payments first (kafka_platform/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kafka_platform.openapi.tag_by_domain",
+    ],
 }
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -57,3 +57,23 @@ def test_openapi_describes_the_real_payment_request(superuser_client: Client) ->
     fields = document["components"]["schemas"][body]["properties"]
     assert {"paymentId", "userId", "amount", "currency", "paymentMethod"} <= set(fields)
     assert "readOnly" not in str(fields["amount"])
+
+
+def test_the_api_docs_group_operations_by_domain_payments_first(superuser_client: Client) -> None:
+    from kafka_platform.openapi import DOMAIN_TAGS
+
+    document = yaml.safe_load(superuser_client.get("/api/schema/").content)
+    assert [tag["name"] for tag in document["tags"]] == [name for name, _ in DOMAIN_TAGS]
+    assert document["tags"][0]["name"] == "payments"
+    tags = {
+        path: operation["tags"]
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        if isinstance(operation, dict)
+    }
+    # Every API operation has its domain: a new first path segment must be given one.
+    assert all(found != ["platform"] for path, found in tags.items() if path.startswith("/api/v1/")), tags
+    assert tags["/api/v1/payments/"] == ["payments"]
+    assert tags["/api/v1/webhook-endpoints/"] == ["notifications"]
+    assert tags["/api/v1/compliance/alerts/"] == ["audit"]
+    assert {found[0] for found in tags.values()} == {name for name, _ in DOMAIN_TAGS}
