@@ -44,6 +44,23 @@ class MoneyError(ValueError):
     """An amount or currency that is not well-formed money."""
 
 
+class MoneyFieldError(MoneyError):
+    """A MoneyError about one field of a request (`loc`: its path, as the client named it), raised
+    by a validator of the whole model so that the error is filed under that field, not the body."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def check_field_precision(loc: tuple[str | int, ...], amount: Decimal, currency: str) -> Decimal:
+    """check_precision for the field at `loc` of a request: its error names the field."""
+    try:
+        return check_precision(amount, currency)
+    except MoneyError as exc:
+        raise MoneyFieldError(loc, str(exc)) from None
+
+
 def minor_units(currency: str) -> int:
     return _MINOR_UNITS_EXCEPTIONS.get(currency, 2)
 

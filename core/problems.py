@@ -59,12 +59,27 @@ def problem_body(status_code: int, detail: str, *, code: str | None = None, **ex
     return body
 
 
+# What pydantic puts before the message of a ValueError raised by a validator.
+VALUE_ERROR_PREFIX = "Value error, "
+
+
 def pydantic_errors(exc: PydanticValidationError) -> dict[str, list[str]]:
-    """A pydantic validation error as RFC 9457 `errors`: field path -> messages (no input echoed)."""
+    """A pydantic validation error as RFC 9457 `errors`: field path -> messages (no input echoed).
+
+    A validator of the whole model that raises an error with a `loc` (core.money.MoneyFieldError)
+    has it filed under that field; pydantic's "Value error, " prefix is left out."""
     errors: dict[str, list[str]] = {}
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "body"
-        errors.setdefault(field, []).append(error["msg"])
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(error["loc"])
+        message = error["msg"]
+        cause = (error.get("ctx") or {}).get("error")
+        cause_loc = getattr(cause, "loc", None)
+        if isinstance(cause_loc, tuple):
+            loc, message = (*loc, *cause_loc), str(cause)
+        elif error["type"] == "value_error" and message.startswith(VALUE_ERROR_PREFIX):
+            message = message[len(VALUE_ERROR_PREFIX) :]
+        field = ".".join(str(part) for part in loc) or "body"
+        errors.setdefault(field, []).append(message)
     return errors
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
 from core.ids import ORDER_NOTIFICATION_PREFIX, USER_NOTIFICATION_PREFIX, ObjectId
-from core.money import Amount, Currency, check_precision, format_money
+from core.money import Amount, Currency, check_field_precision, format_money
 from notifications.events import NotificationRequested, notification_requested_event
 from orders.models import Order, OrderStatus, Product
 from payments.events import DEFAULT_MERCHANT, Customer, PaymentMethod, PaymentRequested
@@ -52,13 +52,13 @@ class OrderRequested(BaseModel):
     @model_validator(mode="after")
     def _money_fits_currency(self) -> OrderRequested:
         # "10.001" USD is malformed money (to orders.dlq), not a business refusal.
-        for item in self.items:
-            item.price = check_precision(item.price, self.currency)
+        for index, item in enumerate(self.items):
+            item.price = check_field_precision(("items", index, "price"), item.price, self.currency)
         if self.totals is not None:
             for name in ("subtotal", "tax", "shipping", "total"):
                 value = getattr(self.totals, name)
                 if value is not None:
-                    setattr(self.totals, name, check_precision(value, self.currency))
+                    setattr(self.totals, name, check_field_precision(("totals", name), value, self.currency))
         return self
 
 

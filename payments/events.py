@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge import topics
 from core.ids import ObjectId
-from core.money import Amount, Currency, check_precision
+from core.money import Amount, Currency, check_field_precision
 
 if TYPE_CHECKING:
     from payments.models import Payment
@@ -61,7 +61,7 @@ class PaymentRequested(BaseModel):
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> PaymentRequested:
-        self.amount = check_precision(self.amount, self.currency)
+        self.amount = check_field_precision(("amount",), self.amount, self.currency)
         return self
 
     @property

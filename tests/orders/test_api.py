@@ -125,3 +125,17 @@ def test_the_catalog_is_read_by_everyone_and_set_by_operators(live: Stack) -> No
         content_type="application/json",
     )
     assert bad.status_code == 400 and bad["Content-Type"] == "application/problem+json"
+
+
+def test_an_order_price_finer_than_its_currency_is_filed_under_that_line(live: Stack) -> None:
+    product = make_product(available=4, price="12.50")
+    api = token_client(make_api_user("precise-shopper"))
+    body = order_request(product, quantity=1)
+    del body["userId"]
+    body["items"][0]["price"] = "12.501"
+    body["totals"] = {"tax": "0.001"}
+    response = post_order(api, body, key="precision-1")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "items.0.price": ["amount 12.501 has more decimal places than USD allows (2)"]
+    }

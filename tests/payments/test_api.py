@@ -105,6 +105,16 @@ def test_invalid_body_is_400_with_field_errors(live: Stack) -> None:
     assert {"userId", "paymentMethod"} <= set(problem["errors"])
 
 
+def test_money_finer_than_its_currency_is_filed_under_the_field_the_client_sent(live: Stack) -> None:
+    """The precision rule needs the currency, so it runs over the whole body; its error still names
+    `amount`, in a plain sentence (no validator prefix)."""
+    response = post_payment(client_for("c5b"), payment_request(amount="10.001"), key="k-4b")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "amount": ["amount 10.001 has more decimal places than USD allows (2)"]
+    }
+
+
 def test_clients_see_their_own_payments_operators_see_all(live: Stack) -> None:
     alice, bob, operator = client_for("alice"), client_for("bob"), client_for("ops", operator=True)
     mine = payment_request()
