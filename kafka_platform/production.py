@@ -163,6 +163,18 @@ def kafka_refusals(values: Mapping[str, Any]) -> list[str]:
     return refusals
 
 
+# The first line of a refusal: a development shell that forgot DJANGO_DEBUG learns the fix at once.
+REFUSAL_HEADLINE = (
+    "Refusing to start with DJANGO_DEBUG off. For local development, set DJANGO_DEBUG=1 (the make "
+    "targets do); for production, fix:"
+)
+
+
+class SettingsRefused(ImproperlyConfigured):
+    """The production settings are unsafe; the message lists every reason (manage.py prints it
+    without a traceback)."""
+
+
 def refuse_unsafe_production_settings(
     values: Mapping[str, Any], *, dev_secret_key: str, dev_webhook_secret: str, allow_console: bool
 ) -> None:
@@ -174,6 +186,4 @@ def refuse_unsafe_production_settings(
         allow_console=allow_console,
     )
     if refusals:
-        raise ImproperlyConfigured(
-            "Refusing to start with DJANGO_DEBUG off:\n" + "\n".join(f"- {line}" for line in refusals)
-        )
+        raise SettingsRefused(REFUSAL_HEADLINE + "\n" + "\n".join(f"- {line}" for line in refusals))

@@ -349,3 +349,19 @@ def test_a_rotated_secret_key_keeps_accepting_what_the_previous_key_signed() -> 
     assert rotated.returncode == 0 and rotated.stdout.strip().endswith("session-42"), rotated.stderr
     dropped = run(manage("shell", "-c", verify), production_env(child_env({}), DJANGO_SECRET_KEY=new))
     assert dropped.returncode != 0 and "BadSignature" in dropped.stderr
+
+
+def test_a_development_shell_without_debug_is_told_the_fix_first_without_a_traceback() -> None:
+    """`manage.py` run by hand in a fresh shell (DJANGO_DEBUG unset, development defaults)."""
+    env = child_env({})
+    env.pop("DJANGO_DEBUG", None)
+    for name in ("DJANGO_SECRET_KEY", "WEBHOOK_SIGNING_SECRET", "AUDIT_CHECKPOINT_KEY"):
+        env.pop(name, None)
+    result = subprocess.run(manage("check"), env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith(
+        "Refusing to start with DJANGO_DEBUG off. For local development, set DJANGO_DEBUG=1"
+    )
+    assert "Traceback" not in result.stderr
+    assert "DJANGO_SECRET_KEY" in result.stderr
