@@ -16,6 +16,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,42 @@ from bridge.embedded import EmbeddedBroker
 
 EMBEDDED_PORT = 9092
 DEV_ADMIN = ("admin", "admin")
+HEALTH_URL = "http://127.0.0.1:8000/health"
+# How long the platform may take to answer /health with 200 before the console says it is not ready.
+READY_WITHIN_S = 180.0
+# A fresh shell has no DJANGO_DEBUG: the line works pasted as it is.
+TRY_IT = "DJANGO_DEBUG=1 .venv/bin/python manage.py send_demo_events --wait"
+
+
+def health_ok(url: str = HEALTH_URL) -> bool:
+    """True once `url` answers 200 (every dependency and process of the platform is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own local address
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def announce_when_ready(
+    write: Any, stopped: threading.Event, *, probe: Any = health_ok, within_s: float = READY_WITHIN_S
+) -> bool:
+    """Write one "ready" line once `probe` says so, or one line saying it is not, after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while not stopped.is_set():
+        if probe():
+            write(
+                "\n kafka-platform is ready: http://127.0.0.1:8000/admin/ (API docs /api/docs/)\n"
+                f"   try it        {TRY_IT}\n"
+            )
+            return True
+        if time.monotonic() > deadline:
+            write(
+                f"\n kafka-platform is not ready after {within_s:.0f} s: see {HEALTH_URL}"
+                " and the lines above\n"
+            )
+            return False
+        stopped.wait(1.0)
+    return False
 
 
 class Command(BaseCommand):
@@ -72,7 +112,17 @@ class Command(BaseCommand):
 
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, stop_supervised)
-            supervisor.wait()
+            stopped = threading.Event()
+            threading.Thread(
+                target=announce_when_ready,
+                args=(lambda text: self.stdout.write(self.style.SUCCESS(text)), stopped),
+                name="ready-line",
+                daemon=True,
+            ).start()
+            try:
+                supervisor.wait()
+            finally:
+                stopped.set()
         finally:
             if broker:
                 self.stdout.write("stopping the embedded Kafka broker")
@@ -105,7 +155,7 @@ class Command(BaseCommand):
         flower = " (basic auth: FLOWER_BASIC_AUTH)" if settings.FLOWER_BASIC_AUTH else ""
         self.stdout.write(
             self.style.SUCCESS(
-                "\n kafka-platform is starting\n"
+                "\n kafka-platform is starting (a line says when it is ready)\n"
                 f"   web + admin   http://127.0.0.1:8000/admin/{admin}\n"
                 "   API docs      http://127.0.0.1:8000/api/docs/\n"
                 "   health        http://127.0.0.1:8000/health   metrics /metrics\n"
@@ -113,6 +163,6 @@ class Command(BaseCommand):
                 f"   bridge        http://127.0.0.1:{settings.BRIDGE_METRICS_PORT}/metrics   /healthz\n"
                 f"   worker        http://127.0.0.1:{settings.WORKER_METRICS_PORT}/metrics   /healthz\n"
                 f"   kafka         {kafka}\n"
-                "   try it        .venv/bin/python manage.py send_demo_events --wait\n"
+                f"   try it        {TRY_IT}\n"
             )
         )
