@@ -155,7 +155,7 @@ class Command(BaseCommand):
         flower = " (basic auth: FLOWER_BASIC_AUTH)" if settings.FLOWER_BASIC_AUTH else ""
         self.stdout.write(
             self.style.SUCCESS(
-                "\n kafka-platform is starting (a line says when it is ready)\n"
+                "\n kafka-platform is starting; a line below will say when it is up\n"
                 f"   web + admin   http://127.0.0.1:8000/admin/{admin}\n"
                 "   API docs      http://127.0.0.1:8000/api/docs/\n"
                 "   health        http://127.0.0.1:8000/health   metrics /metrics\n"
