@@ -61,7 +61,10 @@ ORDER_OUTCOMES = {OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCE
 
 
 class Command(BaseCommand):
-    help = "Send sample payments.payment-requested messages; with --wait, print their outcomes."
+    help = (
+        "Send sample payment requests and two orders of a demo product (one confirmed, one out of "
+        "stock); with --wait, print their outcomes."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait", action="store_true", help="Wait for and print the result events.")
