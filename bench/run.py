@@ -203,7 +203,7 @@ def fresh_database() -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
         if os.environ.get("BENCH_LOG_STATEMENTS"):
             # An experiment: every statement in PostgreSQL's server log, to count them per request.
-            conn.execute(f'ALTER DATABASE "{name}" SET log_statement = \'all\'')
+            conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
         if os.environ.get("BENCH_ASYNC_COMMIT"):
             # An experiment, never a setting for money: how much of the time is commit (fsync) waits.
             conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
