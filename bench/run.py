@@ -210,6 +210,20 @@ def fresh_database() -> str:
     return BENCH_DATABASE_URL
 
 
+def structured(event_type: str, data: dict[str, Any]) -> bytes:
+    """`data` as a structured CloudEvent of `event_type`, as an outside producer sends it."""
+    return dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/bench",
+            "type": event_type,
+            "time": "2026-11-23T00:00:00Z",
+            "data": data,
+        }
+    )
+
+
 def request_event(i: int, run: str) -> tuple[str, bytes]:
     payment_id = f"bench-{run}-{i}"
     data = {
@@ -224,15 +238,7 @@ def request_event(i: int, run: str) -> tuple[str, bytes]:
         "customer": {"email": f"customer-{run}-{i}@bench.example"},
         "metadata": {"orderId": f"order-{i}"},
     }
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/bench",
-        "type": REQUESTED,
-        "time": "2026-11-23T00:00:00Z",
-        "data": data,
-    }
-    return payment_id, dumps(event)
+    return payment_id, structured(REQUESTED, data)
 
 
 def order_event(i: int, run: str) -> tuple[str, bytes]:
@@ -245,15 +251,7 @@ def order_event(i: int, run: str) -> tuple[str, bytes]:
         "paymentMethod": {"type": "card", "token": "tok_visa"},
         "customer": {"email": f"shopper-{run}-{i}@bench.example"},
     }
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/bench",
-        "type": ORDER_REQUESTED,
-        "time": "2026-11-23T00:00:00Z",
-        "data": data,
-    }
-    return order_id, dumps(event)
+    return order_id, structured(ORDER_REQUESTED, data)
 
 
 @dataclass(frozen=True)
