@@ -34,7 +34,8 @@ from notifications.models import (
 )
 from notifications.providers import DeliveryError, OutgoingMessage, Receipt
 from notifications.services import delivery, queueing, transitions
-from payments.models import Payment, PaymentStatus
+from payments.models import Payment
+from tests.support.builders import stored_payment
 
 pytestmark = pytest.mark.django_db
 
@@ -353,16 +354,8 @@ def outcome_event(payment: Payment, customer: dict[str, str]) -> Envelope:
 
 
 def paid(run: str, i: int, client: Any) -> Payment:
-    return Payment.objects.create(
-        payment_id=f"pay_{run}_{i}",
-        user_id="u1",
-        merchant_id="m1",
-        amount=Decimal("12.50"),
-        currency="USD",
-        status=PaymentStatus.CAPTURED,
-        request={},
-        client=client,
-        correlation_id=f"c-{run}-{i}",
+    return stored_payment(
+        payment_id=f"pay_{run}_{i}", amount=Decimal("12.50"), client=client, correlation_id=f"c-{run}-{i}"
     )
 
 

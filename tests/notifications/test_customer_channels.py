@@ -18,6 +18,7 @@ from notifications.models import Channel, EndpointKind, Notification, WebhookEnd
 from notifications.services import queueing
 from payments.models import Payment, PaymentStatus
 from payments.services.transitions import _notify_customer
+from tests.support.builders import stored_payment
 
 pytestmark = pytest.mark.django_db
 
@@ -48,12 +49,8 @@ def test_a_reversal_reaches_push_and_the_clients_registered_endpoints() -> None:
     wanted = _endpoint(f"https://merchant.example.com/{run}", ["payment_reversed"], owner=client)
     _endpoint(f"https://merchant.example.com/{run}/other", ["payment_captured"], owner=client)  # other events
     _endpoint(f"https://other.example.com/{run}", ["*"], owner=None)  # not the payment's client's
-    payment = Payment.objects.create(
+    payment = stored_payment(
         payment_id=f"pay_{run}",
-        user_id="u1",
-        merchant_id="m1",
-        amount=Decimal("25.00"),
-        currency="USD",
         status=PaymentStatus.REVERSED,
         request={"customer": _customer(run)},
         client=client,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -15,6 +14,7 @@ from orders.models import Order, OrderStatus, order_payment_id
 from payments.models import Payment, PaymentStatus
 from tests.conftest import Stack
 from tests.orders.support import make_product, order_request, place, stock, wait_sent, wait_status
+from tests.support.builders import stored_payment
 from tests.support.waiting import wait_until
 
 
@@ -27,15 +27,7 @@ def hold_payment_id(payment_id: str, held: threading.Event, release: threading.E
     id waits on the unique index, so the payment cannot answer until then. Rolled back at the end."""
     try:
         with transaction.atomic():
-            Payment.objects.create(
-                payment_id=payment_id,
-                user_id="held",
-                merchant_id="held",
-                amount=Decimal(1),
-                currency="USD",
-                status=PaymentStatus.REQUESTED,
-                request={},
-            )
+            stored_payment(payment_id=payment_id, status=PaymentStatus.REQUESTED)
             held.set()
             release.wait(timeout=120)
             raise _Rollback

@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 
 from core.roles import AUDITORS, OPERATORS
-from payments.models import Payment, PaymentStatus, Refund
+from payments.models import Payment, Refund
+from tests.support.builders import stored_payment
 from tests.support.users import make_api_user
 
 
@@ -23,15 +24,7 @@ def _browser(role: str) -> Client:
 
 
 def _payment(payment_id: str, amount: str, currency: str) -> Payment:
-    return Payment.objects.create(
-        payment_id=payment_id,
-        user_id="u1",
-        merchant_id="m1",
-        amount=Decimal(amount),
-        currency=currency,
-        status=PaymentStatus.CAPTURED,
-        request={},
-    )
+    return stored_payment(payment_id=payment_id, amount=Decimal(amount), currency=currency)
 
 
 @pytest.mark.django_db

@@ -17,6 +17,7 @@ from ledger import postings
 from ledger import services as ledger_services
 from payments import services
 from payments.models import LedgerReconciliation, Payment, PaymentStatus, Refund, RefundStatus
+from tests.support.builders import stored_payment
 from tests.support.processes import child_env, manage
 
 # The reconciliation reads in a REPEATABLE READ snapshot of its own: it needs real transactions.
@@ -31,14 +32,10 @@ LONG_AGO = NOW - timedelta(days=1)
 
 def captured(amount: str = "500.00", currency: str = "USD", *, post: str | None = None) -> Payment:
     """A payment captured long ago; with `post`, the ledger posted this amount for it."""
-    payment = Payment.objects.create(
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        user_id="user_rec",
+    payment = stored_payment(
         merchant_id=f"shop_{uuid.uuid4().hex[:6]}",
         amount=Decimal(amount),
         currency=currency,
-        status=PaymentStatus.CAPTURED,
-        request={},
         processed_at=LONG_AGO,
         gateway_reference="ch_test",
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from bridge.codec import Envelope, now_rfc3339
 from payments.gateway import RefundResult
 from payments.models import Payment, PaymentStatus
 from payments.services import INBOX_CONSUMER, saga
+from tests.support.builders import stored_payment
 from tests.support.inbox import refusal_line
 
 pytestmark = pytest.mark.django_db
@@ -57,16 +57,7 @@ def test_the_copy_that_finds_the_payment_reversed_meanwhile_is_refused_by_the_in
     caplog: pytest.LogCaptureFixture,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    payment = Payment.objects.create(
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        user_id="user_saga",
-        merchant_id="shop_saga",
-        amount=Decimal("25.00"),
-        currency="USD",
-        status=PaymentStatus.CAPTURED,
-        request={},
-        gateway_reference="ch_saga",
-    )
+    payment = stored_payment(gateway_reference="ch_saga")
     transaction_id = f"payment:{payment.payment_id}"
     event = Envelope(
         id=str(uuid.uuid4()),

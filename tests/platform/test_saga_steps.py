@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.db import IntegrityError, transaction
 
 from core.models import AbstractSagaStep
 from orders.models import Order
 from orders.models import SagaStep as OrderSagaStep
-from payments.models import Payment
 from payments.models import SagaStep as PaymentSagaStep
+from tests.support.builders import stored_payment
 
 pytestmark = pytest.mark.django_db
 
@@ -33,15 +31,7 @@ def test_both_sagas_keep_their_tables_and_columns() -> None:
 
 
 def test_a_payment_saga_step_is_recorded_once() -> None:
-    payment = Payment.objects.create(
-        payment_id="pay_saga_1",
-        user_id="u1",
-        merchant_id="m1",
-        amount=Decimal("5.00"),
-        currency="USD",
-        status="captured",
-        request={},
-    )
+    payment = stored_payment()
     PaymentSagaStep.objects.create(payment=payment, step="refund_requested", status="done")
     with pytest.raises(IntegrityError, match="saga_step_once"), transaction.atomic():
         PaymentSagaStep.objects.create(payment=payment, step="refund_requested", status="done")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -13,9 +12,10 @@ from notifications.services.transitions import NOTIFICATION_STATES
 from notifications.services.transitions import IllegalTransition as NotificationIllegalTransition
 from orders.services import ORDER_STATES
 from orders.services import IllegalTransition as OrderIllegalTransition
-from payments.models import Payment, PaymentStatus, PaymentTransition
+from payments.models import PaymentStatus, PaymentTransition
 from payments.services import IllegalTransition as PaymentIllegalTransition
 from payments.services.transitions import PAYMENT_STATES
+from tests.support.builders import stored_payment
 
 DOOR = StateMachine(
     noun="door",
@@ -101,15 +101,7 @@ def test_each_domain_refuses_with_its_own_error_and_the_message_it_always_had(
 
 @pytest.mark.django_db
 def test_a_recorded_move_writes_its_history_row() -> None:
-    payment = Payment.objects.create(
-        payment_id="pay_sm_1",
-        user_id="u1",
-        merchant_id="m1",
-        amount=Decimal("5.00"),
-        currency="USD",
-        status=PaymentStatus.REQUESTED,
-        request={},
-    )
+    payment = stored_payment(status=PaymentStatus.REQUESTED)
     PAYMENT_STATES.move(payment, PaymentStatus.PROCESSING, actor="system:test", reason="why")
     rows = list(
         PaymentTransition.objects.filter(payment=payment).values_list(

@@ -65,3 +65,23 @@ def notification_request(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def stored_payment(**fields: Any) -> Any:
+    """A Payment row written straight to the database (a test's starting state, not a request):
+    captured, 25.00 USD, a fresh id, unless `fields` say otherwise."""
+    from decimal import Decimal
+
+    from payments.models import Payment, PaymentStatus
+
+    values: dict[str, Any] = {
+        "payment_id": f"pay_{uuid.uuid4().hex[:12]}",
+        "user_id": "u1",
+        "merchant_id": "m1",
+        "amount": Decimal("25.00"),
+        "currency": "USD",
+        "status": PaymentStatus.CAPTURED,
+        "request": {},
+    }
+    values.update(fields)
+    return Payment.objects.create(**values)
