@@ -101,7 +101,7 @@ curl() {
 __doc_block() { export DOC_EXAMPLES_BLOCK="$1"; printf '\n>>> %s\n' "$1"; __DOC_T0=$EPOCHREALTIME; }
 __doc_block_end() {
   local us=$(( ${EPOCHREALTIME/[.,]/} - ${__DOC_T0/[.,]/} ))
-  printf '<<< %s: %d.%d s\n' "$DOC_EXAMPLES_BLOCK" $((us / 1000000)) $((us / 100000 % 10))
+  printf '\n<<< %s: %d.%d s\n' "$DOC_EXAMPLES_BLOCK" $((us / 1000000)) $((us / 100000 % 10))
 }
 __doc_check() { "$DOC_EXAMPLES_PYTHON" -m tests.support.doc_examples "$@" "$DOC_EXAMPLES_CAPTURE"; }
 """
