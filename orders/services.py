@@ -16,23 +16,26 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.events import audit_record
 from audit.services import ComplianceRuleName, Severity, compliance_alert_raise
 from bridge import inbox, outbox, topics
 from bridge.codec import Envelope
-from core import metrics, state_machine
+from core import bulk, metrics, state_machine
 from core.actors import user_actor, username_actor
 from core.ids import ConflictingDuplicate
 from core.money import MoneyError, check_precision, format_money, parse_amount, parse_currency
+from core.races import run_again_after_race
 from notifications import services as notification_services
+from notifications.services import CustomerNotice
 from orders.events import (
     OrderRequested,
     StockReason,
@@ -83,6 +86,10 @@ ORDER_SHIPPED = "order_shipped"
 # Audit actions of the users.* events.
 USER_REGISTERED_ACTION = "user.registered"
 USER_LOGIN_ACTION = "user.login"
+
+
+# What a transition may change on the order row besides its status (set by the caller first).
+TRANSITION_FIELDS = ["status", "reason", "reason_message", "reservation_expires_at"]
 
 
 class IllegalTransition(state_machine.IllegalTransition):
@@ -145,7 +152,7 @@ def _transition(order: Order, to_status: str, *, actor: str, reason: str = "") -
     ORDER_STATES.check(order, to_status)
     from_status = order.status
     order.status = to_status
-    order.save()
+    bulk.update(order, TRANSITION_FIELDS)
     ORDER_STATES.record(order, from_status, actor=actor, reason=reason)
     _audit(
         order,
@@ -170,10 +177,24 @@ def _saga_step(order: Order, step: str, detail: str = "") -> bool:
     return created
 
 
-def _notify_customer(order: Order, *, template: str, occasion: str, context: dict[str, Any]) -> None:
+def _first_saga_step(order: Order, step: str, detail: str = "") -> None:
+    """Record `step`, which the order's status (locked) says cannot have been done: no lookup first,
+    and written with the batch's other rows (the unique (order, step) constraint stands behind it)."""
+    bulk.insert(SagaStep(order=order, step=step, detail=detail[:4000]))
+
+
+def _notify_customer(
+    order: Order,
+    *,
+    template: str,
+    occasion: str,
+    context: dict[str, Any],
+    notices: list[CustomerNotice] | None = None,
+) -> None:
     """Ask notifications to tell the customer, on every channel the order's customer gave and the
-    order's client's registered webhook endpoints that want `template` (notifications decides)."""
-    notification_services.customer_notify(
+    order's client's registered webhook endpoints that want `template` (notifications decides);
+    now, or with the batch's other `notices` when given."""
+    notice = CustomerNotice(
         notification_prefix=order_notification_prefix(order),
         client_id=order.client_id,
         customer=order.request.get("customer"),
@@ -182,10 +203,14 @@ def _notify_customer(order: Order, *, template: str, occasion: str, context: dic
         context=order_notice_context(order, context),
         correlation_id=order.correlation_id or None,
     )
+    if notices is None:
+        notification_services.customer_notify_many([notice])
+    else:
+        notices.append(notice)
 
 
 def _stock_changed(product: Product, *, change: int, reason: str) -> None:
-    product.save(update_fields=["on_hand", "reserved", "updated_at"])
+    bulk.update(product, ["on_hand", "reserved"])
     outbox.record_event(
         topic=topics.INVENTORY_STOCK_UPDATED,
         subject=product.product_id,
@@ -201,25 +226,44 @@ def _locked_products(product_ids: set[str]) -> dict[str, Product]:
     }
 
 
-def _wanted(order: Order) -> dict[str, int]:
-    """Units per product (two lines of one product reserve their sum)."""
+def _holdings(orders: Sequence[Order], status: str) -> dict[int, list[Reservation]]:
+    """The `orders`' reservations in `status`, by order pk, with their products row-locked (in
+    productId order) and shared: every reservation of one product holds the same row object."""
+    reservations = list(
+        Reservation.objects.filter(order__in=[order.pk for order in orders], status=status).order_by("id")
+    )
+    products = {
+        p.pk: p
+        for p in Product.objects.select_for_update()
+        .filter(pk__in={r.product_id for r in reservations})
+        .order_by("product_id")
+    }
+    by_order: dict[int, list[Reservation]] = defaultdict(list)
+    for reservation in reservations:
+        reservation.product = products[reservation.product_id]
+        by_order[reservation.order_id].append(reservation)
+    return by_order
+
+
+def _wanted(request: OrderRequested) -> dict[str, int]:
+    """Units per product (two lines of one product reserve their sum). The order's lines are the
+    request's items: a request that differs from its stored order is refused before this."""
     wanted: dict[str, int] = defaultdict(int)
-    for line in order.lines.all():
-        wanted[line.product_id] += line.quantity
+    for item in request.items:
+        wanted[item.productId] += item.quantity
     return dict(wanted)
 
 
 # --- intake ---------------------------------------------------------------------------------------
 
 
-def _create(
-    *, request: OrderRequested, data: dict[str, Any], client: Any, correlation_id: str, actor: str
-) -> Order:
+def _new_order(*, request: OrderRequested, data: dict[str, Any], client: Any, correlation_id: str) -> Order:
+    """The order `request` asks for, not yet saved, with no status yet."""
     subtotal = sum((item.price * item.quantity for item in request.items), Decimal(0))
     given = request.totals
     tax = given.tax if given and given.tax is not None else Decimal(0)
     shipping = given.shipping if given and given.shipping is not None else Decimal(0)
-    order = Order.objects.create(
+    return Order(
         order_id=request.orderId,
         user_id=request.userId,
         merchant_id=request.merchantId,
@@ -234,35 +278,44 @@ def _create(
         client=client,
         correlation_id=correlation_id,
     )
-    OrderLine.objects.bulk_create(
-        OrderLine(order=order, product_id=item.productId, quantity=item.quantity, unit_price=item.price)
-        for item in request.items
-    )
-    _transition(order, OrderStatus.PENDING, actor=actor)
-    outbox.record_event(
-        topic=topics.ORDER_CREATED,
-        subject=order.order_id,
-        correlation_id=correlation_id or None,
-        data=order_created_event(order).model_dump(exclude_none=True),
-    )
-    return order
+
+
+def _create(new: Sequence[tuple[Order, OrderRequested]], *, actor: str) -> None:
+    """Write the `new` orders (one INSERT for all; IntegrityError when an orderId exists) and their
+    lines; each becomes pending and announces orders.order-created."""
+    Order.objects.bulk_create([order for order, _ in new])
+    for order, request in new:
+        for item in request.items:
+            bulk.insert(
+                OrderLine(
+                    order=order, product_id=item.productId, quantity=item.quantity, unit_price=item.price
+                )
+            )
+        _transition(order, OrderStatus.PENDING, actor=actor)
+        outbox.record_event(
+            topic=topics.ORDER_CREATED,
+            subject=order.order_id,
+            correlation_id=order.correlation_id or None,
+            data=order_created_event(order).model_dump(exclude_none=True),
+        )
 
 
 @transaction.atomic
 def order_request_create(*, client: Any, request: OrderRequested, correlation_id: str) -> Order:
     """An API client's order: it exists (pending) and its orders.order-requested is on its way."""
     data = request.model_dump(exclude_none=True)
-    order = _create(
-        request=request, data=data, client=client, correlation_id=correlation_id, actor=user_actor(client)
-    )
-    outbox.record_event(
-        topic=topics.ORDER_REQUESTED, subject=order.order_id, data=data, correlation_id=correlation_id
-    )
+    order = _new_order(request=request, data=data, client=client, correlation_id=correlation_id)
+    with bulk.deferred_writes():
+        _create([(order, request)], actor=user_actor(client))
+        outbox.record_event(
+            topic=topics.ORDER_REQUESTED, subject=order.order_id, data=data, correlation_id=correlation_id
+        )
     return order
 
 
-def _check(order: Order, request: OrderRequested) -> None:
-    """The business rules of an order; raises _Refused with its rejection reason."""
+def _check(order: Order, request: OrderRequested, catalog: dict[str, Product]) -> None:
+    """The business rules of an order, against `catalog` (its products, locked); raises _Refused
+    with its rejection reason."""
     if not request.items:
         raise _Refused(RejectReason.VALIDATION_ERROR, "an order needs at least one item")
     for item in request.items:
@@ -271,7 +324,6 @@ def _check(order: Order, request: OrderRequested) -> None:
                 RejectReason.VALIDATION_ERROR,
                 f"quantity of {item.productId} must be at least 1, got {item.quantity}",
             )
-    catalog = Product.objects.in_bulk({item.productId for item in request.items}, field_name="product_id")
     for item in request.items:
         product = catalog.get(item.productId)
         if product is None:
@@ -304,10 +356,10 @@ def _check(order: Order, request: OrderRequested) -> None:
         )
 
 
-def _reserve(order: Order) -> None:
-    """Hold every line's units, all or nothing; raises _Refused(out_of_stock) when any is short."""
-    wanted = _wanted(order)
-    products = _locked_products(set(wanted))
+def _reserve(order: Order, request: OrderRequested, products: dict[str, Product]) -> None:
+    """Hold every line's units from `products` (locked), all or nothing: raises
+    _Refused(out_of_stock), having changed nothing, when any is short."""
+    wanted = _wanted(request)
     short = [pid for pid, quantity in wanted.items() if products[pid].available < quantity]
     if short:
         raise _Refused(RejectReason.OUT_OF_STOCK, f"not enough stock of {', '.join(sorted(short))}")
@@ -315,7 +367,7 @@ def _reserve(order: Order) -> None:
         product, quantity = products[product_id], wanted[product_id]
         product.reserved += quantity
         _stock_changed(product, change=-quantity, reason=StockReason.RESERVED)
-        Reservation.objects.create(order=order, product=product, quantity=quantity)
+        bulk.insert(Reservation(order=order, product=product, quantity=quantity))
 
 
 def _reject(order: Order, refused: _Refused) -> None:
@@ -324,20 +376,16 @@ def _reject(order: Order, refused: _Refused) -> None:
     _transition(order, OrderStatus.REJECTED, actor=WORKER_ACTOR, reason=refused.reason)
 
 
-def _request_payment(order: Order) -> None:
-    if _saga_step(order, "payment_requested", order.payment_id):
-        outbox.record_event(
-            topic=topics.PAYMENT_REQUESTED,
-            subject=order.payment_id,
-            correlation_id=order.correlation_id or None,
-            data=order_payment_request(order).model_dump(exclude_none=True),
-        )
-
-
-def request_conflict(order: Order, request: OrderRequested) -> ConflictingDuplicate | None:
+def request_conflict(
+    order: Order, request: OrderRequested, *, asked: OrderRequested | None = None
+) -> ConflictingDuplicate | None:
     """What makes `request` another order than the one stored under its orderId (who, from whom,
-    in what currency, which lines), or None when it asks for the same."""
-    lines = sorted((line.product_id, line.quantity, line.unit_price) for line in order.lines.all())
+    in what currency, which lines), or None when it asks for the same. `asked` is the request the
+    order was made from when its lines are not written yet (earlier in the same batch)."""
+    if asked is None:
+        lines = sorted((line.product_id, line.quantity, line.unit_price) for line in order.lines.all())
+    else:
+        lines = sorted((item.productId, item.quantity, item.price) for item in asked.items)
     items = sorted((item.productId, item.quantity, item.price) for item in request.items)
     fields: dict[str, tuple[object, object]] = {
         "userId": (order.user_id, request.userId),
@@ -355,87 +403,118 @@ def request_conflict(order: Order, request: OrderRequested) -> ConflictingDuplic
     return ConflictingDuplicate(kind="order", object_id=order.order_id, differences=differences)
 
 
-@transaction.atomic
-def order_place(*, event: Envelope, request: OrderRequested) -> Order | None:
-    """Take an order once per orderId: check it, reserve its stock, ask for its payment.
+def orders_place(*, events: Sequence[Envelope]) -> list[Order]:
+    """Take each order once per orderId: check it, reserve its stock, ask for its payment. One
+    request or a batch, in one transaction however many they are: the one way an order is placed.
 
-    A repeated or redelivered request returns the order as it is; the payment is asked for once.
+    A repeated or redelivered request finds the order as it is; the payment is asked for once. An
+    orderId seen before with other content raises ConflictingDuplicate (the batch fails; alone,
+    the request is dead-lettered). Another delivery of an orderId creating it at the same moment
+    runs the transaction again (core.races), which then finds it. Returns the orders the events
+    were the first (inbox) to take.
     """
-    if not inbox.claim(consumer=INBOX_CONSUMER, event=event):
-        return None
-    order = Order.objects.select_for_update().filter(order_id=request.orderId).first()
-    if order is None:
-        try:
-            with transaction.atomic():
-                order = _create(
+    return run_again_after_race(lambda: _place_all(events), what=f"order intake of {len(events)}")
+
+
+def _place_all(events: Sequence[Envelope]) -> list[Order]:
+    with transaction.atomic(), bulk.deferred_writes():
+        claimed = inbox.claim_many(consumer=INBOX_CONSUMER, events=events)
+        requests: dict[str, tuple[Envelope, OrderRequested]] = {}
+        for event in events:
+            if event.id in claimed and event.id not in requests:
+                requests[event.id] = (event, OrderRequested.model_validate(event.data))
+        # The order rows before any product row, each in orderId order (as every order transaction).
+        wanted = sorted({request.orderId for _, request in requests.values()})
+        existing = Order.objects.select_for_update().filter(order_id__in=wanted).order_by("order_id")
+        stored = {order.order_id: order for order in existing.prefetch_related("lines")}
+        # Each order with the first request for it in the batch (the same order, checked below).
+        orders: dict[str, tuple[Order, OrderRequested]] = {}
+        new: dict[str, tuple[Order, OrderRequested]] = {}
+        taken: list[Order] = []
+        for event, request in requests.values():
+            if request.orderId in new:
+                first, asked = new[request.orderId]
+                conflict = request_conflict(first, request, asked=asked)
+            elif request.orderId in stored:
+                first = stored[request.orderId]
+                conflict = request_conflict(first, request)
+                orders.setdefault(request.orderId, (first, request))
+            else:
+                first = _new_order(
                     request=request,
                     data=event.data,
                     client=None,
                     correlation_id=event.correlation_id or event.id,
-                    actor=WORKER_ACTOR,
                 )
-        except IntegrityError:
-            # Another delivery of this orderId (another event id) created it meanwhile: one order.
-            order = Order.objects.select_for_update().get(order_id=request.orderId)
-    elif (conflict := request_conflict(order, request)) is not None:
-        raise conflict  # the same orderId asking for another order: dead-lettered, not dropped
-    if order.status != OrderStatus.PENDING:
-        return order
+                new[request.orderId] = (first, request)
+                conflict = None
+            if conflict is not None:
+                raise conflict  # the same orderId asking for another order: dead-lettered, not dropped
+            taken.append(first)
+        _create(list(new.values()), actor=WORKER_ACTOR)
+        orders.update(new)
+        pending = [(order, req) for order, req in orders.values() if order.status == OrderStatus.PENDING]
+        catalog = _locked_products({item.productId for _, request in pending for item in request.items})
+        for order, request in pending:
+            _place(order, request, catalog)
+    return taken
+
+
+def _place(order: Order, request: OrderRequested, catalog: dict[str, Product]) -> None:
+    """A pending order's step: rejected, or its stock reserved and its payment asked for."""
     try:
-        _check(order, request)
-        with transaction.atomic():  # a short product leaves no partial reservation behind
-            _reserve(order)
+        _check(order, request, catalog)
+        _reserve(order, request, catalog)
     except _Refused as refused:
         _reject(order, refused)
-        return order
+        return
     order.reservation_expires_at = timezone.now() + timedelta(seconds=settings.ORDERS_RESERVATION_TTL_S)
     _transition(order, OrderStatus.RESERVED, actor=WORKER_ACTOR)
-    _saga_step(order, "stock_reserved")
-    _request_payment(order)
-    return order
+    _first_saga_step(order, "stock_reserved")
+    _first_saga_step(order, "payment_requested", order.payment_id)
+    outbox.record_event(
+        topic=topics.PAYMENT_REQUESTED,
+        subject=order.payment_id,
+        correlation_id=order.correlation_id or None,
+        data=order_payment_request(order).model_dump(exclude_none=True),
+    )
 
 
 # --- the saga: the payment's answer ---------------------------------------------------------------
 
 
-def _release(order: Order, *, reason: str) -> None:
-    """Give back what the order holds (a reservation not paid for)."""
-    held = list(order.reservations.select_related("product").filter(status=ReservationStatus.HELD))
-    products = _locked_products({r.product.product_id for r in held})
+def _release(order: Order, held: list[Reservation], *, reason: str) -> None:
+    """Give back what the order holds (`held`: its reservations not paid for, from _holdings)."""
     for reservation in held:
-        product = products[reservation.product.product_id]
+        product = reservation.product
         product.reserved -= reservation.quantity
         _stock_changed(product, change=reservation.quantity, reason=StockReason.RELEASED)
         reservation.status = ReservationStatus.RELEASED
-        reservation.save(update_fields=["status", "updated_at"])
-    _saga_step(order, "stock_released", reason)
+        bulk.update(reservation, ["status"])
+    _first_saga_step(order, "stock_released", reason)
 
 
-def _commit(order: Order) -> None:
-    """The paid-for units leave the stock for good."""
-    held = list(order.reservations.select_related("product").filter(status=ReservationStatus.HELD))
-    products = _locked_products({r.product.product_id for r in held})
+def _commit(order: Order, held: list[Reservation]) -> None:
+    """The paid-for units (`held`, from _holdings) leave the stock for good."""
     for reservation in held:
-        product = products[reservation.product.product_id]
+        product = reservation.product
         product.reserved -= reservation.quantity
         product.on_hand -= reservation.quantity
         _stock_changed(product, change=-reservation.quantity, reason=StockReason.COMMITTED)
         reservation.status = ReservationStatus.COMMITTED
-        reservation.save(update_fields=["status", "updated_at"])
-    _saga_step(order, "stock_committed")
+        bulk.update(reservation, ["status"])
+    _first_saga_step(order, "stock_committed")
 
 
 def _restock(order: Order) -> None:
     """Units sold to an order cancelled before it shipped go back on the shelf."""
-    committed = list(order.reservations.select_related("product").filter(status=ReservationStatus.COMMITTED))
-    products = _locked_products({r.product.product_id for r in committed})
-    for reservation in committed:
-        product = products[reservation.product.product_id]
+    for reservation in _holdings([order], ReservationStatus.COMMITTED)[order.pk]:
+        product = reservation.product
         product.on_hand += reservation.quantity
         _stock_changed(product, change=reservation.quantity, reason=StockReason.RESTOCKED)
         reservation.status = ReservationStatus.RESTOCKED
-        reservation.save(update_fields=["status", "updated_at"])
-    _saga_step(order, "stock_restocked")
+        bulk.update(reservation, ["status"])
+    _first_saga_step(order, "stock_restocked")
 
 
 def _refund(order: Order, *, step: str, reason: str, actor: str) -> None:
@@ -451,44 +530,63 @@ def _refund(order: Order, *, step: str, reason: str, actor: str) -> None:
         SagaStep.objects.filter(order=order, step=step).update(detail=f"{reason}; refund {refund.refund_id}")
 
 
-def _cancel(order: Order, *, reason: str, message: str, actor: str) -> None:
+def _cancel(
+    order: Order,
+    *,
+    reason: str,
+    message: str,
+    actor: str,
+    notices: list[CustomerNotice] | None = None,
+) -> None:
     order.reason = reason
     order.reason_message = message
     order.reservation_expires_at = None
     _transition(order, OrderStatus.CANCELLED, actor=actor, reason=reason)
-    _notify_customer(order, template=ORDER_CANCELLED, occasion="cancelled", context={"reason": reason})
-    _saga_step(order, "customer_notified_cancelled")
+    _notify_customer(
+        order, template=ORDER_CANCELLED, occasion="cancelled", context={"reason": reason}, notices=notices
+    )
+    _first_saga_step(order, "customer_notified_cancelled")
 
 
 def _book_shipment(order: Order) -> None:
     """The simulated carrier: a tracking number at once; operators say when it ships and arrives."""
     order.carrier = CARRIER
     order.tracking_number = f"SIM{uuid.uuid4().hex[:12].upper()}"
-    order.save(update_fields=["carrier", "tracking_number", "updated_at"])
-    _saga_step(order, "shipment_booked", f"{CARRIER} {order.tracking_number}")
+    bulk.update(order, ["carrier", "tracking_number"])
+    _first_saga_step(order, "shipment_booked", f"{CARRIER} {order.tracking_number}")
 
 
-def _order_of_payment(data: dict[str, Any]) -> Order | None:
-    """The order (locked) whose reserved paymentId this payment event carries; None otherwise.
+def _orders_of_payments(events: Sequence[Envelope]) -> dict[str, Order]:
+    """The orders (locked, in orderId order, lines at hand) whose reserved paymentId the payment
+    events carry, by event id; an event of no order's payment is left out.
 
     A payment naming an order in its metadata under any other id is an ordinary payment: it
     moves nothing (the order asked for one payment, by an id only the platform derives).
     """
-    payment_id = str(data.get("paymentId", ""))
-    order_id = (data.get("metadata") or {}).get("orderId")
-    if not isinstance(order_id, str):
-        return None
-    if not payment_id.startswith(ORDER_PAYMENT_PREFIX):
-        if Order.objects.filter(order_id=order_id).exists():
+    named: dict[str, tuple[str, str]] = {}
+    for event in events:
+        payment_id = str(event.data.get("paymentId", ""))
+        order_id = (event.data.get("metadata") or {}).get("orderId")
+        if not isinstance(order_id, str):
+            continue
+        if not payment_id.startswith(ORDER_PAYMENT_PREFIX):
             logger.info("payment %s names order %s but is not its payment: ignored", payment_id, order_id)
-        return None
-    order = Order.objects.select_for_update().filter(order_id=order_id).first()
-    if order is not None and order.payment_id != payment_id:
-        logger.warning(
-            "payment %s names order %s, whose payment is %s: ignored", payment_id, order_id, order.payment_id
-        )
-        return None
-    return order
+            continue
+        named[event.id] = (payment_id, order_id)
+    wanted = sorted({order_id for _, order_id in named.values()})
+    locked = Order.objects.select_for_update().filter(order_id__in=wanted).order_by("order_id")
+    orders = {order.order_id: order for order in locked.prefetch_related("lines")}
+    found: dict[str, Order] = {}
+    for event_id, (payment_id, order_id) in named.items():
+        order = orders.get(order_id)
+        if order is not None and order.payment_id != payment_id:
+            logger.warning(
+                "payment %s names order %s, whose payment is %s: ignored",
+                *(payment_id, order_id, order.payment_id),
+            )
+        elif order is not None:
+            found[event_id] = order
+    return found
 
 
 def _payment_differences(order: Order, data: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -550,52 +648,81 @@ def _refuse_foreign_payment(order: Order, *, event: Envelope, differences: dict[
     )
 
 
-@transaction.atomic
-def order_payment_settle(*, event: Envelope) -> Order | None:
-    """payments.payment-processed or -failed for an order: confirm it, or release and cancel it.
+def orders_settle_payments(*, events: Sequence[Envelope]) -> list[Order]:
+    """payments.payment-processed or -failed for orders, one or a batch, in one transaction: each
+    order is confirmed, or released and cancelled. Returns the orders whose payment the events were
+    (leaving out an order whose payment's facts differ from what it asked for).
 
     Only the payment the order requested moves it: its reserved paymentId, the order's total and
     currency, its user and merchant. A capture that finds the order already cancelled (timed out,
     or cancelled by its customer while the payment was under way) is refunded.
     """
-    order = _order_of_payment(event.data)
-    if order is None:
-        return None
-    differences = _payment_differences(order, event.data)
-    if differences:
-        _refuse_foreign_payment(order, event=event, differences=differences)
-        inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event)
-        return None
-    if not inbox.claim(consumer=PAYMENT_OUTCOME_CONSUMER, event=event):
-        return order
-    captured = event.type == topics.PAYMENT_PROCESSED.name
-    if captured and order.status == OrderStatus.RESERVED:
-        _saga_step(order, "payment_captured", order.payment_id)
-        _commit(order)
-        order.reservation_expires_at = None
-        _transition(order, OrderStatus.PAID, actor=SAGA_ACTOR, reason=f"payment {order.payment_id} captured")
-        _transition(order, OrderStatus.CONFIRMED, actor=SAGA_ACTOR)
-        _book_shipment(order)
-        _notify_customer(
-            order,
-            template=ORDER_CONFIRMED,
-            occasion="confirmed",
-            context={"carrier": order.carrier, "trackingNumber": order.tracking_number},
-        )
-        _saga_step(order, "customer_notified_confirmed")
-    elif captured and order.status == OrderStatus.CANCELLED:
-        _refund(
-            order,
-            step="late_capture_refunded",
-            reason=f"order {order.order_id} was cancelled ({order.reason}) before its payment was captured",
-            actor=SAGA_ACTOR,
-        )
-    elif not captured and order.status == OrderStatus.RESERVED:
-        reason = str(event.data.get("reason") or "payment_failed")
-        _saga_step(order, "payment_failed", reason)
-        _release(order, reason=reason)
-        _cancel(order, reason=reason, message=str(event.data.get("message") or ""), actor=SAGA_ACTOR)
-    return order
+    return run_again_after_race(lambda: _settle_all(events), what=f"order payments of {len(events)}")
+
+
+def _settle_all(events: Sequence[Envelope]) -> list[Order]:
+    settled: list[Order] = []
+    late: list[Order] = []
+    foreign: list[tuple[Order, Envelope, dict[str, dict[str, str]]]] = []
+    with transaction.atomic():
+        with bulk.deferred_writes():
+            orders = _orders_of_payments(events)
+            claimed = inbox.claim_many(
+                consumer=PAYMENT_OUTCOME_CONSUMER, events=[e for e in events if e.id in orders]
+            )
+            distinct = {order.pk: order for order in orders.values()}.values()
+            reserved = [order for order in distinct if order.status == OrderStatus.RESERVED]
+            held = _holdings(reserved, ReservationStatus.HELD)
+            notices: list[CustomerNotice] = []
+            for event in events:
+                order = orders.get(event.id)
+                if order is None:
+                    continue
+                if event.id not in claimed:
+                    settled.append(order)  # a redelivery: the order as it is
+                    continue
+                if differences := _payment_differences(order, event.data):
+                    foreign.append((order, event, differences))
+                    continue
+                settled.append(order)
+                captured = event.type == topics.PAYMENT_PROCESSED.name
+                if captured and order.status == OrderStatus.RESERVED:
+                    _confirm(order, held[order.pk], notices)
+                elif captured and order.status == OrderStatus.CANCELLED:
+                    late.append(order)
+                elif not captured and order.status == OrderStatus.RESERVED:
+                    reason = str(event.data.get("reason") or "payment_failed")
+                    _first_saga_step(order, "payment_failed", reason)
+                    _release(order, held[order.pk], reason=reason)
+                    message = str(event.data.get("message") or "")
+                    _cancel(order, reason=reason, message=message, actor=SAGA_ACTOR, notices=notices)
+            notification_services.customer_notify_many(notices)
+        # Outside the deferred writes, which a savepoint rolled back in another domain's service
+        # would not undo: the refund of a late capture, and the alert of a foreign payment.
+        for order in late:
+            why = f"order {order.order_id} was cancelled ({order.reason}) before its payment was captured"
+            _refund(order, step="late_capture_refunded", reason=why, actor=SAGA_ACTOR)
+        for order, event, differences in foreign:
+            _refuse_foreign_payment(order, event=event, differences=differences)
+    return settled
+
+
+def _confirm(order: Order, held: list[Reservation], notices: list[CustomerNotice]) -> None:
+    """The order's payment was captured: its stock leaves, it is paid, confirmed and booked."""
+    _first_saga_step(order, "payment_captured", order.payment_id)
+    _commit(order, held)
+    order.reservation_expires_at = None
+    _transition(order, OrderStatus.PAID, actor=SAGA_ACTOR, reason=f"payment {order.payment_id} captured")
+    _transition(order, OrderStatus.CONFIRMED, actor=SAGA_ACTOR)
+    _book_shipment(order)
+    _notify_customer(
+        order,
+        template=ORDER_CONFIRMED,
+        occasion="confirmed",
+        context={"carrier": order.carrier, "trackingNumber": order.tracking_number},
+        notices=notices,
+    )
+    _first_saga_step(order, "customer_notified_confirmed")
 
 
 def _expire_one() -> Order | None:
@@ -610,8 +737,9 @@ def _expire_one() -> Order | None:
         if order is None:
             return None
         ttl = settings.ORDERS_RESERVATION_TTL_S
-        _saga_step(order, "reservation_expired", f"no payment answer within {ttl}s")
-        _release(order, reason=CancelReason.PAYMENT_TIMEOUT)
+        _first_saga_step(order, "reservation_expired", f"no payment answer within {ttl}s")
+        held = _holdings([order], ReservationStatus.HELD)[order.pk]
+        _release(order, held, reason=CancelReason.PAYMENT_TIMEOUT)
         _cancel(
             order,
             reason=CancelReason.PAYMENT_TIMEOUT,
@@ -643,7 +771,7 @@ def order_cancel(*, order_id: str, actor: str) -> Order:
         _restock(order)
         _refund(order, step="payment_refunded", reason=f"order {order_id} cancelled", actor=actor)
     else:
-        _release(order, reason=CancelReason.BY_CUSTOMER)
+        _release(order, _holdings([order], ReservationStatus.HELD)[order.pk], reason=CancelReason.BY_CUSTOMER)
     _cancel(order, reason=CancelReason.BY_CUSTOMER, message=f"cancelled by {actor}", actor=actor)
     return order
 
@@ -652,7 +780,7 @@ def order_cancel(*, order_id: str, actor: str) -> Order:
 def order_mark_shipped(*, order_id: str, actor: str) -> Order:
     order = Order.objects.select_for_update().get(order_id=order_id)
     _transition(order, OrderStatus.SHIPPED, actor=actor, reason=f"{order.carrier} {order.tracking_number}")
-    _saga_step(order, "shipped", f"{order.carrier} {order.tracking_number}")
+    _first_saga_step(order, "shipped", f"{order.carrier} {order.tracking_number}")
     _notify_customer(
         order,
         template=ORDER_SHIPPED,
@@ -666,7 +794,7 @@ def order_mark_shipped(*, order_id: str, actor: str) -> Order:
 def order_mark_delivered(*, order_id: str, actor: str) -> Order:
     order = Order.objects.select_for_update().get(order_id=order_id)
     _transition(order, OrderStatus.DELIVERED, actor=actor)
-    _saga_step(order, "delivered", f"{order.carrier} {order.tracking_number}")
+    _first_saga_step(order, "delivered", f"{order.carrier} {order.tracking_number}")
     return order
 
 

@@ -443,6 +443,19 @@ def payment_outcomes_notify(*, events: Sequence[Envelope]) -> list[Notification]
     return _queue_many(specs)
 
 
+@dataclass(frozen=True)
+class CustomerNotice:
+    """One occasion to tell a customer of (`customer_notify`'s arguments)."""
+
+    notification_prefix: str
+    client_id: int | None
+    customer: Mapping[str, Any] | None
+    occasion: str
+    template_key: str
+    context: dict[str, Any]
+    correlation_id: str | None = None
+
+
 def customer_notify(
     *,
     notification_prefix: str,
@@ -462,28 +475,50 @@ def customer_notify(
     `<notification_prefix><occasion>:<channel or webhook:endpoint>`, carrying `clientId` so this
     domain's consumer queues them as that client's notifications. Returns the ids asked for.
     """
-    customer = customer or {}
+    return customer_notify_many(
+        [
+            CustomerNotice(
+                notification_prefix=notification_prefix,
+                client_id=client_id,
+                customer=customer,
+                occasion=occasion,
+                template_key=template_key,
+                context=context,
+                correlation_id=correlation_id,
+            )
+        ]
+    )
+
+
+def customer_notify_many(notices: Sequence[CustomerNotice]) -> list[str]:
+    """`customer_notify` for many occasions (a batch's), reading the clients' endpoints once."""
+    registered = _registered_endpoints(notice.client_id for notice in notices) if notices else {}
     asked = []
-    for destination in _customer_destinations(
-        customer=customer, owner_id=client_id, template_key=template_key
-    ):
-        request = notification_requested_event(
-            notification_id=f"{notification_prefix}{occasion}:{destination.key}",
-            channel=destination.channel,
-            recipient=destination.recipient,
-            template_key=template_key,
-            context=context,
-            locale=customer.get("locale") or "en",
-            endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
-            client_id=client_id,
-        )
-        outbox.record_event(
-            topic=topics.NOTIFICATION_REQUESTED,
-            subject=request.notificationId,
-            correlation_id=correlation_id,
-            data=request,
-        )
-        asked.append(request.notificationId)
+    for notice in notices:
+        customer = notice.customer or {}
+        for destination in _customer_destinations(
+            customer=customer,
+            owner_id=notice.client_id,
+            template_key=notice.template_key,
+            registered=registered[notice.client_id],
+        ):
+            request = notification_requested_event(
+                notification_id=f"{notice.notification_prefix}{notice.occasion}:{destination.key}",
+                channel=destination.channel,
+                recipient=destination.recipient,
+                template_key=notice.template_key,
+                context=notice.context,
+                locale=customer.get("locale") or "en",
+                endpoint_id=str(destination.endpoint.id) if destination.endpoint else None,
+                client_id=notice.client_id,
+            )
+            outbox.record_event(
+                topic=topics.NOTIFICATION_REQUESTED,
+                subject=request.notificationId,
+                correlation_id=notice.correlation_id,
+                data=request,
+            )
+            asked.append(request.notificationId)
     return asked
 
 

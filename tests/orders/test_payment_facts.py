@@ -16,7 +16,7 @@ from bridge import topics
 from bridge.codec import Envelope, now_rfc3339
 from bridge.routing import validate
 from orders import services
-from orders.events import OrderRequested, order_payment_request
+from orders.events import order_payment_request
 from orders.models import Order, OrderStatus, order_payment_id
 from payments import services as payment_services
 from payments.events import PaymentRequested
@@ -109,7 +109,7 @@ def _reserved_order(**overrides: Any) -> Order:
     event = Envelope(
         id=str(uuid.uuid4()), type=topics.ORDER_REQUESTED.name, source="/tests", time=now_rfc3339(), data=data
     )
-    order = services.order_place(event=event, request=OrderRequested.model_validate(data))
+    order = services.orders_place(events=[event])[0]
     assert order is not None and order.status == OrderStatus.RESERVED
     return order
 
@@ -139,7 +139,7 @@ def _payment_event(order: Order, *, captured: bool = True, **changes: Any) -> En
 @pytest.mark.django_db
 def test_a_capture_in_another_currency_does_not_pay_the_order() -> None:
     order = _reserved_order()
-    assert services.order_payment_settle(event=_payment_event(order, currency="EUR")) is None
+    assert services.orders_settle_payments(events=[_payment_event(order, currency="EUR")]) == []
 
     order.refresh_from_db()
     assert order.status == OrderStatus.RESERVED
@@ -150,7 +150,7 @@ def test_a_capture_in_another_currency_does_not_pay_the_order() -> None:
 @pytest.mark.django_db
 def test_a_failure_of_another_amount_does_not_cancel_the_order() -> None:
     order = _reserved_order()
-    services.order_payment_settle(event=_payment_event(order, captured=False, amount="1.00"))
+    services.orders_settle_payments(events=[_payment_event(order, captured=False, amount="1.00")])
 
     order.refresh_from_db()
     assert order.status == OrderStatus.RESERVED
@@ -160,7 +160,8 @@ def test_a_failure_of_another_amount_does_not_cancel_the_order() -> None:
 @pytest.mark.django_db
 def test_another_payment_naming_the_order_is_an_ordinary_payment() -> None:
     order = _reserved_order()
-    assert services.order_payment_settle(event=_payment_event(order, paymentId="pay_not_the_orders")) is None
+    other = _payment_event(order, paymentId="pay_not_the_orders")
+    assert services.orders_settle_payments(events=[other]) == []
 
     order.refresh_from_db()
     assert order.status == OrderStatus.RESERVED
@@ -170,7 +171,7 @@ def test_another_payment_naming_the_order_is_an_ordinary_payment() -> None:
 @pytest.mark.django_db
 def test_the_orders_own_payment_confirms_it() -> None:
     order = _reserved_order()
-    services.order_payment_settle(event=_payment_event(order))
+    services.orders_settle_payments(events=[_payment_event(order)])
 
     order.refresh_from_db()
     assert order.status == OrderStatus.CONFIRMED
@@ -185,5 +186,5 @@ def test_a_late_capture_of_another_amount_is_not_refunded_by_orders() -> None:
     order.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED
 
-    services.order_payment_settle(event=_payment_event(order, amount="0.01"))
+    services.orders_settle_payments(events=[_payment_event(order, amount="0.01")])
     assert not order.saga_steps.filter(step="late_capture_refunded").exists()

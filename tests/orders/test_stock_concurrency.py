@@ -12,7 +12,6 @@ from django.db import IntegrityError, connection, transaction
 
 from bridge import codec, topics
 from orders import services
-from orders.events import OrderRequested
 from orders.models import Order, OrderStatus, Product
 from tests.conftest import Stack
 from tests.orders.support import make_product, order_request, place, stock
@@ -50,7 +49,7 @@ def test_twenty_threads_ordering_the_last_five_units_at_once_confirm_exactly_fiv
         )
         try:
             start.wait()
-            order = services.order_place(event=event, request=OrderRequested.model_validate(data))
+            order = services.orders_place(events=[event])[0]
             return order.status if order else "duplicate"
         finally:
             connection.close()

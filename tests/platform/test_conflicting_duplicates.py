@@ -18,9 +18,8 @@ from ledger.models import Transaction
 from notifications.events import NotificationRequested
 from notifications.models import Notification
 from notifications.services import notification_request
-from orders.events import OrderRequested
 from orders.models import Order
-from orders.services import order_place
+from orders.services import orders_place
 from payments import tasks as payments_tasks
 from payments.models import Payment
 from payments.services import payments_process_batch
@@ -126,11 +125,9 @@ def test_notifications() -> None:
 def test_orders() -> None:
     product = make_product(available=5)
     data = order_request(product)
-    order_place(event=envelope(topics.ORDER_REQUESTED, data), request=OrderRequested.model_validate(data))
-    order_place(event=envelope(topics.ORDER_REQUESTED, data), request=OrderRequested.model_validate(data))
+    orders_place(events=[envelope(topics.ORDER_REQUESTED, data)])
+    orders_place(events=[envelope(topics.ORDER_REQUESTED, data)])
     other = order_request(product, quantity=3, orderId=data["orderId"], userId=data["userId"])
     with pytest.raises(ConflictingDuplicate):
-        order_place(
-            event=envelope(topics.ORDER_REQUESTED, other), request=OrderRequested.model_validate(other)
-        )
+        orders_place(events=[envelope(topics.ORDER_REQUESTED, other)])
     assert [line.quantity for line in Order.objects.get(order_id=data["orderId"]).lines.all()] == [1]
