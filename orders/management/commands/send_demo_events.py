@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kafka import TopicPartition
 
 from bridge import codec, topics
@@ -111,6 +111,12 @@ class Command(BaseCommand):
         for payment_id, label in keys.items():
             self.stdout.write(self.style.WARNING(f"no result yet for {payment_id} ({label})"))
         consumer.close()
+        if keys:
+            # A script (or the README's examples test) that waited must see that it waited in vain.
+            raise CommandError(
+                f"{len(keys)} of the demo's requests had no outcome within {options['timeout']:g} s;"
+                " is `make run` up (bridge and worker)?"
+            )
 
     def _send_orders(self, producer: Any) -> dict[str, str]:
         """Stock a demo product, then order more of it than there is; returns orderId -> label."""
