@@ -465,6 +465,9 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Not verbose: every process (each `manage.py` by hand too) would log its "AXES: BEGIN" banner;
+# a lockout is still logged, naming the username and address it locked.
+AXES_VERBOSE = False
 
 # --- Refusals of a production start (last: they read every final value) ------------------------
 # Console email, SMS and push providers are accepted outside DEBUG only when asked for (a staging
