@@ -1,5 +1,6 @@
 """The payments admin as operators and auditors see it: money in the currency's decimals, no save
-buttons on pages nobody edits, and the refund action only for those who may refund."""
+buttons on pages nobody edits, and the refund action only for those who may refund (the page of one
+payment: tests/ops/test_admin_pages.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from core.admin_display import utc_seconds
 from core.roles import AUDITORS, OPERATORS
 from payments.models import Payment, Refund
 from tests.support.builders import stored_payment
@@ -54,3 +56,17 @@ def test_an_auditor_cannot_refund_from_the_admin() -> None:
     )
     assert not Refund.objects.filter(payment=payment).exists()
     assert "refund_in_full" in _browser(OPERATORS).get("/admin/payments/payment/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_refund_has_a_view_only_page_with_its_amount_currency_and_times() -> None:
+    payment = _payment("pay_adm_refund", "3000", "JPY")
+    refund = Refund.objects.create(
+        refund_id="re_adm_jpy", payment=payment, amount=Decimal("1200"), requested_by="user:olga"
+    )
+    operator = _browser(OPERATORS)
+    listing = operator.get("/admin/payments/refund/").content.decode()
+    assert "re_adm_jpy" in listing and "1200\xa0JPY" in listing
+    page = operator.get(f"/admin/payments/refund/{refund.pk}/change/").content.decode()
+    assert "1200\xa0JPY" in page and utc_seconds(refund.created_at) in page
+    assert 'name="_save"' not in page and "Close" in page
