@@ -1,23 +1,28 @@
 """Ledger admin: accounts with their balances, transactions with their entries, reconciliations.
 
 Everything is read-only; the only writes are actions that call services: freeze/unfreeze accounts
-and post the reversal of a transaction (the way a posted transaction is corrected).
+and post the reversal of a transaction (the way a posted transaction is corrected). Amounts come
+with their currency, times to the second, metadata folded.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.safestring import SafeString
 
 from core import ids
 from core.actors import user_actor
 from core.admin_base import ReadOnlyAdmin, ReadOnlyInline, money
+from core.admin_display import InlinesWithRowsAdmin, at_second, breakable, json_shown
 from ledger import services
 from ledger.events import money_string
+from ledger.kinds import Direction
 from ledger.models import Account, Balance, ClientAccount, Entry, Reconciliation, Transaction
 from ledger.postings import LedgerRefused
 
@@ -25,7 +30,8 @@ from ledger.postings import LedgerRefused
 class BalanceInline(ReadOnlyInline):
     model = Balance
     balance_shown = money("balance", label="balance")
-    fields = readonly_fields = ("currency", "balance_shown", "version", "updated_at")
+    updated = at_second("updated_at", label="updated")
+    fields = readonly_fields = ("currency", "balance_shown", "version", "updated")
 
 
 def _actor(request: HttpRequest) -> str:
@@ -33,11 +39,21 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "balances_shown", "frozen", "allow_negative", "created_at")
+class AccountAdmin(InlinesWithRowsAdmin, ReadOnlyAdmin):
+    created = at_second("created_at", label="created")
+    updated = at_second("updated_at", label="updated")
+    list_display = ("id", "balances_shown", "kind", "frozen", "created")
     list_filter = ("kind", "frozen", "allow_negative")
     search_fields = ("id",)
-    readonly_fields = ("id", "kind", "allow_negative", "frozen", "created_at", "updated_at")
+    fields = readonly_fields = (
+        "id",
+        "balances_shown",
+        "kind",
+        "frozen",
+        "allow_negative",
+        "created",
+        "updated",
+    )
     inlines = [BalanceInline]
     actions = ["freeze", "unfreeze"]
 
@@ -82,21 +98,43 @@ class EntryInline(ReadOnlyInline):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ("transaction_id", "kind", "description", "posted_at", "actor", "reverses")
+class TransactionAdmin(InlinesWithRowsAdmin, ReadOnlyAdmin):
+    posted = at_second("posted_at", label="posted")
+    metadata_shown = json_shown("metadata", label="metadata")
+    list_display = ("transaction", "amount", "kind", "posted", "description")
     list_filter = ("kind",)
     search_fields = ("transaction_id", "description", "correlation_id", "entries__account__id")
     date_hierarchy = "posted_at"
-    readonly_fields = (
+    fields = readonly_fields = (
         "transaction_id",
+        "amount",
         "kind",
+        "posted",
         "description",
-        "metadata",
-        "reverses",
         "actor",
+        "reverses",
         "correlation_id",
-        "posted_at",
+        "metadata_shown",
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:
+        return super().get_queryset(request).prefetch_related("entries")
+
+    @admin.display(description="transaction id", ordering="transaction_id")
+    def transaction(self, txn: Transaction) -> SafeString:
+        return breakable(txn.transaction_id)
+
+    @admin.display(description="amount")
+    def amount(self, txn: Transaction) -> str:
+        """What moved: the debit legs' sum in each currency (the credits balance them)."""
+        moved: dict[str, Decimal] = {}
+        for entry in txn.entries.all():
+            if entry.direction == Direction.DEBIT:
+                moved[entry.currency] = moved.get(entry.currency, Decimal(0)) + entry.amount
+        return ", ".join(
+            f"{money_string(total, currency)}\u00a0{currency}" for currency, total in sorted(moved.items())
+        )
+
     inlines = [EntryInline]
     actions = ["reverse_transactions"]
 
@@ -121,8 +159,20 @@ class TransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(Reconciliation)
 class ReconciliationAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "ok", "balances_checked", "alert_id")
-    readonly_fields = [f.name for f in Reconciliation._meta.fields]
+    started = at_second("started_at", label="started")
+    finished = at_second("finished_at", label="finished")
+    mismatches_shown = json_shown("mismatches", label="mismatches")
+    imbalances_shown = json_shown("imbalances", label="imbalances")
+    list_display = ("started", "ok", "balances_checked", "alert_id")
+    fields = readonly_fields = (
+        "started",
+        "finished",
+        "ok",
+        "balances_checked",
+        "alert_id",
+        "mismatches_shown",
+        "imbalances_shown",
+    )
 
     @admin.display(boolean=True)
     def ok(self, run: Reconciliation) -> bool:
@@ -149,9 +199,10 @@ class ClientAccountAdmin(admin.ModelAdmin):
 
     form = ClientAccountForm
 
-    list_display = ("account_id", "client", "assigned_by", "assigned_at")
+    assigned = at_second("assigned_at", label="assigned")
+    list_display = ("account_id", "client", "assigned_by", "assigned")
     search_fields = ("account_id", "client__username")
-    readonly_fields = ("assigned_by", "assigned_at")
+    readonly_fields = ("assigned_by", "assigned")
 
     def save_model(self, request: HttpRequest, obj: ClientAccount, form: Any, change: bool) -> None:
         if change and "account_id" in form.changed_data:

@@ -12,6 +12,7 @@ from django.test import Client
 from bridge import topics
 from bridge.codec import loads
 from bridge.models import OutboxEvent
+from core.admin_display import utc_seconds
 from ledger.models import Account, Transaction
 from tests.ledger.support import balance, post, topup_request, transfer_request
 
@@ -100,3 +101,15 @@ def test_actions_need_their_permissions(books: None) -> None:
     act(client, ACCOUNTS, "freeze", "user:bob")
     assert not Transaction.objects.filter(pk="reversal:adm-2").exists()
     assert not Account.objects.get(pk="user:bob").frozen
+
+
+def test_transactions_show_what_moved_with_its_currency_and_when_to_the_second(
+    admin_client: Client, books: None
+) -> None:
+    transfer = Transaction.objects.get(pk="adm-2")
+    listing = admin_client.get(TRANSACTIONS).content.decode()
+    assert "30.00\xa0USD" in listing  # the debit legs' sum, one column
+    assert utc_seconds(transfer.posted_at) in listing
+    page = admin_client.get(f"{TRANSACTIONS}adm-2/change/").content.decode()
+    assert "30.00\xa0USD" in page and utc_seconds(transfer.posted_at) in page
+    assert 'id="entries-group"' in page and 'name="_save"' not in page
