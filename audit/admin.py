@@ -14,14 +14,16 @@ from django.http import HttpRequest
 from audit import services
 from audit.models import AlertStatus, AuditEvent, ChainCheckpoint, ComplianceAlert
 from core.admin_base import ReadOnlyAdmin
+from core.admin_display import at_second, readable_fields
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("sequence", "occurred_at", "event_type", "action", "actor", "subject_type", "subject_id")
+    occurred = at_second("occurred_at", label="occurred")
+    list_display = ("sequence", "occurred", "event_type", "action", "actor", "subject_type", "subject_id")
     list_filter = ("event_type", "action")
     search_fields = ("subject_id", "actor", "correlation_id", "event_id")
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    fields = readonly_fields = readable_fields(AuditEvent)
     date_hierarchy = "occurred_at"
     # Counting a log of millions of rows on every page costs more than the page itself.
     show_full_result_count = False
@@ -29,9 +31,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ChainCheckpoint)
 class ChainCheckpointAdmin(ReadOnlyAdmin):
-    list_display = ("sequence", "kind", "signed_at", "record_hash", "archive")
+    signed = at_second("signed_at", label="signed")
+    list_display = ("sequence", "kind", "signed", "record_hash", "archive")
     list_filter = ("kind",)
-    readonly_fields = [f.name for f in ChainCheckpoint._meta.fields]
+    fields = readonly_fields = readable_fields(ChainCheckpoint)
 
 
 class ComplianceAlertForm(forms.ModelForm):
@@ -47,13 +50,12 @@ class ComplianceAlertForm(forms.ModelForm):
 @admin.register(ComplianceAlert)
 class ComplianceAlertAdmin(admin.ModelAdmin):
     form = ComplianceAlertForm
-    list_display = ("raised_at", "rule", "severity", "status", "subject", "assignee")
+    raised = at_second("raised_at", label="raised")
+    list_display = ("raised", "rule", "severity", "status", "subject", "assignee")
     list_filter = ("status", "rule", "severity")
     search_fields = ("subject", "alert_id", "source_event_id", "correlation_id")
     date_hierarchy = "raised_at"
-    readonly_fields = [
-        f.name for f in ComplianceAlert._meta.fields if f.name not in ("id", "assignee", "dedupe_key")
-    ]
+    readonly_fields = readable_fields(ComplianceAlert, leave_out=("id", "assignee", "dedupe_key"))
     actions = ["acknowledge_selected", "resolve_selected"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -13,6 +13,7 @@ from django.utils.html import escape, format_html
 
 from core.actors import user_actor
 from core.admin_base import ReadOnlyInline
+from core.admin_display import ChangedByActionsAdmin, InlinesWithRowsAdmin, at_second, readable_fields
 from notifications import rendering, services, webhooks
 from notifications.models import DeliveryAttempt, EndpointKind, Notification, Template, WebhookEndpoint
 
@@ -27,11 +28,12 @@ def _actor(request: HttpRequest) -> str:
 
 class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
+    started = at_second("started_at", label="started")
     fields = (
         "number",
         "status",
         "provider",
-        "started_at",
+        "started",
         "latency_ms",
         "status_code",
         "provider_message_id",
@@ -49,7 +51,10 @@ class DeliveryAttemptInline(ReadOnlyInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(InlinesWithRowsAdmin, ChangedByActionsAdmin):
+    """View-only pages (the resend action is the change); times to the second, context folded."""
+
+    created = at_second("created_at", label="created")
     list_display = (
         "notification_id",
         "owner",
@@ -58,12 +63,12 @@ class NotificationAdmin(admin.ModelAdmin):
         "template_key",
         "status",
         "attempts",
-        "created_at",
+        "created",
     )
     list_filter = ("status", "channel", "failure_reason", "deferred_reason")
     search_fields = ("notification_id", "recipient", "template_key", "correlation_id")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Notification._meta.fields]
+    fields = readonly_fields = readable_fields(Notification)
     inlines = [DeliveryAttemptInline]
     actions = ["resend"]
 
@@ -85,10 +90,11 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    list_display = ("key", "channel", "locale", "subject", "updated_at")
+    updated = at_second("updated_at", label="updated")
+    list_display = ("key", "channel", "locale", "subject", "updated")
     list_filter = ("channel", "locale", "key")
     search_fields = ("key", "subject", "body")
-    readonly_fields = ("preview", "updated_at")
+    readonly_fields = ("preview", "updated")
     fields = (
         "key",
         "channel",
@@ -98,7 +104,7 @@ class TemplateAdmin(admin.ModelAdmin):
         "html_body",
         "sample_context",
         "preview",
-        "updated_at",
+        "updated",
     )
 
     @admin.display(description="Preview (saved version, rendered with the sample context)")

@@ -1,4 +1,5 @@
-"""The notifications admin: template preview (rendered, autoescaped) and the resend action."""
+"""The notifications admin: template preview (rendered, autoescaped), the resend action, and a
+notification's view-only page."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 from django.test import Client
 
 from bridge.models import OutboxEvent
+from core.admin_display import utc_seconds
 from notifications.models import Notification, Template
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +78,20 @@ def test_resend_action_refuses_one_in_flight(admin_client: Client) -> None:
     assert "is sending" in answer.content.decode()
     notification.refresh_from_db()
     assert notification.status == "sending"
+
+
+def test_a_notification_page_is_view_only_with_its_context_folded_and_times_to_the_second(
+    admin_client: Client,
+) -> None:
+    notification = Notification.objects.create(
+        notification_id="adm-page",
+        channel="email",
+        recipient="a@example.com",
+        status="failed",
+        context={"name": "<b>Ada</b>"},
+    )
+    page = admin_client.get(f"/admin/notifications/notification/{notification.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and "Close" in page
+    assert utc_seconds(notification.created_at) in page
+    assert "&lt;b&gt;Ada&lt;/b&gt;" in page and "<b>Ada</b>" not in page
+    assert 'id="delivery_attempts-group"' not in page  # no delivery attempts yet: no empty table
