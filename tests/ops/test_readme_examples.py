@@ -88,7 +88,7 @@ def test_examples_run_as_written_and_answer_what_they_show(
             text = f"source {shlex.quote(str(state))}\nexport DOC_EXAMPLES_CAPTURE={quoted}\n{text}"
         log = run_document(path, chosen, text, {**env, "DOC_EXAMPLES_CAPTURE": str(capture)})
         if is_readme:
-            # `send_demo_events --wait` says which requests it saw no outcome for, but exits 0.
+            # Each request the demo sent has its outcome printed (an exit status says only "some").
             sent = re.findall(r"^sent (\S+): ", log, re.M)
             silent = [i for i in sent if not re.search(rf"^\S+ +{re.escape(i)} ", log, re.M)]
             assert not silent, f"send_demo_events --wait printed no outcome for {silent}:\n{log}"
