@@ -91,12 +91,17 @@ class WebProcess:
 def production_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     """The web process as deployed: gunicorn with gunicorn.conf.py, DEBUG off."""
     port = free_port()
-    proc = Proc(
-        "web",
+    yield from serving(
+        port,
         [str(VENV_BIN / "gunicorn"), "kafka_platform.wsgi:application"],
         production_env(stack.env, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_THREADS="2"),
         tmp_path_factory.mktemp("web-logs"),
-    ).start()
+    )
+
+
+def serving(port: int, command: list[str], env: dict[str, str], logs: Path) -> Iterator[WebProcess]:
+    """A web process started with `command` on `port`, yielded once /live answers, then stopped."""
+    proc = Proc("web", command, env, logs).start()
     web = WebProcess(f"http://127.0.0.1:{port}", proc)
     try:
         wait_for_http(web.url + "/live", proc=proc)

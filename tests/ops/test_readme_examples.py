@@ -18,9 +18,9 @@ import pytest
 
 from bridge.embedded import free_port
 from tests.conftest import Stack
-from tests.ops.conftest import WebProcess, wait_for_http
+from tests.ops.conftest import WebProcess, serving
 from tests.support.doc_examples import Block, blocks, script
-from tests.support.processes import ROOT, VENV_BIN, Proc, manage
+from tests.support.processes import ROOT, VENV_BIN, manage
 
 # Documents whose examples are not run, and why (they cannot carry the marker).
 NOT_RUN = {
@@ -39,18 +39,8 @@ def documents() -> list[Path]:
 def development_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     """The web process as `make run` starts it (runserver, DEBUG on), on a free port."""
     port = free_port()
-    proc = Proc(
-        "web",
-        manage("runserver", f"127.0.0.1:{port}", "--noreload"),
-        stack.env,
-        tmp_path_factory.mktemp("web-logs"),
-    ).start()
-    web = WebProcess(f"http://127.0.0.1:{port}", proc)
-    try:
-        wait_for_http(web.url + "/live", proc=proc)
-        yield web
-    finally:
-        proc.stop()
+    command = manage("runserver", f"127.0.0.1:{port}", "--noreload")
+    yield from serving(port, command, stack.env, tmp_path_factory.mktemp("web-logs"))
 
 
 @pytest.mark.django_db(transaction=True)  # ends with the wipe: shop, ops, pay_1001 are the README's
