@@ -12,9 +12,10 @@ from django.contrib import admin
 from django.contrib.admin import options as admin_options
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
 from core import json_depth
+from core.admin_display import ChangedByActionsAdmin
 from core.money import format_money
 
 
@@ -69,9 +70,9 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class ActionsOnlyAdmin(admin.ModelAdmin):
-    """Rows changed only through admin actions (which call services): every field read-only and
-    no save buttons on the change page, though the user holds the change permission."""
+class ActionsOnlyAdmin(ChangedByActionsAdmin):
+    """Rows changed only through admin actions (which call services), never added or deleted
+    here: every field read-only, and the page of one row view-only (ChangedByActionsAdmin)."""
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -86,21 +87,6 @@ class ActionsOnlyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         hidden = set(self.exclude or ())
         return [f.name for f in self.model._meta.fields if f.name not in hidden] + list(self.shown_fields)
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-            "show_delete": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        """Nothing to save: every field is read-only (a crafted POST changes nothing)."""
 
 
 def money(
