@@ -27,9 +27,10 @@ run: install
 # Both tiers (docs/testing.md): the service tier (PostgreSQL and Redis, domain rules through
 # services and batch handlers) and the process-stack tier (a Kafka broker, the bridge, relay,
 # worker and beat as subprocesses: flows and faults), the chaos scenarios at CI size (400
-# payments a crash). What CI runs; the target is under 20 minutes from a fresh clone on 2 CPUs.
+# payments a crash). What CI runs; the target is under 20 minutes from a fresh clone on 2 CPUs
+# (the fifteen slowest tests are listed at the end, to see where that time goes).
 test: install
-	$(PY) -m pytest --create-db
+	$(PY) -m pytest --create-db --durations=15
 
 # The quick loop while working: the service tier and the single-flow tests of the stack, neither
 # the chaos suite nor the slow lifecycle tests (restarts, shutdown, rebalance, long waits), on the
