@@ -134,8 +134,8 @@ def _operations_refusals(values: Mapping[str, Any]) -> list[str]:
 
 
 def kafka_refusals(values: Mapping[str, Any]) -> list[str]:
-    """The Kafka settings production refuses: a platform event key anyone could know, or
-    unauthenticated, unencrypted broker connections nobody accepted."""
+    """The Kafka settings production refuses: a platform event key anyone could know,
+    unauthenticated, unencrypted broker connections nobody accepted, or topics without replicas."""
     refusals = []
     event_key = values["PLATFORM_EVENT_KEY"]
     # The environment variable each key is set by, and its value.
@@ -160,7 +160,35 @@ def kafka_refusals(values: Mapping[str, Any]) -> list[str]:
             "KAFKA_SECURITY_PROTOCOL is PLAINTEXT (no authentication, no encryption): use SASL_SSL or SSL, "
             "or set PLATFORM_ALLOW_INSECURE_KAFKA=1 to accept that (a single-broker staging, say)."
         )
+    return refusals + topic_durability_refusals(values)
+
+
+def topic_durability_refusals(values: Mapping[str, Any]) -> list[str]:
+    """Topics one broker's loss would empty, or that no acks=all write could ever reach."""
+    refusals = []
+    replicas = values["KAFKA_TOPIC_REPLICATION_FACTOR"]
+    if replicas < 2 and not values["PLATFORM_ALLOW_UNREPLICATED_KAFKA"]:
+        refusals.append(
+            f"KAFKA_TOPIC_REPLICATION_FACTOR is {replicas} (one broker's loss loses the topics' records): "
+            "set it to 3, or set PLATFORM_ALLOW_UNREPLICATED_KAFKA=1 to accept that (a single-broker "
+            "staging, say)."
+        )
+    refusals += min_insync_refusals(values)
     return refusals
+
+
+def min_insync_refusals(values: Mapping[str, Any]) -> list[str]:
+    """An in-sync minimum the topics cannot meet: refused, not lowered behind the operator's back
+    (`kafka_topics` stops at it too, with DEBUG on)."""
+    replicas, min_insync = values["KAFKA_TOPIC_REPLICATION_FACTOR"], values["KAFKA_TOPIC_MIN_INSYNC_REPLICAS"]
+    if min_insync < 1:
+        return [f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS is {min_insync}: set it to 1 or more."]
+    if min_insync > replicas:
+        return [
+            f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS is {min_insync}, above KAFKA_TOPIC_REPLICATION_FACTOR "
+            f"({replicas}): no acks=all write could succeed; set it to {replicas} at most."
+        ]
+    return []
 
 
 # The first line of a refusal: a development shell that forgot DJANGO_DEBUG learns the fix at once.

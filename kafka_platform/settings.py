@@ -176,7 +176,16 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="kafka-platform-b
 # ~6 s lets a consumer group form in ~3 s instead of ~25 s; a crashed bridge's partitions move
 # to a live one within this time.
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
-KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
+# Topics as `kafka_topics --create` makes them and `--check` expects them. Production: three
+# replicas, and an acks=all write needs two of them in sync, so one broker's loss loses no
+# acknowledged record and stops no writes. Development: the embedded single broker. The in-sync
+# default never exceeds the replication factor; a value set above it is refused (production.py).
+KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1 if DEBUG else 3)
+KAFKA_TOPIC_MIN_INSYNC_REPLICAS = env.int(
+    "KAFKA_TOPIC_MIN_INSYNC_REPLICAS", default=1 if DEBUG else min(2, KAFKA_TOPIC_REPLICATION_FACTOR)
+)
+# Production refuses topics with a single replica unless this says the deployment accepts it.
+PLATFORM_ALLOW_UNREPLICATED_KAFKA = env.bool("PLATFORM_ALLOW_UNREPLICATED_KAFKA", default=False)
 
 # --- Who may produce what on Kafka (bridge.signing, bridge.admission) ---------------------------
 # Signs every record the platform publishes; the bridge believes a record's actor, and acts on

@@ -33,8 +33,10 @@ PRODUCTION_SETTINGS = {
     "NOTIFICATIONS_PUSH_PROVIDER": "notifications.providers.expo.ExpoPushProvider",
     "METRICS_TOKEN": METRICS_TOKEN,
     "PLATFORM_EVENT_KEY": secrets.token_urlsafe(32),
-    # The tests' broker is the embedded one, over PLAINTEXT.
+    # The tests' broker is the embedded one, over PLAINTEXT, and a single broker.
     "PLATFORM_ALLOW_INSECURE_KAFKA": "1",
+    "KAFKA_TOPIC_REPLICATION_FACTOR": "1",
+    "PLATFORM_ALLOW_UNREPLICATED_KAFKA": "1",
 }
 
 

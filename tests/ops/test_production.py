@@ -123,6 +123,11 @@ def test_debug_is_on_only_when_asked_for() -> None:
             {"PLATFORM_ALLOW_INSECURE_KAFKA": None, "KAFKA_SECURITY_PROTOCOL": "plaintext"},
             "KAFKA_SECURITY_PROTOCOL is PLAINTEXT",
         ),
+        (
+            {"KAFKA_TOPIC_REPLICATION_FACTOR": None, "KAFKA_TOPIC_MIN_INSYNC_REPLICAS": "4"},
+            "KAFKA_TOPIC_MIN_INSYNC_REPLICAS is 4, above KAFKA_TOPIC_REPLICATION_FACTOR (3)",
+        ),
+        ({"KAFKA_TOPIC_MIN_INSYNC_REPLICAS": "0"}, "KAFKA_TOPIC_MIN_INSYNC_REPLICAS is 0: set it to 1"),
     ],
     ids=[
         "dev-secret-key",
@@ -153,6 +158,8 @@ def test_debug_is_on_only_when_asked_for() -> None:
         "event-key-is-secret-key",
         "plaintext-kafka",
         "plaintext-kafka-lowercase",
+        "min-insync-above-replication",
+        "no-min-insync",
     ],
 )
 def test_production_refuses_to_start_with_a_development_value(
@@ -205,6 +212,49 @@ def test_kafka_over_tls_needs_no_insecure_allowance(monkeypatch: pytest.MonkeyPa
     read_settings(
         without_debug(PLATFORM_ALLOW_INSECURE_KAFKA=None, KAFKA_SECURITY_PROTOCOL="SASL_SSL"), monkeypatch
     )
+
+
+# What production says of topics on a single broker (kafka_platform/production.py).
+SINGLE_REPLICA_REFUSAL = (
+    "- KAFKA_TOPIC_REPLICATION_FACTOR is 1 (one broker's loss loses the topics' records): set it to 3, "
+    "or set PLATFORM_ALLOW_UNREPLICATED_KAFKA=1 to accept that (a single-broker staging, say)."
+)
+
+
+def replication(values: dict[str, object]) -> tuple[object, object]:
+    return values["KAFKA_TOPIC_REPLICATION_FACTOR"], values["KAFKA_TOPIC_MIN_INSYNC_REPLICAS"]
+
+
+def test_production_creates_topics_with_three_replicas_two_in_sync_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unset = {"KAFKA_TOPIC_REPLICATION_FACTOR": None, "PLATFORM_ALLOW_UNREPLICATED_KAFKA": None}
+    assert replication(read_settings(without_debug(**unset), monkeypatch)) == (3, 2)
+    # Two replicas need no allowance; both must acknowledge (the in-sync default stays 2).
+    two = read_settings(without_debug(**{**unset, "KAFKA_TOPIC_REPLICATION_FACTOR": "2"}), monkeypatch)
+    assert replication(two) == (2, 2)
+
+
+def test_development_keeps_one_replica_for_the_embedded_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    unset = {"KAFKA_TOPIC_REPLICATION_FACTOR": None, "PLATFORM_ALLOW_UNREPLICATED_KAFKA": None}
+    assert replication(read_settings(without_debug(DJANGO_DEBUG="1", **unset), monkeypatch)) == (1, 1)
+
+
+def test_production_refuses_a_single_replica_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    refused_env = without_debug(KAFKA_TOPIC_REPLICATION_FACTOR="1", PLATFORM_ALLOW_UNREPLICATED_KAFKA=None)
+    with pytest.raises(ImproperlyConfigured) as refused:
+        read_settings(refused_env, monkeypatch)
+    assert SINGLE_REPLICA_REFUSAL in str(refused.value).splitlines()
+    # Allowed (a single-broker staging, as the tests' own): the in-sync default follows it down.
+    allowed = without_debug(KAFKA_TOPIC_REPLICATION_FACTOR="1", PLATFORM_ALLOW_UNREPLICATED_KAFKA="1")
+    assert replication(read_settings(allowed, monkeypatch)) == (1, 1)
+
+
+def test_a_production_process_with_one_replica_stops_naming_the_setting_and_the_allowance() -> None:
+    result = run(manage("check"), without_debug(PLATFORM_ALLOW_UNREPLICATED_KAFKA=None))
+    assert result.returncode != 0
+    assert SINGLE_REPLICA_REFUSAL in result.stderr.splitlines(), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_console_providers_are_accepted_in_production_only_when_allowed(
