@@ -1,4 +1,4 @@
-"""The topic catalog: every topic's name, key, partitions, retention and compression (docs/events.md).
+"""The topic catalog: every topic's name, key, partitions, retention, cleanup, compression (docs/events.md).
 
 Nothing else in the code base spells a topic name; import the constants from here.
 """
@@ -24,6 +24,8 @@ class Topic:
     partitions: int = 6
     retention_ms: int = 7 * DAY_MS
     compression: str = "zstd"
+    # Said even where it is Kafka's default, so that `kafka_topics --check` sees it on every broker.
+    cleanup_policy: str = "delete"
     extra_config: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -35,6 +37,7 @@ class Topic:
             "retention.ms": str(self.retention_ms),
             "compression.type": self.compression,
             "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+            "cleanup.policy": self.cleanup_policy,
             **self.extra_config,
         }
 
